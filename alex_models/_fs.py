@@ -1,0 +1,78 @@
+"""Filesystem helpers every module shares: atomic writes and the path-traversal guard."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path, PurePosixPath
+
+from alex_models.errors import UserError
+
+# A repo path segment longer than this cannot be a file name on common filesystems (NAME_MAX).
+_MAX_SEGMENT_BYTES = 255
+
+
+def safe_relpath(name: str, *, what: str = "path") -> PurePosixPath:
+    """Return ``name`` as a relative POSIX path, or raise ``UserError`` if it could escape a directory.
+
+    Remote file names become paths on disk, so they are untrusted: absolute paths, ``..``, ``.``,
+    empty segments, backslashes, drive letters and NUL are all refused.
+    """
+    problem = _relpath_problem(name)
+    if problem is not None:
+        raise UserError(
+            f"refusing {what} {name!r}: {problem}", hint="use a relative path like 'dir/file.gguf'"
+        )
+    return PurePosixPath(name)
+
+
+def _relpath_problem(name: str) -> str | None:
+    if not name:
+        return "it is empty"
+    if "\0" in name:
+        return "it contains a NUL byte"
+    if "\\" in name:
+        return "it contains a backslash"
+    if name.startswith("/"):
+        return "it is absolute"
+    if len(name) >= 2 and name[1] == ":":
+        return "it starts with a drive letter"
+    for segment in name.split("/"):
+        if not segment:
+            return "it has an empty segment"
+        if segment in (".", ".."):
+            return f"it has a {segment!r} segment"
+        if len(segment.encode()) > _MAX_SEGMENT_BYTES:
+            return f"a segment is longer than {_MAX_SEGMENT_BYTES} bytes"
+    return None
+
+
+def atomic_write(path: Path, data: bytes, *, mode: int = 0o644) -> None:
+    """Write ``data`` to ``path`` so that readers see the old file or the new one, never a mix.
+
+    The bytes go to a unique temporary file in the same directory, are fsynced, get ``mode``
+    (mkstemp creates 0600), and replace ``path`` in one rename.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as tmp_file:
+            tmp_file.write(data)
+            tmp_file.flush()
+            os.fsync(tmp_file.fileno())
+        tmp.chmod(mode)
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(directory: Path) -> None:
+    # The rename is durable only once the directory entry is on disk.
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,53 @@
+"""Fixtures every test shares: an isolated home, and the mirror server on a free loopback port."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+# huggingface_hub reads HF_HOME, HF_ENDPOINT and the token path once, at import. Point them at a
+# throwaway folder before any test imports it, so no test can read a developer's real cache or token.
+_SESSION_HOME = Path(tempfile.mkdtemp(prefix="alex-models-tests-"))
+for _name in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_ENDPOINT", "HF_HUB_OFFLINE", "HF_HUB_CACHE"):
+    os.environ.pop(_name, None)
+os.environ["HF_HOME"] = str(_SESSION_HOME / "hf-home")
+
+from alex_models.mirror import MirrorRoot, MirrorServer  # noqa: E402
+
+_ENV_DIRS = {
+    "HOME": "home",
+    "HF_HOME": "hf-home",
+    "HF_HUB_CACHE": "hf-home/hub",
+    "ALEX_MODELS_HOME": "alex-models",
+    "XDG_CACHE_HOME": "xdg-cache",
+    "XDG_CONFIG_HOME": "xdg-config",
+}
+
+
+@pytest.fixture(autouse=True)
+def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every state directory (store, HF_HOME, config) under tmp_path; no token in the environment."""
+    home = tmp_path / "env"
+    for name, sub in _ENV_DIRS.items():
+        (home / sub).mkdir(parents=True, exist_ok=True)
+        monkeypatch.setenv(name, str(home / sub))
+    for name in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_ENDPOINT", "HF_HUB_OFFLINE"):
+        monkeypatch.delenv(name, raising=False)
+    return home
+
+
+@pytest.fixture
+def mirror_root(tmp_path: Path) -> MirrorRoot:
+    """An empty mirror root; create repos, commits, branches and tags with its methods."""
+    return MirrorRoot(tmp_path / "mirror-root")
+
+
+@pytest.fixture
+def mirror(mirror_root: MirrorRoot) -> Iterator[MirrorServer]:
+    """The mirror server over ``mirror_root``, on free loopback ports, for the test's duration."""
+    with MirrorServer(mirror_root.root, host="127.0.0.1") as server:
+        yield server

@@ -1,0 +1,84 @@
+"""The command line as a user runs it: real subprocesses of the installed console script."""
+
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx2
+
+from alex_models import __version__
+from alex_models.mirror import MirrorRoot
+
+BIN = Path(sys.executable).parent
+HEAVY_MODULES = ("huggingface_hub", "httpx2", "pydantic", "gguf", "numpy", "ruamel")
+
+
+def run(*args: str, **kwargs: object) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(args, capture_output=True, text=True, timeout=60, check=False, **kwargs)  # type: ignore[call-overload]
+
+
+def test_version_prints_the_package_version() -> None:
+    result = run(str(BIN / "alex-models"), "--version")
+    assert result.returncode == 0
+    assert result.stdout.strip() == f"alex-models {__version__}"
+
+
+def test_python_dash_m_runs_the_same_cli() -> None:
+    result = run(sys.executable, "-m", "alex_models", "--help")
+    assert result.returncode == 0
+    assert "mirror" in result.stdout
+
+
+def test_help_imports_no_heavy_module() -> None:
+    # --help must stay fast: the heavy stacks load inside the commands that need them.
+    result = run(sys.executable, "-X", "importtime", "-m", "alex_models", "--help")
+    assert result.returncode == 0
+    imported = {line.rsplit("|", 1)[-1].strip().split(".")[0] for line in result.stderr.splitlines()}
+    assert imported.isdisjoint(HEAVY_MODULES), imported & set(HEAVY_MODULES)
+
+
+def test_user_error_is_one_line_with_hint_and_exit_1(tmp_path: Path) -> None:
+    result = run(str(BIN / "alex-models"), "mirror", "serve", "--root", str(tmp_path / "missing"))
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        f"error: mirror root {tmp_path / 'missing'} is not a directory",
+        "hint: create it, or point --root at a folder laid out as ROOT/<org>/<name>/<commit>/",
+    ]
+
+
+def test_bad_fault_spec_is_a_usage_error_exit_2(tmp_path: Path) -> None:
+    result = run(str(BIN / "alex-models"), "mirror", "serve", "--root", str(tmp_path), "--fault", "explode")
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: unknown fault kind 'explode' in --fault 'explode'\n")
+    assert "Traceback" not in result.stderr
+
+
+def test_mirror_module_serves_with_command_line_faults_and_stops_on_sigterm(mirror_root: MirrorRoot) -> None:
+    commit = mirror_root.commit("org/tiny", {"config.json": b"{}"})
+    process = subprocess.Popen(
+        [sys.executable, "-m", "alex_models.mirror", "--root", str(mirror_root.root), "--port", "0",
+         "--fault", "status=503,times=1"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    try:
+        assert process.stdout is not None
+        banner = process.stdout.readline()
+        match = re.search(r"at (http://127\.0\.0\.1:\d+) ", banner)
+        assert match, banner
+        url = f"{match[1]}/org/tiny/resolve/main/config.json"
+        with httpx2.Client() as client:
+            assert client.get(url).status_code == 503
+            second = client.get(url)
+        assert second.status_code == 200
+        assert second.headers["X-Repo-Commit"] == commit
+    finally:
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=30)
+    assert process.returncode == 0
+    assert "GET api /org/tiny/resolve/main/config.json 503" in stderr
