@@ -15,6 +15,11 @@ _SESSION_HOME = Path(tempfile.mkdtemp(prefix="alex-models-tests-"))
 for _name in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_ENDPOINT", "HF_HUB_OFFLINE", "HF_HUB_CACHE"):
     os.environ.pop(_name, None)
 os.environ["HF_HOME"] = str(_SESSION_HOME / "hf-home")
+# In-process, the endpoint huggingface_hub captures at import is a closed loopback port: a request
+# that forgets to name the mirror (or the client's own agent-harness lookup) fails fast here
+# instead of reaching huggingface.co. Tests pass the mirror's URL explicitly.
+os.environ["HF_ENDPOINT"] = "http://127.0.0.1:9"
+os.environ["HF_HUB_DISABLE_UPDATE_CHECK"] = "1"
 
 from alex_models.mirror import MirrorRoot, MirrorServer  # noqa: E402
 

@@ -95,7 +95,7 @@ class Fault:
             key, sep, value = option.partition("=")
             if not sep or not value:
                 raise UsageError(f"--fault {spec!r}: expected key=value, got {option!r}", hint=_SPEC_HELP)
-            if key == "times" and value.isdigit():
+            if key == "times" and value.isdecimal():  # isdigit() also takes "²", which int() refuses
                 fault.times = int(value)
             elif key == "file":
                 fault.file = value
@@ -123,7 +123,7 @@ def _parse_value(kind: FaultKind, raw: str, spec: str) -> float:
             size = int(float(match["num"]) * _UNITS[(match["unit"] or "").lower()])
             if size > 0 or kind == "drop-after":
                 return size
-    elif raw.isdigit() and (kind == "rate-limit" or 400 <= int(raw) <= 599):
+    elif raw.isdecimal() and (kind == "rate-limit" or 400 <= int(raw) <= 599):
         return int(raw)
     raise UsageError(f"--fault {spec!r}: bad value {raw!r} for {kind}", hint=_SPEC_HELP)
 

@@ -49,7 +49,7 @@ Origin = Literal["api", "cdn"]
 CDN_URL_TTL_SECONDS = 3600
 _SEND_CHUNK = 1024 * 1024
 _POLL_INTERVAL = 0.02  # seconds between the serve loop's shutdown checks
-_CORRUPT_STRIDE = 64 * 1024  # the first byte of every 64 KiB block is flipped
+_CORRUPT_STRIDE = 64 * 1024  # the first byte of every 64 KiB block of a body is flipped
 _MODEL_INFO_KEYS = (
     "author", "cardData", "createdAt", "disabled", "downloads", "gated", "lastModified", "likes",
     "private", "sha", "siblings", "tags", "usedStorage",
@@ -101,7 +101,7 @@ class HubError(Exception):
     def response(self) -> _Response:
         headers = {
             "Content-Type": "application/json; charset=utf-8",
-            "X-Error-Message": self.message,
+            "X-Error-Message": _header_text(self.message),
             **self.headers,
         }
         if self.code is not None:
@@ -111,6 +111,12 @@ class HubError(Exception):
 
 def _json(value: object) -> bytes:
     return json.dumps(value, separators=(",", ":")).encode()
+
+
+def _header_text(text: str) -> str:
+    """``text`` as printable ASCII, other characters backslash-escaped: messages echo request paths,
+    and a CR/LF, NUL or non-Latin-1 character there would split, break or crash the header block."""
+    return "".join(c if " " <= c <= "~" else c.encode("unicode_escape").decode("ascii") for c in text)
 
 
 def _iso(date: datetime) -> str:
@@ -143,7 +149,7 @@ class MirrorServer:
         self.expand_page_size = expand_page_size
         self._on_request = on_request
         self._log: list[RequestRecord] = []
-        self._log_lock = threading.Lock()
+        self._log_changed = threading.Condition()
         self._signing_key = secrets.token_bytes(32)
         self._api = _HTTPServer(host, port, self, "api")
         self._cdn = _HTTPServer(host, cdn_port, self, "cdn")
@@ -172,12 +178,24 @@ class MirrorServer:
 
     @property
     def log(self) -> list[RequestRecord]:
-        with self._log_lock:
+        with self._log_changed:
             return list(self._log)
 
     def clear_log(self) -> None:
-        with self._log_lock:
+        with self._log_changed:
             self._log.clear()
+
+    def wait_log(
+        self, ready: Callable[[list[RequestRecord]], bool], timeout: float = 10.0
+    ) -> list[RequestRecord]:
+        """The request log once ``ready(log)`` holds, or as it is after ``timeout`` seconds.
+
+        A request is logged after its last byte is sent, so a client can finish reading a moment
+        before the record lands; tests wait here for the records they expect.
+        """
+        with self._log_changed:
+            self._log_changed.wait_for(lambda: ready(self._log), timeout)
+            return list(self._log)
 
     def start(self) -> MirrorServer:
         for server in (self._api, self._cdn):
@@ -211,8 +229,9 @@ class MirrorServer:
         self.stop()
 
     def record(self, record: RequestRecord) -> None:
-        with self._log_lock:
+        with self._log_changed:
             self._log.append(record)
+            self._log_changed.notify_all()
         if self._on_request is not None:
             self._on_request(record)
 
@@ -362,7 +381,7 @@ class _Handler(BaseHTTPRequestHandler):
             if not chunk:
                 break
             if corrupt:
-                chunk = _corrupt(chunk, start + sent)
+                chunk = _corrupt(chunk, sent)  # from the body's start: a short Range is corrupted too
             self.connection.sendall(chunk)
             sent += len(chunk)
             if rate is not None:
@@ -505,6 +524,8 @@ def _api(mirror: MirrorServer, request: _Request) -> _Response:
     if action == "commits" and rest:
         return _commits(repo, "/".join(rest))
     if action == "auth-check" and not rest:
+        # Answers whether the caller may download files, so gated repos are checked as on resolve.
+        _open_repo(mirror, request, repo.id, files=True)
         return _ok({})
     raise HubError(404, None, "Not Found")
 
@@ -781,7 +802,7 @@ def _file_response(request: _Request, item: RepoFile, headers: dict[str, str]) -
 
 
 def _ascii(name: str) -> str:
-    return name.encode("ascii", "replace").decode().replace('"', "_")
+    return "".join(c if " " <= c <= "~" and c not in '"\\' else "_" for c in name)
 
 
 def _parse_range(header: str | None, size: int) -> tuple[int, int] | Literal["unsatisfiable"] | None:
