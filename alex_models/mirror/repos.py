@@ -29,7 +29,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from fnmatch import fnmatchcase
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Literal
 
 from alex_models._fs import atomic_write, safe_relpath
@@ -291,6 +291,8 @@ class Repo:
         dirs: dict[str, RepoDir] = {}
         # Deepest folders first, so each folder's children have their oids when it is hashed.
         for rel in sorted(children, key=lambda d: d.count("/") + (d != ""), reverse=True):
+            if rel and not children[rel]:
+                continue  # git keeps no empty folders (nor folders of dangling links)
             oid = _git_tree_sha1(children[rel])
             if rel:
                 dirs[rel] = RepoDir(rel, oid)
@@ -412,34 +414,24 @@ class MirrorRoot:
         branches = dict(refs.get("branches", {}))  # type: ignore[call-overload]
         if parent is None and branch is not None:
             parent = branches.get(branch)
-        inherited: dict[str, Path] = {}
-        if parent is not None:
-            parent_dir = directory / parent
-            inherited = {
-                p.relative_to(parent_dir).as_posix(): p for p in parent_dir.rglob("*") if p.is_file()
-            }
+        contents: dict[str, FileContent] = {**self._files_of(repo_id, parent), **files}
         for path in delete:
-            inherited.pop(path, None)
-        contents: dict[str, FileContent] = {**inherited, **files}
-        for path in contents:
-            safe_relpath(path, what="file path")
+            contents.pop(path, None)
+        _check_paths(repo_id, contents)
         commit = self._commit_id(contents, parent, message)
-        target = directory / commit
-        if not target.exists():
-            staging = directory / f".{commit}.tmp"
-            shutil.rmtree(staging, ignore_errors=True)
-            for path, content in contents.items():
-                dest = staging / path
-                dest.parent.mkdir(parents=True, exist_ok=True)
-                if isinstance(content, Path):
-                    _link_or_copy(content, dest)
-                else:
-                    dest.write_bytes(content)
-            staging.mkdir(parents=True, exist_ok=True)
-            staging.rename(target)
+        if not (directory / commit).exists():
+            _write_commit(directory, commit, contents)
         if branch is not None:
             self.set_branch(repo_id, branch, commit)
         return commit
+
+    def _files_of(self, repo_id: str, commit: str | None) -> dict[str, Path]:
+        if commit is None:
+            return {}
+        commit_dir = self.repo_dir(repo_id) / commit
+        if not COMMIT_RE.fullmatch(commit) or not commit_dir.is_dir():
+            raise UserError(f"{repo_id} has no commit {commit!r} to build on")
+        return {p.relative_to(commit_dir).as_posix(): p for p in commit_dir.rglob("*") if p.is_file()}
 
     def set_branch(self, repo_id: str, name: str, commit: str) -> None:
         self._set_ref(repo_id, "branches", name, commit)
@@ -473,6 +465,29 @@ class MirrorRoot:
                 file_hash = hashlib.sha256(content).hexdigest()
             digest.update(f"{path}\0{file_hash}\n".encode())
         return digest.hexdigest()
+
+
+def _check_paths(repo_id: str, contents: Mapping[str, FileContent]) -> None:
+    for path in contents:
+        safe_relpath(path, what="file path")
+        for folder in PurePosixPath(path).parents:
+            if str(folder) in contents:
+                raise UserError(f"{repo_id}: {folder} cannot be both a file and the folder of {path}")
+
+
+def _write_commit(directory: Path, commit: str, contents: Mapping[str, FileContent]) -> None:
+    """Write the commit's files in a staging folder, then rename it: a commit appears whole or not at all."""
+    staging = directory / f".{commit}.tmp"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    for path, content in contents.items():
+        dest = staging / path
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(content, Path):
+            _link_or_copy(content, dest)
+        else:
+            dest.write_bytes(content)
+    staging.rename(directory / commit)
 
 
 def _link_or_copy(source: Path, dest: Path) -> None:

@@ -299,7 +299,10 @@ class _Handler(BaseHTTPRequestHandler):
         except HubError as exc:
             response = exc.response()
         except UserError as exc:  # a broken repo.json or refs.json in the root: the admin's to fix
-            response = HubError(500, None, str(exc)).response()
+            print(f"mirror: {exc}", file=sys.stderr, flush=True)  # the full path goes to the admin only
+            response = HubError(
+                500, None, "Internal Error: the mirror's repository files are broken"
+            ).response()
         except Exception:
             traceback.print_exc(file=sys.stderr)
             response = HubError(500, None, "Internal Error").response()
@@ -678,7 +681,8 @@ def _tree(mirror: MirrorServer, repo: Repo, request: _Request, revision: str, ba
         query = {k: v for k, v in request.query.items() if k != "cursor"}
         query["cursor"] = [_encode_cursor(start + page_size)]
         # The client follows this URL verbatim and cannot follow a relative one (HUB_PROTOCOL §2.2).
-        headers["Link"] = f'<http://{request.host}{request.path}?{urlencode(query, doseq=True)}>; rel="next"'
+        host = request.host or f"{_url_host(mirror.host)}:{mirror.port}"
+        headers["Link"] = f'<http://{host}{request.path}?{urlencode(query, doseq=True)}>; rel="next"'
     return _ok([_entry(item, snapshot, expand) for item in page], headers)
 
 
