@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 from pathlib import Path, PurePosixPath
@@ -18,7 +19,7 @@ def safe_relpath(name: str, *, what: str = "path") -> PurePosixPath:
     Remote file names become paths on disk, so they are untrusted: absolute paths, ``..``, ``.``,
     empty segments, backslashes, drive letters and NUL are all refused.
     """
-    problem = _relpath_problem(name)
+    problem = relpath_problem(name)
     if problem is not None:
         raise UserError(
             f"refusing {what} {name!r}: {problem}", hint="use a relative path like 'dir/file.gguf'"
@@ -26,7 +27,8 @@ def safe_relpath(name: str, *, what: str = "path") -> PurePosixPath:
     return PurePosixPath(name)
 
 
-def _relpath_problem(name: str) -> str | None:
+def relpath_problem(name: str) -> str | None:
+    """Why ``name`` is not a safe relative POSIX path, or None if it is."""
     if not name:
         return "it is empty"
     if "\0" in name:
@@ -66,13 +68,25 @@ def atomic_write(path: Path, data: bytes, *, mode: int = 0o644) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
-def _fsync_dir(directory: Path) -> None:
-    # The rename is durable only once the directory entry is on disk.
+def fsync_dir(directory: Path) -> None:
+    """Make a rename or a new entry in ``directory`` durable: the entry is on disk only then."""
     fd = os.open(directory, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+_HASH_CHUNK = 4 * 1024 * 1024
+
+
+def sha256_file(path: Path) -> str:
+    """SHA256 of a file's content, read in large chunks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(_HASH_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()

@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 
 from alex_models import __version__
+from alex_models.cli import project
 from alex_models.cli.errors import run_guarded
 from alex_models.cli.mirror import mirror_app
 
@@ -22,6 +23,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,  # errors are rendered by cli.errors, tracebacks only with -v
     context_settings={"help_option_names": ["-h", "--help"]},
 )
+app.command()(project.init)
+app.command()(project.add)
+app.command()(project.lock)
 app.add_typer(mirror_app, name="mirror")
 
 

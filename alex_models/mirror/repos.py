@@ -32,7 +32,7 @@ from fnmatch import fnmatchcase
 from pathlib import Path, PurePosixPath
 from typing import Literal
 
-from alex_models._fs import atomic_write, safe_relpath
+from alex_models._fs import atomic_write, safe_relpath, sha256_file
 from alex_models.errors import UserError
 
 COMMIT_RE = re.compile(r"[0-9a-f]{40}")
@@ -47,7 +47,6 @@ LFS_PATTERNS = (
     "*.tar.*", "*.tar", "*.tflite", "*.tgz", "*.wasm", "*.xz", "*.zip", "*.zst", "*tfevents*",
 )  # fmt: skip
 
-_HASH_CHUNK = 1024 * 1024
 GatedMode = Literal[False, "auto", "manual"]
 
 
@@ -173,21 +172,13 @@ class _HashCache:
         if known is not None:
             return known
         if lfs:
-            sha256 = _file_sha256(disk_path)
+            sha256 = sha256_file(disk_path)
             result: tuple[str, str | None] = (git_blob_sha1(lfs_pointer(sha256, st.st_size)), sha256)
         else:
             result = (git_blob_sha1(disk_path.read_bytes()), None)
         with self._lock:
             self._known[key] = result
         return result
-
-
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(_HASH_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _git_tree_sha1(entries: Iterable[tuple[str, bool, str]]) -> str:
@@ -460,7 +451,7 @@ class MirrorRoot:
         for path in sorted(contents):
             content = contents[path]
             if isinstance(content, Path):
-                file_hash = _file_sha256(content)
+                file_hash = sha256_file(content)
             else:
                 file_hash = hashlib.sha256(content).hexdigest()
             digest.update(f"{path}\0{file_hash}\n".encode())

@@ -1,0 +1,160 @@
+"""YAML documents validated by pydantic, with errors that point at file, line and column.
+
+Shared by the manifest and the lock: ruamel.yaml's round-trip loader knows where every key
+stands, so a pydantic error's location becomes ``file:line:col`` and an unknown key gets the
+closest known one as a hint.
+"""
+
+from __future__ import annotations
+
+import difflib
+import types
+from collections.abc import Mapping, Sequence
+from typing import Annotated, Any, TypeVar, Union, get_args, get_origin
+
+from pydantic import BaseModel, ValidationError
+from ruamel.yaml import YAML
+from ruamel.yaml.error import MarkedYAMLError, YAMLError
+
+from alex_models.errors import AlexModelsError
+
+E = TypeVar("E", bound=AlexModelsError)
+M = TypeVar("M", bound=BaseModel)
+
+
+def load_document(text: str, filename: str, error: type[AlexModelsError], *, what: str) -> Any:
+    try:
+        document = YAML(typ="rt").load(text)
+    except MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"{mark.line + 1}:{mark.column + 1}" if mark is not None else "1:1"
+        problem = (exc.problem or exc.context or "invalid YAML").split("\n")[0]
+        raise error(f"{filename}:{where}: {problem}", hint="fix the YAML syntax") from None
+    except YAMLError as exc:
+        raise error(f"{filename}: invalid YAML: {str(exc).splitlines()[0]}") from None
+    except (AttributeError, KeyError, TypeError, ValueError, RecursionError) as exc:
+        # ruamel raises these, not a YAMLError, for some malformed input: "!!int x", "a: !!set",
+        # nesting thousands of levels deep.
+        problem = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise error(f"{filename}: invalid YAML: {problem}", hint="fix the YAML syntax") from None
+    if not isinstance(document, Mapping):
+        raise error(f"{filename}:1:1: expected a mapping with {what}")
+    return document
+
+
+def validate_document(model: type[M], document: Any, filename: str, error: type[E]) -> M:
+    """``document`` (from ``load_document``) as ``model``, or ``error`` naming file:line:col."""
+    try:
+        return model.model_validate(_plain(document))
+    except ValidationError as exc:
+        raise _validation_error(exc, model, document, filename, error) from None
+
+
+def _plain(node: Any) -> Any:
+    """ruamel's round-trip types as plain dicts, lists and scalars, for strict validation."""
+    if isinstance(node, Mapping):
+        # A mapping used as a key ("? {a: 1}") stays ruamel's hashable key type; validation refuses it.
+        return {(k if isinstance(k, Mapping) else _plain(k)): _plain(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_plain(v) for v in node]
+    if isinstance(node, bool) or node is None:
+        return node
+    for kind in (str, int, float):
+        if isinstance(node, kind):
+            return kind(node)
+    return node
+
+
+def position(document: Any, loc: Sequence[int | str]) -> tuple[int, int]:
+    """1-based line and column of the deepest key of ``loc`` that exists in the YAML document."""
+    line, col = 0, 0
+    node = document
+    for key in loc:
+        lc = getattr(node, "lc", None)
+        if isinstance(node, Mapping) and key in node:
+            found = lc.key(key) if lc is not None else None  # None where ruamel kept no marks (!!omap)
+            if found is not None:
+                line, col = found
+            node = node[key]
+        elif isinstance(node, list) and isinstance(key, int) and 0 <= key < len(node):
+            found = lc.item(key) if lc is not None else None
+            if found is not None:
+                line, col = found
+            node = node[key]
+        else:
+            break
+    return line + 1, col + 1
+
+
+def _dotted(loc: Sequence[int | str]) -> str:
+    return ".".join(f"[{part}]" if isinstance(part, int) else str(part) for part in loc).replace(".[", "[")
+
+
+def _validation_error(
+    exc: ValidationError, root: type[BaseModel], document: Any, filename: str, error: type[E]
+) -> E:
+    errors = exc.errors(include_url=False)
+    first = errors[0]
+    loc = [part for part in first["loc"] if isinstance(part, int | str)]
+    line, col = position(document, loc)
+    where = f"{filename}:{line}:{col}"
+    more = f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})" if len(errors) > 1 else ""
+    kind = first["type"]
+    if kind == "extra_forbidden":
+        key, parent = str(loc[-1]), loc[:-1]
+        known = _known_keys(root, parent)
+        close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+        inside = f" in {_dotted(parent)}" if parent else ""
+        hint = f"did you mean {close[0]!r}?" if close else f"known keys here: {', '.join(known)}"
+        return error(f"{where}: unknown key {key!r}{inside}{more}", hint=hint)
+    if kind == "missing":
+        inside = f" in {_dotted(loc[:-1])}" if len(loc) > 1 else ""
+        version_hint = "start the file with 'version: 1'" if loc == ["version"] else None
+        return error(f"{where}: missing key {str(loc[-1])!r}{inside}{more}", hint=version_hint)
+    message = first["msg"].removeprefix("Value error, ")
+    if kind.endswith("_type") or kind == "literal_error":
+        message = f"{message}, got {_describe(first.get('input'))}"
+    subject = f"{_dotted(loc)}: " if loc else ""
+    return error(f"{where}: {subject}{message}{more}")
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, Mapping):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    return repr(value)
+
+
+def _known_keys(root: type[BaseModel], loc: Sequence[int | str]) -> list[str]:
+    """The field names allowed at ``loc``, found by walking the pydantic models along it."""
+    annotation: Any = root
+    for part in loc:
+        annotation = _unwrap(annotation)
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            field = annotation.model_fields.get(str(part))
+            if field is None:
+                return []
+            annotation = field.annotation
+        elif get_origin(annotation) is dict:
+            annotation = get_args(annotation)[1]
+        elif get_origin(annotation) is list:
+            annotation = get_args(annotation)[0]
+        else:
+            return []
+    annotation = _unwrap(annotation)
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return list(annotation.model_fields)
+    return []
+
+
+def _unwrap(annotation: Any) -> Any:
+    """``X | None`` and ``Annotated[X, ...]`` as ``X``."""
+    while True:
+        origin = get_origin(annotation)
+        if origin is Annotated:
+            annotation = get_args(annotation)[0]
+        elif origin in (Union, types.UnionType):
+            annotation = next(a for a in get_args(annotation) if a is not type(None))
+        else:
+            return annotation

@@ -1,0 +1,180 @@
+"""Use cases on the project's files: ``init``, ``add``, ``lock``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+from alex_models._fs import atomic_write
+from alex_models.errors import UserError
+from alex_models.lock import Drift, Lock, drift, dumps, loads
+from alex_models.manifest import (
+    EMPTY_MANIFEST,
+    STARTER_MANIFEST,
+    Manifest,
+    load_manifest,
+    model_name_for,
+    with_model,
+)
+from alex_models.remote import Facts, Remote
+from alex_models.resolve import Upgrade, plan, resolve, unhashed
+from alex_models.settings import Settings
+
+K = TypeVar("K")
+V = TypeVar("V")
+MAX_PARALLEL_REQUESTS = 16
+
+
+@dataclass(frozen=True)
+class LockResult:
+    """What ``lock`` found and did."""
+
+    lock_path: Path
+    drift: tuple[Drift, ...]
+    """How the lock on disk differed from the manifest before this run."""
+    resolved: tuple[str, ...]
+    """Models resolved from the remote in this run."""
+    written: bool
+    """Whether the lock file changed on disk (never with ``check``)."""
+
+    @property
+    def stale(self) -> bool:
+        return bool(self.drift)
+
+
+def default_lock_path(manifest_path: Path) -> Path:
+    return manifest_path.with_name("models.lock")
+
+
+def read_lock(lock_path: Path) -> Lock | None:
+    """The lock at ``lock_path``, fully validated, or None if there is none yet."""
+    try:
+        text = lock_path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    return loads(text, str(lock_path))
+
+
+def lock(
+    manifest_path: Path = Path("models.yaml"),
+    lock_path: Path | None = None,
+    *,
+    check: bool = False,
+    upgrade: Upgrade = False,
+    remote: Remote | None = None,
+) -> LockResult:
+    """Resolve ``manifest_path`` into its lock file, keeping the pins of unchanged models.
+
+    With ``check``, nothing is resolved or written: the result says whether the lock is stale.
+    """
+    manifest = load_manifest(manifest_path)
+    lock_path = lock_path or default_lock_path(manifest_path)
+    previous = read_lock(lock_path)
+    found = tuple(drift(manifest, previous))
+    if check:
+        return LockResult(lock_path, found, resolved=(), written=False)
+    chosen = plan(manifest, previous, upgrade)
+    facts = gather_facts(manifest, previous, upgrade, remote) if chosen.resolve else Facts()
+    new_lock = resolve(manifest, facts, previous, upgrade)
+    text = dumps(new_lock)
+    old_text = lock_path.read_text(encoding="utf-8") if previous is not None else None
+    if text != old_text:
+        atomic_write(lock_path, text.encode())
+    return LockResult(lock_path, found, resolved=tuple(sorted(chosen.resolve)), written=text != old_text)
+
+
+def gather_facts(manifest: Manifest, previous: Lock | None, upgrade: Upgrade, remote: Remote | None) -> Facts:
+    """Ask the remote, concurrently, exactly what resolving the manifest needs."""
+    if remote is None:
+        from alex_models.hub import HubRemote  # noqa: PLC0415 - huggingface_hub loads only when needed
+
+        settings = Settings.from_env()
+        owned = HubRemote(settings.endpoint, offline=settings.offline)
+        try:  # a remote made here is closed here: its HTTP clients hold pooled sockets
+            return gather_facts(manifest, previous, upgrade, owned)
+        finally:
+            owned.close()
+    chosen = plan(manifest, previous, upgrade)
+    repos = sorted(chosen.repos)
+    snapshots = dict(zip(repos, _parallel(repos, lambda key: remote.snapshot(*key)), strict=True))
+    urls = sorted(chosen.urls.items())
+    url_files = _parallel(urls, lambda item: remote.url_file(*item))
+    files = sorted(unhashed(chosen, snapshots))
+    hashes = _parallel(files, lambda item: remote.file_sha256(*item))
+    return Facts(
+        snapshots=snapshots,
+        hashes={item[:3]: sha256 for item, sha256 in zip(files, hashes, strict=True)},
+        urls={url: found for (url, _), found in zip(urls, url_files, strict=True)},
+    )
+
+
+def _parallel(items: list[K], work: Callable[[K], V]) -> list[V]:
+    """``work`` over ``items``, MAX_PARALLEL_REQUESTS at a time, results in order; errors propagate."""
+    if not items:
+        return []
+    with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL_REQUESTS, len(items))) as pool:
+        return list(pool.map(work, items))
+
+
+def init(manifest_path: Path = Path("models.yaml")) -> Path:
+    """Write the commented starter manifest; refuse to overwrite one."""
+    if manifest_path.exists():
+        raise UserError(
+            f"{manifest_path} already exists", hint="edit it, or 'alex-models add REPO' to add a model"
+        )
+    atomic_write(manifest_path, STARTER_MANIFEST.encode())
+    return manifest_path
+
+
+@dataclass(frozen=True)
+class AddResult:
+    name: str
+    manifest_path: Path
+    lock: LockResult
+
+
+def add(
+    repo: str,
+    files: list[str],
+    *,
+    quant: str | None = None,
+    revision: str | None = None,
+    name: str | None = None,
+    manifest_path: Path = Path("models.yaml"),
+    remote: Remote | None = None,
+) -> AddResult:
+    """Add a model to the manifest (keeping its comments and order), then lock.
+
+    If locking fails, the manifest is put back as it was: ``add`` never leaves a manifest that
+    does not lock.
+    """
+    if bool(files) == (quant is not None):
+        raise UserError(
+            "give the files to add, or --quant, but not both",
+            hint="e.g. 'alex-models add org/repo --quant Q4_K_M'",
+        )
+    original = manifest_path.read_text(encoding="utf-8") if manifest_path.exists() else None
+    name = name or model_name_for(repo)
+    entry: dict[str, object] = {"repo": repo}
+    if revision is not None:
+        entry["revision"] = revision
+    if quant is not None:
+        entry["quant"] = quant
+    elif len(files) == 1:
+        entry["file"] = files[0]
+    else:
+        entry["files"] = list(files)
+    text = with_model(original if original is not None else EMPTY_MANIFEST, name, entry, str(manifest_path))
+    atomic_write(manifest_path, text.encode())
+    try:
+        result = lock(manifest_path, remote=remote)
+    except BaseException:
+        if original is None:
+            manifest_path.unlink(missing_ok=True)
+        else:
+            atomic_write(manifest_path, original.encode())
+        raise
+    return AddResult(name=name, manifest_path=manifest_path, lock=result)

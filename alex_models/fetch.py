@@ -1,0 +1,85 @@
+"""Bytes from HTTP: streamed, hashed while they arrive, retried on transient failures."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+
+import httpx2
+
+from alex_models._retry import RETRYABLE_STATUS, RetryPolicy, parse_retry_after
+from alex_models.errors import RemoteError
+
+_CHUNK = 1024 * 1024
+DEFAULT_TIMEOUT = httpx2.Timeout(60.0, connect=10.0)
+
+
+def new_client(headers: Mapping[str, str] | None = None) -> httpx2.Client:
+    """The HTTP client alex-models uses: keep-alive, redirects followed (httpx drops the token
+    on a redirect to another origin)."""
+    return httpx2.Client(timeout=DEFAULT_TIMEOUT, follow_redirects=True, headers=dict(headers or {}))
+
+
+def _retryable(exc: Exception) -> tuple[bool, float | None]:
+    if isinstance(exc, httpx2.HTTPStatusError):
+        status = exc.response.status_code
+        return status in RETRYABLE_STATUS, parse_retry_after(exc.response.headers.get("Retry-After"))
+    return isinstance(exc, httpx2.TransportError), None
+
+
+def stream_sha256(
+    client: httpx2.Client,
+    url: str,
+    *,
+    headers: Mapping[str, str] | None = None,
+    retry: RetryPolicy | None = None,
+) -> tuple[int, str]:
+    """Download ``url`` without keeping it and return (size, SHA256) of its body."""
+
+    def attempt() -> tuple[int, str]:
+        digest = hashlib.sha256()
+        size = 0
+        with client.stream("GET", url, headers=dict(headers or {})) as response:
+            response.raise_for_status()
+            for chunk in response.iter_bytes(_CHUNK):
+                digest.update(chunk)
+                size += len(chunk)
+        return size, digest.hexdigest()
+
+    try:
+        return (retry or RetryPolicy()).call(attempt, _retryable)
+    except httpx2.HTTPStatusError as exc:
+        raise HTTPStatusFailure(url, exc.response.status_code) from None
+    except httpx2.HTTPError as exc:
+        raise RemoteError(f"GET {_public(url)} failed: {type(exc).__name__}: {exc}") from None
+
+
+def content_length(client: httpx2.Client, url: str, *, retry: RetryPolicy | None = None) -> int | None:
+    """The size a HEAD reports for ``url``, or None when the server does not say."""
+
+    def attempt() -> int | None:
+        response = client.head(url)
+        response.raise_for_status()
+        value = response.headers.get("Content-Length")
+        return int(value) if value is not None and value.isdigit() else None
+
+    try:
+        return (retry or RetryPolicy()).call(attempt, _retryable)
+    except httpx2.HTTPError:
+        return None  # a server that refuses HEAD still serves GET; the caller downloads instead
+
+
+class HTTPStatusFailure(RemoteError):
+    """A server answered an error status (after retries, for the retryable ones)."""
+
+    def __init__(self, url: str, status: int) -> None:
+        super().__init__(
+            f"GET {_public(url)} answered {status}", hint="retry later" if status >= 500 else None
+        )
+        self.url = url
+        self.status = status
+
+
+def _public(url: str) -> str:
+    """``url`` without its query, which may carry signatures."""
+    return url.split("?", 1)[0]

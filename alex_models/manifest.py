@@ -1,0 +1,341 @@
+"""``models.yaml``: what the user wants, as strict pydantic models.
+
+``parse_manifest(text, filename)`` is pure; ``load_manifest(path)`` reads the file. Every problem
+is a ``ManifestError`` whose message names the file, the line and the column, says what is wrong
+and, for a misspelt key, the key that was probably meant::
+
+    models.yaml:5:5: unknown key 'qaunt' in models.qwen (did you mean 'quant'?)
+
+Names that later become paths on disk (``file``, ``files``, ``mmproj``) are refused here when
+they could escape a directory, long before anything is downloaded.
+"""
+
+from __future__ import annotations
+
+import difflib
+import io
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap
+
+from alex_models._fs import relpath_problem
+from alex_models._yaml import load_document, position, validate_document
+from alex_models.errors import UserError
+
+MANIFEST_VERSION = 1
+DEFAULT_REVISION = "main"
+EMIT_FORMATS = ("llama-server", "llama-server-env", "router-preset", "llama-swap", "llama-cpp-python", "alex")
+
+_REPO_PART = r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9])?"
+_REPO_ID_RE = re.compile(rf"{_REPO_PART}/{_REPO_PART}")
+_COMMIT_RE = re.compile(r"[0-9a-f]{40}")
+_MODEL_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+_QUANT_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+_SHA256_RE = re.compile(r"[0-9a-f]{64}")
+# Git ref names (git-check-ref-format): no control characters, spaces, ~^:?*[\ or "..", "@{",
+# no segment starting with "." or ending with ".lock", no leading/trailing "/" or "//".
+_BAD_REF_CHARS = re.compile(r"[\x00-\x20\x7f~^:?*\[\\]|\.\.|@\{|//")
+_LOOPBACK_HOSTS = ("localhost", "127.", "[::1]")
+
+
+class ManifestError(UserError):
+    """``models.yaml`` cannot be used as it is; the message names file, line and column."""
+
+
+def check_version(value: object) -> object:
+    """A format version is a plain integer: YAML's ``true`` and ``1.0`` are not version 1."""
+    if type(value) is not int:
+        raise ValueError(f"must be the whole number 1, got {value!r}")
+    return value
+
+
+def _check_repo_id(value: str) -> str:
+    if not _REPO_ID_RE.fullmatch(value) or "--" in value or ".." in value:
+        raise ValueError(f"{value!r} is not a Hugging Face repo id; write it as 'org/name'")
+    return value
+
+
+def _check_revision(value: str) -> str:
+    if _COMMIT_RE.fullmatch(value):
+        return value
+    segments = value.split("/")
+    if (
+        not value
+        or _BAD_REF_CHARS.search(value)
+        or value.startswith("-")
+        or any(not s or s.startswith(".") or s.endswith(".lock") for s in segments)
+        or value.endswith(".")
+        or value == "@"
+    ):
+        raise ValueError(f"{value!r} is neither a branch or tag name nor a 40-hex commit id")
+    return value
+
+
+def _check_relpath(value: str) -> str:
+    problem = relpath_problem(value)
+    if problem is not None:
+        raise ValueError(f"{value!r} is not a relative path inside the repo: {problem}")
+    return value
+
+
+def _check_model_name(value: str) -> str:
+    if not _MODEL_NAME_RE.fullmatch(value):
+        raise ValueError(f"{value!r} is not a model name: use letters, digits, '.', '_' and '-'")
+    return value
+
+
+def _check_quant(value: str) -> str:
+    if not _QUANT_RE.fullmatch(value):
+        raise ValueError(f"{value!r} is not a quant label like Q4_K_M")
+    return value.upper()  # labels match case-insensitively, so the case is not part of the meaning
+
+
+def _check_sha256(value: str) -> str:
+    lowered = value.lower()
+    if not _SHA256_RE.fullmatch(lowered):
+        raise ValueError(f"{value!r} is not a SHA256 (64 hex digits)")
+    return lowered
+
+
+def _check_url(value: str) -> str:
+    if value.startswith("https://") and len(value) > len("https://"):
+        return value
+    if value.startswith("http://") and value[len("http://") :].startswith(_LOOPBACK_HOSTS):
+        return value  # plain HTTP only on this machine (tests, local mirrors)
+    raise ValueError(f"{value!r} is not an https:// URL")
+
+
+RepoId = Annotated[str, AfterValidator(_check_repo_id)]
+Revision = Annotated[str, AfterValidator(_check_revision)]
+RelPath = Annotated[str, AfterValidator(_check_relpath)]
+ModelName = Annotated[str, AfterValidator(_check_model_name)]
+Quant = Annotated[str, AfterValidator(_check_quant)]
+Sha256 = Annotated[str, AfterValidator(_check_sha256)]
+Url = Annotated[str, AfterValidator(_check_url)]
+
+
+class StrictModel(BaseModel):
+    """Unknown keys are errors; values are not coerced between types; instances are immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+class Runtime(StrictModel):
+    """How llama.cpp should run a model. Does not change which bytes are locked."""
+
+    ctx_size: Annotated[int, Field(gt=0)] | None = None
+    n_gpu_layers: Annotated[int, Field(ge=0)] | None = None
+    args: list[str] = Field(default_factory=list)
+
+
+class ModelSpec(StrictModel):
+    """One entry of ``models:``: where its files come from and how to run it."""
+
+    repo: RepoId | None = None
+    revision: Revision | None = None
+    file: RelPath | None = None
+    files: list[RelPath] | None = None
+    quant: Quant | None = None
+    url: Url | None = None
+    sha256: Sha256 | None = None
+    mmproj: RelPath | None = None
+    draft: ModelName | None = None
+    runtime: Runtime | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ModelSpec:
+        chosen = [key for key in ("file", "files", "quant", "url") if getattr(self, key) is not None]
+        if len(chosen) != 1:
+            has = f" (it has {' and '.join(chosen)})" if chosen else ""
+            raise ValueError(f"a model needs exactly one of 'file', 'files', 'quant' or 'url'{has}")
+        if self.url is not None:
+            extra = [key for key in ("repo", "revision", "mmproj") if getattr(self, key) is not None]
+            if extra:
+                raise ValueError(f"a 'url' model takes no {', '.join(repr(k) for k in extra)}")
+        elif self.repo is None:
+            raise ValueError("'repo' is missing (or give a 'url')")
+        if self.sha256 is not None and self.url is None:
+            raise ValueError("'sha256' pins a 'url' source; files from a repo are pinned by the lock")
+        if self.files is not None and not self.files:
+            raise ValueError("'files' needs at least one path or glob")
+        return self
+
+    def lock_input(self, defaults: Defaults) -> ModelInput:
+        """The part of this entry that decides which bytes are locked, with defaults applied."""
+        if self.url is not None:
+            return ModelInput(url=self.url, sha256=self.sha256)
+        return ModelInput(
+            repo=self.repo,
+            revision=self.revision or defaults.revision,
+            file=self.file,
+            files=None if self.files is None else sorted(set(self.files)),
+            quant=self.quant,
+            mmproj=self.mmproj,
+        )
+
+
+class ModelInput(StrictModel):
+    """The normalized manifest input a lock entry was resolved from.
+
+    Two entries with equal inputs select the same files, so the lock judges staleness by comparing
+    these, entry by entry, without a network.
+    """
+
+    repo: str | None = None
+    revision: str | None = None
+    file: str | None = None
+    files: list[str] | None = None
+    quant: str | None = None
+    mmproj: str | None = None
+    url: str | None = None
+    sha256: str | None = None
+
+
+class Defaults(StrictModel):
+    revision: Revision = DEFAULT_REVISION
+    runtime: Runtime | None = None
+
+
+class EmitTarget(StrictModel):
+    format: Literal[
+        "llama-server", "llama-server-env", "router-preset", "llama-swap", "llama-cpp-python", "alex"
+    ]
+    path: str
+
+
+class Manifest(StrictModel):
+    """The whole ``models.yaml``."""
+
+    version: Literal[1]
+    defaults: Defaults = Field(default_factory=Defaults)
+    models: dict[ModelName, ModelSpec] = Field(default_factory=dict)
+    emit: list[EmitTarget] = Field(default_factory=list)
+
+    @field_validator("version", mode="before")
+    @classmethod
+    def _integer_version(cls, value: object) -> object:
+        return check_version(value)
+
+    @field_validator("models", "emit", mode="before")
+    @classmethod
+    def _empty_when_blank(cls, value: object, info: ValidationInfo) -> object:
+        # "models:" with every entry commented out is an empty section, not an error.
+        if value is None:
+            return {} if info.field_name == "models" else []
+        return value
+
+    def inputs(self) -> dict[str, ModelInput]:
+        """Each model's lock input, by name."""
+        return {name: spec.lock_input(self.defaults) for name, spec in self.models.items()}
+
+
+def load_manifest(path: Path) -> Manifest:
+    """Read and validate ``path``; raise ``ManifestError`` (naming file, line, column) if it is wrong."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ManifestError(
+            f"{path}: no such file", hint="run 'alex-models init' to write a starter models.yaml"
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ManifestError(f"{path}: cannot read it: {exc}") from None
+    return parse_manifest(text, str(path))
+
+
+def parse_manifest(text: str, filename: str = "models.yaml") -> Manifest:
+    """Validate manifest text. Pure: no I/O."""
+    document = load_document(text, filename, ManifestError, what="'version' and 'models'")
+    manifest = validate_document(Manifest, document, filename, ManifestError)
+    _check_references(manifest, document, filename)
+    return manifest
+
+
+def _check_references(manifest: Manifest, document: Any, filename: str) -> None:
+    """Checks across entries, which pydantic sees one at a time."""
+    for name, spec in manifest.models.items():
+        if spec.draft is None:
+            continue
+        loc: list[int | str] = ["models", name, "draft"]
+        line, col = position(document, loc)
+        if spec.draft == name:
+            raise ManifestError(f"{filename}:{line}:{col}: model {name!r} cannot be its own draft")
+        if spec.draft not in manifest.models:
+            close = difflib.get_close_matches(spec.draft, list(manifest.models), n=1)
+            hint = f"did you mean {close[0]!r}?" if close else "add that model under 'models:'"
+            raise ManifestError(
+                f"{filename}:{line}:{col}: models.{name}.draft: {spec.draft!r} is not a model here",
+                hint=hint,
+            )
+
+
+STARTER_MANIFEST = """\
+# models.yaml: the local LLM weights this project runs, for alex-models.
+# Commit it with models.lock; CI runs 'alex-models lock --check' and 'alex-models sync --locked'.
+version: 1
+
+defaults:
+  revision: main            # branch, tag or 40-hex commit, for models that name none
+  # runtime: {ctx_size: 4096}
+
+models:
+  # The name is the llama-server alias and the app's llm_model.
+  qwen2.5-0.5b:
+    repo: Qwen/Qwen2.5-0.5B-Instruct-GGUF   # Hugging Face repo id
+    quant: Q4_K_M                           # or file: <path>, or files: [globs]
+    # mmproj: mmproj-f16.gguf               # projector of a vision model, same repo
+    # runtime: {ctx_size: 8192, n_gpu_layers: 99, args: ["--jinja"]}
+
+  # tiny-draft:
+  #   url: https://example.org/files/draft.gguf   # a plain HTTPS file
+  #   sha256: <64 hex>                             # optional: pinned before lock
+
+# emit:
+#   - {format: llama-swap, path: deploy/llama-swap.yaml}
+"""
+
+
+EMPTY_MANIFEST = """\
+# models.yaml: the local LLM weights this project runs, for alex-models.
+version: 1
+models: {}
+"""
+
+
+def model_name_for(repo: str) -> str:
+    """A model name from a repo id: 'Qwen/Qwen2.5-0.5B-Instruct-GGUF' -> 'qwen2.5-0.5b-instruct'."""
+    base = repo.rsplit("/", maxsplit=1)[-1]
+    for suffix in ("-GGUF", "_GGUF", "-gguf", "_gguf"):
+        base = base.removesuffix(suffix)
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", base).strip("-._").lower() or "model"
+
+
+def with_model(text: str, name: str, entry: dict[str, object], filename: str) -> str:
+    """``text`` with model ``name`` added, comments and order kept; validated before it is returned."""
+    parse_manifest(text, filename)  # edit only a manifest that is valid as it stands
+    document = load_document(text, filename, ManifestError, what="'version' and 'models'")
+    models = document.get("models")
+    if not isinstance(models, CommentedMap):  # no "models:" key yet, or "models:" left empty
+        models = CommentedMap()
+        document["models"] = models
+    models.fa.set_block_style()  # "models: {}" is a flow mapping; entries read better as blocks
+    if name in models:
+        raise UserError(f"{filename} already has a model named {name!r}", hint="pick another with --name")
+    models[name] = CommentedMap(entry)
+    out = io.StringIO()
+    yaml = YAML(typ="rt")
+    yaml.width = 4096
+    yaml.dump(document, out)
+    parse_manifest(out.getvalue(), filename)
+    return out.getvalue()

@@ -1,0 +1,68 @@
+"""Facts about remote sources, and the interface that fetches them.
+
+The resolver works on these facts only (it never touches the network); ``HubRemote`` in
+``alex_models.hub`` fetches them from a Hugging Face endpoint, and tests give the resolver facts
+built by hand.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class RemoteFile:
+    """A file of a repo at one commit."""
+
+    path: str
+    size: int
+    sha256: str | None
+    """The SHA256 the Hub reports for an LFS file; None for a plain git file (hashed on demand)."""
+
+
+@dataclass(frozen=True)
+class RepoSnapshot:
+    """A revision of a repo, resolved to a commit, with all its files (in any order)."""
+
+    repo: str
+    revision: str
+    commit: str
+    files: tuple[RemoteFile, ...]
+
+
+@dataclass(frozen=True)
+class UrlFile:
+    """A plain HTTPS file: its size and SHA256."""
+
+    url: str
+    size: int
+    sha256: str
+
+
+@dataclass(frozen=True)
+class Facts:
+    """Everything the resolver needs to know about remote sources."""
+
+    snapshots: Mapping[tuple[str, str], RepoSnapshot] = field(default_factory=dict)
+    """By (repo, revision)."""
+    hashes: Mapping[tuple[str, str, str], str] = field(default_factory=dict)
+    """SHA256 of plain git files, by (repo, commit, path)."""
+    urls: Mapping[str, UrlFile] = field(default_factory=dict)
+
+
+class Remote(Protocol):
+    """Where facts come from. Each method is one small question to the network."""
+
+    def snapshot(self, repo: str, revision: str) -> RepoSnapshot:
+        """Resolve ``revision`` and list the repo's files at that commit."""
+        ...
+
+    def file_sha256(self, repo: str, commit: str, path: str, size: int) -> str:
+        """Download a plain git file once and hash it (the Hub reports no SHA256 for those)."""
+        ...
+
+    def url_file(self, url: str, sha256: str | None) -> UrlFile:
+        """Size and SHA256 of a plain HTTPS file; ``sha256`` given by the manifest saves a download."""
+        ...
