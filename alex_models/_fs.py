@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import tempfile
 from pathlib import Path, PurePosixPath
+from typing import Literal
 
 from alex_models.errors import UserError
 
@@ -90,3 +92,34 @@ def sha256_file(path: Path) -> str:
         while chunk := f.read(_HASH_CHUNK):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def link_atomically(
+    where: Path,
+    target: Path,
+    *,
+    kind: Literal["hard", "symbolic"] = "hard",
+    fallback: Literal["symlink", "copy"] = "symlink",
+) -> None:
+    """Make ``where`` a link to ``target``, replacing whatever was there in one rename.
+
+    A hard link that the filesystem refuses (another device) becomes ``fallback``: a symlink to
+    the absolute target, or a copy. ``kind="symbolic"`` links ``target`` as given (it may be relative).
+    """
+    temporary = where.with_name(f".{where.name}.{os.getpid()}.tmp")
+    temporary.unlink(missing_ok=True)
+    try:
+        if kind == "symbolic":
+            temporary.symlink_to(target)
+        else:
+            try:
+                temporary.hardlink_to(target)
+            except OSError:
+                if fallback == "copy":
+                    shutil.copyfile(target, temporary)
+                else:
+                    temporary.symlink_to(target.absolute())
+        temporary.replace(where)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise

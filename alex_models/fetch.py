@@ -4,14 +4,32 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
+from urllib.parse import quote
 
 import httpx2
 
+from alex_models import __version__
 from alex_models._retry import RETRYABLE_STATUS, RetryPolicy, parse_retry_after
 from alex_models.errors import RemoteError
 
+USER_AGENT = f"alex-models/{__version__}"
 _CHUNK = 1024 * 1024
 DEFAULT_TIMEOUT = httpx2.Timeout(60.0, connect=10.0)
+
+
+def file_url(endpoint: str, repo: str, commit: str, path: str) -> str:
+    """The ``resolve`` URL of a file at a commit (LFS files redirect from there to the CDN)."""
+    return f"{endpoint.rstrip('/')}/{repo}/resolve/{commit}/{quote(path)}"
+
+
+def download_headers(token: str | None) -> dict[str, str]:
+    """Headers for file downloads from the endpoint. ``Accept-Encoding: identity`` because the bytes
+    are hashed as they arrive and Range offsets count raw bytes; httpx drops ``Authorization``
+    itself on a redirect to another origin (the CDN)."""
+    headers = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    return headers
 
 
 def new_client(headers: Mapping[str, str] | None = None) -> httpx2.Client:

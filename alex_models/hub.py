@@ -15,7 +15,6 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from typing import TypeVar
-from urllib.parse import quote
 
 import httpx2
 from huggingface_hub import HfApi, RepoFile, get_token
@@ -31,13 +30,19 @@ from huggingface_hub.errors import (
 from alex_models import __version__
 from alex_models._retry import RETRYABLE_STATUS, RetryPolicy, parse_retry_after
 from alex_models.errors import AlexModelsError, IntegrityError, RemoteError, UserError
-from alex_models.fetch import HTTPStatusFailure, content_length, new_client, stream_sha256
+from alex_models.fetch import (
+    USER_AGENT,
+    HTTPStatusFailure,
+    content_length,
+    file_url,
+    new_client,
+    stream_sha256,
+)
 from alex_models.remote import RemoteFile, RepoSnapshot, UrlFile
 
 T = TypeVar("T")
 _COMMIT_RE = re.compile(r"[0-9a-f]{40}")
 _SHA256_RE = re.compile(r"[0-9a-f]{64}")
-USER_AGENT = f"alex-models/{__version__}"
 
 
 class HubRemote:
@@ -194,21 +199,6 @@ class HubRemote:
                 hint="check the network and HF_ENDPOINT",
             )
         return exc
-
-
-def file_url(endpoint: str, repo: str, commit: str, path: str) -> str:
-    """The ``resolve`` URL of a file at a commit (LFS files redirect from there to the CDN)."""
-    return f"{endpoint.rstrip('/')}/{repo}/resolve/{commit}/{quote(path)}"
-
-
-def download_headers(token: str | None) -> dict[str, str]:
-    """Headers for file downloads from the endpoint. ``Accept-Encoding: identity`` because the bytes
-    are hashed as they arrive and Range offsets count raw bytes; httpx drops ``Authorization``
-    itself on a redirect to another origin (the CDN)."""
-    headers = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity"}
-    if token:
-        headers["Authorization"] = f"Bearer {token}"
-    return headers
 
 
 def hub_token() -> str | None:

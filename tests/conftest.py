@@ -46,6 +46,14 @@ def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 @pytest.fixture
+def project(tmp_path: Path) -> Path:
+    """An empty project folder (apart from the isolated home and the mirror root in tmp_path)."""
+    folder = tmp_path / "project"
+    folder.mkdir()
+    return folder
+
+
+@pytest.fixture
 def mirror_root(tmp_path: Path) -> MirrorRoot:
     """An empty mirror root; create repos, commits, branches and tags with its methods."""
     return MirrorRoot(tmp_path / "mirror-root")

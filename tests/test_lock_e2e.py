@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from helpers import write_manifest
 
 from alex_models import api
 from alex_models._retry import RetryPolicy
@@ -119,27 +120,11 @@ def hub(mirror_root: MirrorRoot, mirror: MirrorServer, monkeypatch: pytest.Monke
 
 
 @pytest.fixture
-def project(tmp_path: Path) -> Path:
-    """An empty project folder (tmp_path also holds the isolated home and the mirror root)."""
-    folder = tmp_path / "project"
-    folder.mkdir()
-    return folder
-
-
-@pytest.fixture
 def fast_remote(hub: Hub) -> Iterator[HubRemote]:
     """A ``HubRemote`` on the mirror whose retries wait milliseconds, not seconds."""
     remote = HubRemote(hub.server.url, retry=RetryPolicy(attempts=3, base=0.01))
     yield remote
     remote.close()
-
-
-def write_manifest(directory: Path, models: Mapping[str, Mapping[str, object]]) -> Path:
-    """``directory/models.yaml`` with these models, in this order (JSON is YAML)."""
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / "models.yaml"
-    path.write_text(json.dumps({"version": 1, "models": models}, indent=2) + "\n", encoding="utf-8")
-    return path
 
 
 def listing(directory: Path) -> list[str]:

@@ -1,17 +1,41 @@
 """The use cases, as a Python API: what each CLI command does, minus the rendering.
 
 Each function composes the pure parts (manifest, lock, resolver) with the I/O parts (remote,
-store) and returns a frozen result; the CLI only renders it.
+store, downloader) and returns a frozen result; the CLI only renders it.
 """
 
 from alex_models.api.project import AddResult, LockResult, add, default_lock_path, init, lock, read_lock
+from alex_models.api.store import (
+    GcResult,
+    ModelStatus,
+    SyncedModel,
+    SyncResult,
+    VerifyResult,
+    gc,
+    model_path,
+    pull,
+    status,
+    sync,
+    verify,
+)
 
 __all__ = [
     "AddResult",
+    "GcResult",
     "LockResult",
+    "ModelStatus",
+    "SyncResult",
+    "SyncedModel",
+    "VerifyResult",
     "add",
     "default_lock_path",
+    "gc",
     "init",
     "lock",
+    "model_path",
+    "pull",
     "read_lock",
+    "status",
+    "sync",
+    "verify",
 ]

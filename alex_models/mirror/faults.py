@@ -12,13 +12,17 @@ kind               what happens                                           value
 ``status``         the request is answered with this status (e.g. 503)    status code
 ``rate-limit``     the request is answered 429 with ``Retry-After``       seconds to wait (integer)
 ``corrupt``        file bodies are served with wrong bytes (same length)  none
+``ignore-range``   ``Range`` is ignored: 200 and the whole file           none
+``wrong-range``    a 206 claims another range than the one it sends       none
+``bad-length``     the file is served one byte short, consistently        none
+``redirect-loop``  ``resolve`` redirects a file to itself                 none
 =================  =====================================================  =========================
 
 ``times=N`` applies the fault to the first N matching requests only (default: every one).
 ``file=GLOB`` limits it to requests for repo files whose path matches (``*.gguf``).
 ``on=`` limits it to one kind of request: ``api`` (metadata), ``resolve`` (``/resolve/``
 HEAD and GET), ``cdn`` (the second origin that serves LFS bytes) or ``any`` (the default).
-Body faults (bandwidth, drop-after, corrupt) only ever touch file bodies.
+Faults about files (all but latency, status and rate-limit) only ever touch file requests.
 
 Sizes take K/M/G (powers of 1000) or Ki/Mi/Gi (powers of 1024), with an optional ``B``.
 """
@@ -30,14 +34,23 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
-from typing import Literal
+from typing import Literal, get_args
 
 from alex_models.errors import UsageError
 
-FaultKind = Literal["latency", "bandwidth", "drop-after", "status", "rate-limit", "corrupt"]
+FaultKind = Literal[
+    "latency", "bandwidth", "drop-after", "status", "rate-limit", "corrupt",
+    "ignore-range", "wrong-range", "bad-length", "redirect-loop",
+]  # fmt: skip
 Scope = Literal["any", "api", "resolve", "cdn"]
-FAULT_KINDS: tuple[FaultKind, ...] = ("latency", "bandwidth", "drop-after", "status", "rate-limit", "corrupt")
-BODY_FAULTS: frozenset[FaultKind] = frozenset({"bandwidth", "drop-after", "corrupt"})
+FAULT_KINDS: tuple[FaultKind, ...] = get_args(FaultKind)
+# Faults about a file's bytes or headers: they only ever match requests for a file.
+BODY_FAULTS: frozenset[FaultKind] = frozenset(
+    {"bandwidth", "drop-after", "corrupt", "ignore-range", "wrong-range", "bad-length", "redirect-loop"}
+)
+_NO_VALUE: frozenset[FaultKind] = frozenset(
+    {"corrupt", "ignore-range", "wrong-range", "bad-length", "redirect-loop"}
+)
 _SCOPES: tuple[Scope, ...] = ("any", "api", "resolve", "cdn")
 _SPEC_HELP = (
     "write KIND[=VALUE][,times=N][,file=GLOB][,on=any|api|resolve|cdn], e.g. 'drop-after=15MB,times=1'"
@@ -107,9 +120,9 @@ class Fault:
 
 
 def _parse_value(kind: FaultKind, raw: str, spec: str) -> float:
-    if kind == "corrupt":
+    if kind in _NO_VALUE:
         if raw:
-            raise UsageError(f"--fault {spec!r}: corrupt takes no value", hint=_SPEC_HELP)
+            raise UsageError(f"--fault {spec!r}: {kind} takes no value", hint=_SPEC_HELP)
         return 0
     if not raw:
         raise UsageError(f"--fault {spec!r}: {kind} needs a value", hint=_SPEC_HELP)

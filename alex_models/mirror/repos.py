@@ -28,24 +28,16 @@ import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from fnmatch import fnmatchcase
 from pathlib import Path, PurePosixPath
 from typing import Literal
 
 from alex_models._fs import atomic_write, safe_relpath, sha256_file
 from alex_models.errors import UserError
+from alex_models.hubfiles import DEFAULT_LFS_THRESHOLD, git_blob_sha1, is_lfs_path, lfs_pointer
 
 COMMIT_RE = re.compile(r"[0-9a-f]{40}")
 REPO_PART_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}")
-DEFAULT_LFS_THRESHOLD = 10 * 1024 * 1024
 
-# The Hub's default .gitattributes for new model repos, plus GGUF (which the Hub also stores in LFS).
-LFS_PATTERNS = (
-    "*.7z", "*.arrow", "*.bin", "*.bz2", "*.ckpt", "*.ftz", "*.gguf", "*.gz", "*.h5", "*.joblib",
-    "*.lfs.*", "*.mlmodel", "*.model", "*.msgpack", "*.npy", "*.npz", "*.onnx", "*.ot", "*.parquet",
-    "*.pb", "*.pickle", "*.pkl", "*.pt", "*.pth", "*.rar", "*.safetensors", "saved_model/**/*",
-    "*.tar.*", "*.tar", "*.tflite", "*.tgz", "*.wasm", "*.xz", "*.zip", "*.zst", "*tfevents*",
-)  # fmt: skip
 
 GatedMode = Literal[False, "auto", "manual"]
 
@@ -128,20 +120,6 @@ class Snapshot:
     files: Mapping[str, RepoFile]
     dirs: Mapping[str, RepoDir]
     date: datetime
-
-
-def lfs_pointer(sha256: str, size: int) -> bytes:
-    """The git-lfs pointer text that git stores in place of an LFS file."""
-    return f"version https://git-lfs.github.com/spec/v1\noid sha256:{sha256}\nsize {size}\n".encode()
-
-
-def git_blob_sha1(data: bytes) -> str:
-    return hashlib.sha1(b"blob %d\0" % len(data) + data, usedforsecurity=False).hexdigest()
-
-
-def is_lfs_path(path: str, size: int, threshold: int) -> bool:
-    name = path.rsplit("/", 1)[-1]
-    return size > threshold or any(fnmatchcase(name, p) or fnmatchcase(path, p) for p in LFS_PATTERNS)
 
 
 def check_repo_id(repo_id: str) -> tuple[str, str]:

@@ -17,6 +17,7 @@ import contextlib
 import hashlib
 import hmac
 import json
+import os
 import secrets
 import signal
 import socket
@@ -34,7 +35,7 @@ from typing import Any, BinaryIO, Literal
 from urllib.parse import parse_qs, quote, unquote, urlencode, urlsplit
 
 from alex_models.errors import UserError
-from alex_models.mirror.faults import Faults, RequestInfo
+from alex_models.mirror.faults import FaultKind, Faults, RequestInfo
 from alex_models.mirror.repos import (
     DirectorySource,
     NoSuchRepo,
@@ -271,6 +272,12 @@ class _HTTPServer(ThreadingHTTPServer):
         self.origin: Origin = origin
         super().__init__((host, port), _Handler)
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that hangs up is normal (a downloader stopping a range); anything else is shown."""
+        if isinstance(sys.exc_info()[1], ConnectionError | TimeoutError):
+            return
+        super().handle_error(request, client_address)
+
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
@@ -292,7 +299,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _serve(self) -> None:
         mirror = self.server.mirror
         request = _Request.parse(self, self.server.origin)
-        applied: list[str] = []
+        applied = request.applied
         bytes_sent = 0
         try:
             response = _route(mirror, request, applied)
@@ -360,7 +367,8 @@ class _Handler(BaseHTTPRequestHandler):
                     rate = None if bandwidth is None else bandwidth.value
                     sent = self._send_paced(body, response.start, limit, rate, corrupt is not None)
             except OSError as exc:
-                exc.bytes_sent = sent  # type: ignore[attr-defined]
+                if not hasattr(exc, "bytes_sent"):  # _send_paced counts what went out before the error
+                    exc.bytes_sent = sent  # type: ignore[attr-defined]
                 raise
         if sent < response.length:
             # The drop-after fault: cut the connection mid-body, as a flaky link would.
@@ -369,9 +377,18 @@ class _Handler(BaseHTTPRequestHandler):
         return sent
 
     def _sendfile(self, body: BinaryIO, start: int, count: int) -> int:
-        if count == 0:
-            return 0
-        sent: int = self.connection.sendfile(body, start, count)
+        """Send with sendfile(2), counting as it goes, so a client that hangs up is logged with
+        the bytes it really got (resume tests measure what is fetched again)."""
+        sent = 0
+        while sent < count:
+            try:
+                chunk = os.sendfile(self.connection.fileno(), body.fileno(), start + sent, count - sent)
+            except OSError as exc:
+                exc.bytes_sent = sent  # type: ignore[attr-defined]
+                raise
+            if chunk == 0:
+                break
+            sent += chunk
         return sent
 
     def _send_paced(self, body: BinaryIO, start: int, count: int, rate: float | None, corrupt: bool) -> int:
@@ -385,7 +402,11 @@ class _Handler(BaseHTTPRequestHandler):
                 break
             if corrupt:
                 chunk = _corrupt(chunk, sent)  # from the body's start: a short Range is corrupted too
-            self.connection.sendall(chunk)
+            try:
+                self.connection.sendall(chunk)
+            except OSError as exc:  # the client hung up: log the bytes it was sent until then
+                exc.bytes_sent = sent  # type: ignore[attr-defined]
+                raise
             sent += len(chunk)
             if rate is not None:
                 ahead = sent / rate - (time.monotonic() - began)
@@ -414,6 +435,8 @@ class _Request:
     host: str | None
     range_header: str | None
     form: dict[str, Any] = field(default_factory=dict)
+    applied: list[str] = field(default_factory=list)
+    """Names of the faults applied to this request, for the log."""
     scope: Literal["api", "resolve", "cdn"] = "api"
 
     @classmethod
@@ -756,6 +779,10 @@ def _resolve(mirror: MirrorServer, request: _Request) -> _Response:
     item = snapshot.files.get(path)
     if item is None:
         raise HubError(404, "EntryNotFound", f'{path} does not exist on "{revision}"', commit_header)
+    if mirror.faults.take("redirect-loop", RequestInfo("resolve", path)):
+        request.applied.append("redirect-loop")
+        here = f"http://{request.host}{request.path}"
+        return _Response(302, {**commit_header, "Location": here}, f"Found. Redirecting to {here}".encode())
     if item.sha256 is not None:
         location = mirror.cdn_location(request.host, repo.id, snapshot.commit, item.path)
         headers = {
@@ -767,7 +794,7 @@ def _resolve(mirror: MirrorServer, request: _Request) -> _Response:
             "Content-Type": "text/plain; charset=utf-8",
         }
         return _Response(302, headers, f"Found. Redirecting to {location}".encode())
-    return _file_response(request, item, {**commit_header, "ETag": f'"{item.git_oid}"'})
+    return _file_response(mirror, request, item, {**commit_header, "ETag": f'"{item.git_oid}"'})
 
 
 def _cdn_file(mirror: MirrorServer, request: _Request) -> _Response:
@@ -784,10 +811,18 @@ def _cdn_file(mirror: MirrorServer, request: _Request) -> _Response:
         item = mirror.source.repo(repo_id).snapshot(commit).files[path]
     except (NoSuchRepo, KeyError):
         raise HubError(404, None, "Not Found") from None
-    return _file_response(request, item, {"ETag": f'"{item.etag}"'})
+    return _file_response(mirror, request, item, {"ETag": f'"{item.etag}"'})
 
 
-def _file_response(request: _Request, item: RepoFile, headers: dict[str, str]) -> _Response:
+_HEADER_LIES: tuple[FaultKind, ...] = ("ignore-range", "wrong-range", "bad-length")
+
+
+def _file_response(
+    mirror: MirrorServer, request: _Request, item: RepoFile, headers: dict[str, str]
+) -> _Response:
+    info = RequestInfo(request.scope, item.path)
+    lies: set[FaultKind] = {kind for kind in _HEADER_LIES if mirror.faults.take(kind, info)}
+    request.applied.extend(sorted(lies))
     filename = item.path.rsplit("/", 1)[-1]
     headers = {
         **headers,
@@ -795,14 +830,18 @@ def _file_response(request: _Request, item: RepoFile, headers: dict[str, str]) -
         "Content-Type": "application/octet-stream",
         "Content-Disposition": f"inline; filename*=UTF-8''{quote(filename)}; filename=\"{_ascii(filename)}\"",
     }
-    byte_range = _parse_range(request.range_header, item.size)
+    short = 1 if "bad-length" in lies else 0  # a consistent lie: one byte short, Content-Length agreeing
+    byte_range = None if "ignore-range" in lies else _parse_range(request.range_header, item.size)
+    if "ignore-range" in lies:
+        del headers["Accept-Ranges"]
     if byte_range is None:
-        return _Response(200, headers, file=item, start=0, length=item.size)
+        return _Response(200, headers, file=item, start=0, length=max(0, item.size - short))
     if byte_range == "unsatisfiable":
         raise HubError(416, None, "Range Not Satisfiable", {"Content-Range": f"bytes */{item.size}"})
     start, end = byte_range
-    headers["Content-Range"] = f"bytes {start}-{end}/{item.size}"
-    return _Response(206, headers, file=item, start=start, length=end - start + 1)
+    shift = 1 if "wrong-range" in lies else 0
+    headers["Content-Range"] = f"bytes {start + shift}-{end + shift}/{item.size}"
+    return _Response(206, headers, file=item, start=start, length=max(0, end - start + 1 - short))
 
 
 def _ascii(name: str) -> str:

@@ -1,0 +1,192 @@
+"""Commands on the store: ``sync``, ``status``, ``verify``, ``path``, ``gc``, ``pull``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from alex_models.cli.options import JsonOpt, ManifestOpt
+from alex_models.cli.render import print_json, say, warn
+
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")]
+
+
+def sync(
+    locked: Annotated[
+        bool, typer.Option("--locked", help="Fail (exit 1) if the lock is out of date.")
+    ] = False,
+    frozen: Annotated[bool, typer.Option("--frozen", help="Use the lock as it is; never resolve.")] = False,
+    offline: Annotated[bool, typer.Option("--offline", help="Never touch the network.")] = False,
+    only: Annotated[
+        list[str] | None, typer.Option("--only", help="Sync just this model (repeatable).")
+    ] = None,
+    jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, max=64, help="Files downloaded at once.")] = 4,
+    hf_cache: Annotated[
+        Path | None,
+        typer.Option(
+            "--hf-cache",
+            envvar="ALEX_MODELS_HF_CACHE",
+            help="Also lay the files out as a Hugging Face cache here (e.g. ~/.cache/huggingface/hub).",
+        ),
+    ] = None,
+    manifest: ManifestOpt = Path("models.yaml"),
+    quiet: QuietOpt = False,
+    json_output: JsonOpt = False,
+) -> None:
+    """Download what the lock pins into the store, verified, and build the views llama.cpp reads."""
+    from alex_models import api
+    from alex_models.cli.progress import progress_for
+
+    with progress_for(quiet or json_output) as progress:
+        result = api.sync(
+            manifest,
+            locked=locked,
+            frozen=frozen,
+            offline=offline,
+            only=only or (),
+            jobs=jobs,
+            progress=progress,
+            hf_cache=hf_cache,
+        )
+    if json_output:
+        print_json(
+            "sync",
+            {
+                "lock": str(result.lock_path),
+                "store": str(result.store),
+                "resolved": list(result.resolved),
+                "downloaded": list(result.downloaded),
+                "reused": list(result.reused),
+                "bytes": result.bytes_received,
+                "seconds": round(result.seconds, 3),
+                "models": {
+                    m.name: {"main": str(m.main) if m.main else None, "views": [str(v) for v in m.views]}
+                    for m in result.models
+                },
+            },
+        )
+        return
+    if not quiet:
+        fetched = f"{len(result.downloaded)} downloaded ({result.bytes_received} bytes)"
+        reused = f"{len(result.reused)} already there"
+        took = f"{result.seconds:.1f}s"
+        say(f"Synced {len(result.models)} model(s) into {result.store}: {fetched}, {reused}, in {took}.")
+
+
+def status(manifest: ManifestOpt = Path("models.yaml"), json_output: JsonOpt = False) -> None:
+    """What is locked, present, missing or partial in the store. No network."""
+    from alex_models import api
+
+    result = api.status(manifest)
+    if json_output:
+        print_json(
+            "status",
+            {
+                "lock": str(result.lock_path),
+                "store": str(result.store),
+                "stale": list(result.stale),
+                "models": {
+                    m.name: {
+                        "state": m.state,
+                        "files": m.files,
+                        "present_files": m.present_files,
+                        "size": m.size,
+                        "present_bytes": m.present_bytes,
+                        "main": str(m.main) if m.main else None,
+                    }
+                    for m in result.models
+                },
+            },
+        )
+        return
+    for model in result.models:
+        say(
+            f"{model.name:30} {model.state:8} {model.present_files}/{model.files} files  "
+            f"{model.present_bytes}/{model.size} bytes"
+        )
+    for change in result.stale:
+        warn(f"stale: {change}")
+
+
+def verify(manifest: ManifestOpt = Path("models.yaml"), json_output: JsonOpt = False) -> None:
+    """Re-hash every locked blob in the store; exit 3 naming any file that no longer matches."""
+    from alex_models import api
+
+    result = api.verify(manifest)
+    if json_output:
+        print_json(
+            "verify",
+            {"checked": result.checked, "corrupt": list(result.corrupt), "missing": list(result.missing)},
+        )
+    else:
+        for label in result.corrupt:
+            warn(f"corrupt: {label} (removed from the store; 'alex-models sync' fetches it again)")
+        for label in result.missing:
+            warn(f"missing: {label}")
+        if not result.corrupt and not result.missing:
+            say(f"All {result.checked} blob(s) match the lock.")
+    if result.corrupt:
+        raise typer.Exit(3)
+    if result.missing:
+        warn("hint: run 'alex-models sync'")
+        raise typer.Exit(1)
+
+
+def path(
+    name: Annotated[str, typer.Argument(help="A model name from models.yaml.")],
+    manifest: ManifestOpt = Path("models.yaml"),
+) -> None:
+    """Print the absolute path of a model's main file (the first shard of a split model)."""
+    from alex_models import api
+
+    say(str(api.model_path(name, manifest)))
+
+
+def gc(
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Say what would be removed; remove nothing.")
+    ] = False,
+    json_output: JsonOpt = False,
+) -> None:
+    """Remove blobs, views and partial downloads that no synced lock still references."""
+    from alex_models import api
+
+    result = api.gc(dry_run=dry_run)
+    if json_output:
+        print_json(
+            "gc",
+            {
+                "blobs": result.removed_blobs,
+                "partials": result.removed_partials,
+                "views": result.removed_views,
+                "bytes_freed": result.bytes_freed,
+                "locks": list(result.kept_locks),
+                "dry_run": result.dry_run,
+            },
+        )
+        return
+    verb = "Would free" if dry_run else "Freed"
+    removed = f"{result.removed_blobs} blob(s), {result.removed_partials} partial(s)"
+    removed += f", {result.removed_views} view(s)"
+    say(f"{verb} {result.bytes_freed} bytes: {removed}. Locks still in use: {len(result.kept_locks)}.")
+
+
+def pull(
+    repo: Annotated[str, typer.Argument(help="Hugging Face repo id.")],
+    file: Annotated[str, typer.Argument(help="Path of the file in the repo.")],
+    revision: Annotated[str, typer.Option(help="Branch, tag or commit.")] = "main",
+    directory: Annotated[
+        Path | None, typer.Option("--dir", help="Also place the file(s) in this folder.")
+    ] = None,
+    sha256: Annotated[str | None, typer.Option(help="Expected SHA256 of the file.")] = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Download one file without a manifest, verified, through the store; print its path."""
+    from alex_models import api
+    from alex_models.cli.progress import progress_for
+
+    with progress_for(quiet) as progress:
+        found = api.pull(repo, file, revision=revision, directory=directory, sha256=sha256, progress=progress)
+    say(str(found))

@@ -1,0 +1,437 @@
+"""The downloader: one blob from a URL into the store, verified, resumable, in parallel ranges.
+
+How one file is fetched:
+
+* The file is split into segments (one per connection for a large file, one for a small one) and
+  written with ``pwrite`` into a single preallocated ``tmp/<sha256>.part``; a per-connection speed
+  limit on the server does not cap us.
+* A hasher thread follows the contiguous written prefix of the file, so the SHA256 is ready
+  moments after the last byte (no second pass over a finished file). On resume it rebuilds its
+  state from the bytes already in the partial file.
+* Progress (each segment's verified-on-disk length) is checkpointed to ``tmp/<sha256>.json``
+  after an ``fdatasync``: a run killed at any moment resumes from the last checkpoint, with
+  ``Range``, and re-fetches at most a few MiB.
+* Transient failures (connection errors, timeouts, 408/429/5xx, a body cut short) are retried
+  per segment with backoff and ``Retry-After``; the budget resets whenever bytes arrive.
+* A server that ignores ``Range`` is detected (200 to a ranged request) and the file is fetched
+  as one stream; a server that answers the wrong range or a wrong ``Content-Length`` is refused.
+* The result must match the lock's size and SHA256; a mismatch discards the bytes, retries once
+  from scratch, then fails with exit 3. Only then is the blob promoted into ``blobs/``.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import os
+import re
+import threading
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import httpx2
+
+from alex_models._fs import atomic_write
+from alex_models._retry import RETRYABLE_STATUS, RetryPolicy, parse_retry_after
+from alex_models.errors import IntegrityError, RemoteError, UserError
+from alex_models.store import Store
+
+MiB = 1024 * 1024
+_CONTENT_RANGE_RE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
+_PROGRESS_VERSION = 1
+
+
+@dataclass(frozen=True)
+class FileJob:
+    """One blob to fetch: what it must be, where it comes from, how to name it in messages."""
+
+    sha256: str
+    size: int
+    url: str
+    label: str
+    headers: Mapping[str, str] = field(default_factory=dict)
+    """Sent with every request; httpx drops ``Authorization`` on a redirect to another origin."""
+
+
+class Progress(Protocol):
+    """What the downloader reports; called from worker threads."""
+
+    def started(self, job: FileJob, already: int) -> None: ...
+
+    def advanced(self, job: FileJob, received: int) -> None: ...
+
+    def finished(self, job: FileJob) -> None: ...
+
+
+class NoProgress:
+    def started(self, job: FileJob, already: int) -> None:
+        """Nothing to show."""
+
+    def advanced(self, job: FileJob, received: int) -> None:
+        """Nothing to show."""
+
+    def finished(self, job: FileJob) -> None:
+        """Nothing to show."""
+
+
+class _Transient(Exception):
+    """A failure worth retrying: the next attempt may well succeed."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class _RangesIgnored(Exception):
+    """The server answered a ranged request with the whole file."""
+
+
+@dataclass
+class _Segment:
+    start: int
+    end: int
+    done: int = 0
+
+    @property
+    def position(self) -> int:
+        return self.start + self.done
+
+    @property
+    def remaining(self) -> int:
+        return self.end - self.position
+
+
+@dataclass(frozen=True)
+class DownloadOptions:
+    connections: int = 8
+    """Parallel range requests for one large file."""
+    min_segment: int = 32 * MiB
+    """A file is split only into segments at least this large."""
+    checkpoint_bytes: int = 4 * MiB
+    checkpoint_seconds: float = 0.5
+    chunk: int = MiB
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+
+
+class Downloader:
+    """Fetches blobs into a store. Safe to use from several threads, and from several processes
+    on one store: a file lock per blob makes the second fetcher wait and reuse the result."""
+
+    def __init__(
+        self,
+        store: Store,
+        client: httpx2.Client,
+        *,
+        options: DownloadOptions | None = None,
+        progress: Progress | None = None,
+        check: Callable[[Path, FileJob], None] | None = None,
+    ) -> None:
+        self.store = store.init()
+        self.client = client
+        self.options = options or DownloadOptions()
+        self.progress = progress or NoProgress()
+        self._check = check
+
+    def fetch(self, job: FileJob) -> bool:
+        """Make sure the blob is in the store; True if it was downloaded, False if already there."""
+        with self.store.blob_lock(job.sha256):
+            if self.store.has_blob(job.sha256, job.size):
+                return False
+            actual = self._download(job)
+            if actual != job.sha256:
+                # Wrong bytes: never kept. One more try from scratch, then a hard failure.
+                self._discard_partial(job)
+                actual = self._download(job)
+            if actual != job.sha256:
+                self._discard_partial(job)
+                raise IntegrityError(
+                    f"{job.label}: downloaded bytes have SHA256 {actual}, the lock says {job.sha256}",
+                    hint="the server sent wrong bytes twice and nothing was stored; check the endpoint",
+                )
+            partial = self.store.partial_path(job.sha256)
+            if self._check is not None:
+                try:
+                    self._check(partial, job)
+                except BaseException:
+                    self._discard_partial(job)
+                    raise
+            self.store.promote(partial, job.sha256)
+        self.progress.finished(job)
+        return True
+
+    def _discard_partial(self, job: FileJob) -> None:
+        self.store.partial_path(job.sha256).unlink(missing_ok=True)
+        self.store.progress_path(job.sha256).unlink(missing_ok=True)
+
+    def _download(self, job: FileJob) -> str:
+        partial = self.store.partial_path(job.sha256)
+        segments = self._load_progress(job) if partial.exists() else None
+        if segments is None:
+            segments = self._plan(job.size)
+        fd = os.open(partial, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            _reserve(fd, job, partial)
+            transfer = _Transfer(self, job, fd, segments)
+            self.progress.started(job, sum(s.done for s in segments))
+            try:
+                return transfer.run()
+            except _RangesIgnored:
+                # One stream from the start: the only way to read a server that ignores Range.
+                transfer = _Transfer(self, job, fd, [_Segment(0, job.size)])
+                return transfer.run()
+        finally:
+            os.close(fd)
+
+    def _plan(self, size: int) -> list[_Segment]:
+        count = max(1, min(self.options.connections, size // self.options.min_segment))
+        step = -(-size // count) if size else 0
+        return (
+            [_Segment(start, min(start + step, size)) for start in range(0, size, step)]
+            if size
+            else [_Segment(0, 0)]
+        )
+
+    def _load_progress(self, job: FileJob) -> list[_Segment] | None:
+        try:
+            record = json.loads(self.store.progress_path(job.sha256).read_text(encoding="utf-8"))
+            if record["version"] != _PROGRESS_VERSION or record["size"] != job.size:
+                return None
+            segments = [_Segment(int(s), int(e), int(d)) for s, e, d in record["segments"]]
+        except (FileNotFoundError, ValueError, KeyError, TypeError):
+            return None
+        # A record that does not tile the file exactly is not ours to trust: start over.
+        expected_start = 0
+        for segment in segments:
+            if segment.start != expected_start or not 0 <= segment.done <= segment.end - segment.start:
+                return None
+            expected_start = segment.end
+        return segments if expected_start == job.size else None
+
+    def save_progress(self, job: FileJob, segments: list[_Segment]) -> None:
+        record = {
+            "version": _PROGRESS_VERSION,
+            "sha256": job.sha256,
+            "size": job.size,
+            "segments": [[s.start, s.end, s.done] for s in segments],
+        }
+        atomic_write(self.store.progress_path(job.sha256), json.dumps(record).encode())
+
+
+def _reserve(fd: int, job: FileJob, partial: Path) -> None:
+    """Give the partial file its full size now, so a full disk fails here, not mid-download."""
+    try:
+        if os.fstat(fd).st_size != job.size:
+            os.ftruncate(fd, job.size)
+        if hasattr(os, "posix_fallocate") and job.size:
+            os.posix_fallocate(fd, 0, job.size)
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+            raise UserError(
+                f"no space for {job.label}: {job.size} bytes needed in {partial.parent}",
+                hint="free some space (alex-models gc) or point ALEX_MODELS_HOME at a larger disk",
+            ) from None
+        if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL):  # filesystems without fallocate
+            raise
+
+
+class _Transfer:
+    """One attempt at one file: segment workers, the hasher, checkpoints."""
+
+    def __init__(self, downloader: Downloader, job: FileJob, fd: int, segments: list[_Segment]) -> None:
+        self.downloader = downloader
+        self.options = downloader.options
+        self.job = job
+        self.fd = fd
+        self.segments = segments
+        self.changed = threading.Condition()
+        self.stop = threading.Event()
+        self.unsaved = 0
+        self.last_save = time.monotonic()
+        self.digest = hashlib.sha256()
+        self.hashed = 0
+
+    def run(self) -> str:
+        pending = [s for s in self.segments if s.remaining > 0]
+        hasher = threading.Thread(target=self._hash, name=f"hash-{self.job.sha256[:8]}", daemon=True)
+        hasher.start()
+        try:
+            self._run_workers(pending)
+        except BaseException:
+            self.stop.set()
+            self._checkpoint(force=True)
+            raise
+        finally:
+            with self.changed:
+                self.changed.notify_all()
+        hasher.join()
+        self._checkpoint(force=True)
+        return self.digest.hexdigest()
+
+    def _run_workers(self, pending: list[_Segment]) -> None:
+        if not pending:
+            return
+        with ThreadPoolExecutor(max_workers=len(pending)) as pool:
+            futures = [pool.submit(self._worker, segment) for segment in pending]
+            done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+            failure = next((f.exception() for f in done if f.exception() is not None), None)
+            if failure is not None:
+                self.stop.set()  # the other segments stop at their next chunk
+                wait(futures)
+                raise failure
+
+    # -- hashing: follow the contiguous written prefix -------------------------------------------
+
+    def _frontier(self) -> int:
+        frontier = 0
+        for segment in self.segments:
+            if segment.start > frontier:
+                break
+            frontier = segment.position
+            if segment.remaining:
+                break
+        return frontier
+
+    def _hash(self) -> None:
+        while True:
+            with self.changed:
+                self.changed.wait_for(
+                    lambda: (
+                        self._frontier() > self.hashed or self.stop.is_set() or self.hashed >= self.job.size
+                    ),
+                    timeout=1.0,
+                )
+                target = self._frontier()
+            if self.stop.is_set() or self.hashed >= self.job.size:
+                return
+            while self.hashed < target:
+                chunk = os.pread(self.fd, min(4 * MiB, target - self.hashed), self.hashed)
+                if not chunk:
+                    return
+                self.digest.update(chunk)
+                self.hashed += len(chunk)
+
+    # -- workers -------------------------------------------------------------------------------
+
+    def _worker(self, segment: _Segment) -> None:
+        failures = 0
+        while segment.remaining > 0 and not self.stop.is_set():
+            before = segment.done
+            try:
+                self._stream(segment)
+            except (_Transient, httpx2.TransportError) as exc:
+                if segment.done > before:
+                    failures = 0  # the connection was doing its job; the budget starts again
+                failures += 1
+                if failures >= self.options.retry.attempts:
+                    raise RemoteError(
+                        f"{self.job.label}: gave up after {failures} failed attempts: {exc}",
+                        hint="check the network; run the same command again to resume",
+                    ) from None
+                retry_after = exc.retry_after if isinstance(exc, _Transient) else None
+                self.stop.wait(self.options.retry.delay(failures, retry_after))
+            except httpx2.HTTPError as exc:  # not worth retrying: a redirect loop, a malformed URL, …
+                raise RemoteError(
+                    f"{self.job.label}: {type(exc).__name__}: {exc}",
+                    hint="the endpoint misbehaves; check HF_ENDPOINT",
+                ) from None
+
+    def _stream(self, segment: _Segment) -> None:
+        whole_file = segment.start == 0 and segment.end == self.job.size
+        headers = dict(self.job.headers)
+        if segment.position > 0 or not whole_file:
+            headers["Range"] = f"bytes={segment.position}-{segment.end - 1}"
+        with self.downloader.client.stream("GET", self.job.url, headers=headers) as response:
+            self._check_status(response)
+            if response.status_code == 200 and "Range" in headers:
+                if not whole_file:
+                    raise _RangesIgnored
+                segment.done = 0  # the server restarted from byte 0: so do we
+            expected = segment.remaining
+            self._check_length(response, expected, segment)
+            pending = bytearray()
+            try:
+                for piece in response.iter_bytes():
+                    if self.stop.is_set():
+                        return
+                    pending += piece
+                    if len(pending) >= self.options.chunk:
+                        self._write(segment, pending)
+                        pending.clear()
+            finally:
+                # Bytes that arrived before a dropped connection are kept, so the retry resumes after
+                # them: iter_bytes(chunk) would lose up to a chunk per drop, and a link that drops
+                # more often than that would never advance.
+                if pending and not self.stop.is_set():
+                    self._write(segment, pending)
+        if segment.remaining > 0:
+            raise _Transient(f"the body ended {segment.remaining} bytes early")
+
+    def _write(self, segment: _Segment, data: bytearray) -> None:
+        if len(data) > segment.remaining:
+            raise RemoteError(f"{self.job.label}: the server sent more bytes than the file has")
+        os.pwrite(self.fd, data, segment.position)
+        with self.changed:
+            segment.done += len(data)
+            self.unsaved += len(data)
+            self.changed.notify_all()
+        self.downloader.progress.advanced(self.job, len(data))
+        self._checkpoint()
+
+    def _check_status(self, response: httpx2.Response) -> None:
+        status = response.status_code
+        if status in (200, 206):
+            return
+        if status in RETRYABLE_STATUS:
+            raise _Transient(
+                f"the server answered {status}", parse_retry_after(response.headers.get("Retry-After"))
+            )
+        url = str(response.url).split("?", 1)[0]
+        if status in (401, 403):
+            raise UserError(
+                f"{self.job.label}: {url} answered {status}: access denied",
+                hint="set HF_TOKEN to a token with access (for a gated repo, accept its terms first)",
+            )
+        raise RemoteError(f"{self.job.label}: {url} answered {status}", hint="is the lock for this endpoint?")
+
+    def _check_length(self, response: httpx2.Response, expected: int, segment: _Segment) -> None:
+        if response.status_code == 206:
+            match = _CONTENT_RANGE_RE.fullmatch(response.headers.get("Content-Range", "").strip())
+            if match is None or int(match[1]) != segment.position or int(match[2]) >= segment.end:
+                raise RemoteError(
+                    f"{self.job.label}: asked for bytes {segment.position}-{segment.end - 1}, "
+                    f"the server answered {response.headers.get('Content-Range')!r}",
+                    hint="the server mishandles Range requests; nothing was stored",
+                )
+            if match[3] != "*" and int(match[3]) != self.job.size:
+                raise RemoteError(
+                    f"{self.job.label}: the server has {match[3]} bytes, the lock says {self.job.size}",
+                    hint="the endpoint serves another file than the one locked; re-lock or check HF_ENDPOINT",
+                )
+            expected = int(match[2]) - int(match[1]) + 1
+        declared = response.headers.get("Content-Length")
+        if declared is not None and declared.isdecimal() and int(declared) != expected:
+            raise RemoteError(
+                f"{self.job.label}: the server announced {declared} bytes where {expected} were due",
+                hint="the endpoint serves another file than the one locked; nothing was stored",
+            )
+
+    def _checkpoint(self, *, force: bool = False) -> None:
+        now = time.monotonic()
+        with self.changed:
+            due = (
+                self.unsaved >= self.options.checkpoint_bytes
+                or now - self.last_save >= self.options.checkpoint_seconds
+            )
+            if not (due or (force and self.unsaved)):
+                return
+            self.unsaved = 0
+            self.last_save = now
+            snapshot = [_Segment(s.start, s.end, s.done) for s in self.segments]
+        # Only bytes known to be on disk are recorded as done.
+        os.fdatasync(self.fd)
+        self.downloader.save_progress(self.job, snapshot)

@@ -1,0 +1,199 @@
+"""The content-addressed store: verified blobs, partial downloads, views for llama.cpp.
+
+Layout under the store home (``$ALEX_MODELS_HOME``, default ``~/.alex/models``)::
+
+    CACHEDIR.TAG                              backup tools skip the store
+    blobs/sha256/ab/abcdef…                   verified content, read-only, one copy per content
+    tmp/<sha256>.part, tmp/<sha256>.json      a partial download and its progress record
+    locks/<sha256>.lock                       one file lock per blob: one downloader at a time
+    state/verified/<sha256>                   known-good stat record (size, mtime_ns, inode)
+    state/locks.json                          lock files that synced into this store (for gc)
+    llama.cpp/hf/<org>/<name>/<commit>/<path> views: hard links (symlinks where impossible) to blobs
+    llama.cpp/url/<sha256>/<file name>        views of plain-URL sources
+
+A blob enters ``blobs/`` only after its size and SHA256 match the lock: it is written in ``tmp/``,
+fsynced, made read-only and renamed into place. Nothing in ``blobs/`` is ever rewritten.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+from filelock import FileLock
+
+from alex_models._fs import atomic_write, fsync_dir, link_atomically, safe_relpath, sha256_file
+from alex_models.errors import UserError
+from alex_models.lock import LockedFile, LockedModel
+
+_CACHEDIR_TAG = (
+    "Signature: 8a477f597d28d172789f06886806bc55\n"
+    "# This file is a cache directory tag created by alex-models.\n"
+    "# For information about cache directory tags see https://bford.info/cachedir/\n"
+)
+
+
+class Store:
+    """One store home. Every path the tool writes under it comes from here."""
+
+    def __init__(self, home: Path) -> None:
+        self.home = home.expanduser().absolute()
+
+    def init(self) -> Store:
+        for sub in ("blobs/sha256", "tmp", "locks", "state/verified", "llama.cpp"):
+            (self.home / sub).mkdir(parents=True, exist_ok=True)
+        tag = self.home / "CACHEDIR.TAG"
+        if not tag.exists():
+            atomic_write(tag, _CACHEDIR_TAG.encode())
+        return self
+
+    # -- blobs -------------------------------------------------------------------------------------
+
+    def blob_path(self, sha256: str) -> Path:
+        return self.home / "blobs" / "sha256" / sha256[:2] / sha256
+
+    def partial_path(self, sha256: str) -> Path:
+        return self.home / "tmp" / f"{sha256}.part"
+
+    def progress_path(self, sha256: str) -> Path:
+        return self.home / "tmp" / f"{sha256}.json"
+
+    def blob_lock(self, sha256: str) -> FileLock:
+        """The lock one process holds while it downloads or promotes this blob."""
+        return FileLock(self.home / "locks" / f"{sha256}.lock")
+
+    def has_blob(self, sha256: str, size: int) -> bool:
+        """Whether a verified blob is present, trusting the stat record written when it was verified.
+
+        A blob without a matching record (copied in, touched, replaced) is hashed again; one that
+        fails is removed, so it is downloaded again rather than trusted.
+        """
+        path = self.blob_path(sha256)
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            return False
+        if st.st_size != size:
+            return False
+        if self._record(sha256) == _stat_key(st):
+            return True
+        if sha256_file(path) != sha256:
+            self.discard_blob(sha256)
+            return False
+        self._write_record(sha256, st)
+        return True
+
+    def verify_blob(self, sha256: str, size: int) -> bool:
+        """Re-hash the blob, whatever its stat record says. False if it is missing or differs."""
+        path = self.blob_path(sha256)
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            return False
+        if st.st_size != size or sha256_file(path) != sha256:
+            return False
+        self._write_record(sha256, st)
+        return True
+
+    def promote(self, partial: Path, sha256: str) -> Path:
+        """Move a verified partial file into ``blobs/``: fsync, read-only, rename."""
+        fd = os.open(partial, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        partial.chmod(0o444)
+        target = self.blob_path(sha256)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial.replace(target)
+        fsync_dir(target.parent)
+        self._write_record(sha256, target.stat())
+        self.progress_path(sha256).unlink(missing_ok=True)
+        return target
+
+    def discard_blob(self, sha256: str) -> None:
+        path = self.blob_path(sha256)
+        with contextlib.suppress(FileNotFoundError):
+            path.chmod(0o644)
+            path.unlink()
+        (self.home / "state" / "verified" / sha256).unlink(missing_ok=True)
+
+    def _record(self, sha256: str) -> str | None:
+        try:
+            return (self.home / "state" / "verified" / sha256).read_text(encoding="ascii")
+        except FileNotFoundError:
+            return None
+
+    def _write_record(self, sha256: str, st: os.stat_result) -> None:
+        atomic_write(self.home / "state" / "verified" / sha256, _stat_key(st).encode())
+
+    def blobs(self) -> Iterator[Path]:
+        yield from (self.home / "blobs" / "sha256").glob("*/*")
+
+    # -- views -------------------------------------------------------------------------------------
+
+    def view_path(self, entry: LockedModel, file: LockedFile) -> Path:
+        """Where llama.cpp finds ``file`` of ``entry``: shards of one model side by side."""
+        relpath = safe_relpath(file.path, what="locked file path")
+        if entry.source == "hf" and entry.repo is not None and entry.commit is not None:
+            org, name = entry.repo.split("/")
+            return self.home / "llama.cpp" / "hf" / org / name / entry.commit / relpath
+        return self.home / "llama.cpp" / "url" / file.sha256 / relpath
+
+    def link_view(self, view: Path, sha256: str) -> None:
+        """Make ``view`` a hard link to the blob (a symlink where hard links are impossible).
+
+        The view's folders must lie inside the store: a symlink planted in a view folder that
+        points elsewhere is refused, never followed.
+        """
+        blob = self.blob_path(sha256)
+        self._check_inside(view.parent)
+        if view.exists() and not view.is_symlink() and view.stat().st_ino == blob.stat().st_ino:
+            return
+        link_atomically(view, blob)
+
+    def _check_inside(self, folder: Path) -> None:
+        # One folder at a time, checked before it is created: mkdir(parents=True) would follow a
+        # planted symlink and create folders outside the store before any check could refuse it.
+        current = self.home
+        for part in folder.relative_to(self.home).parts:
+            current = current / part
+            if current.is_symlink():
+                raise UserError(
+                    f"refusing to write views under {folder}: a symlink inside the store leads elsewhere",
+                    hint=f"remove the symlink {current}",
+                )
+            current.mkdir(exist_ok=True)
+
+    # -- the registry of locks that synced here ----------------------------------------------------
+
+    def register_lock(self, lock_path: Path) -> None:
+        """Remember that ``lock_path`` synced into this store, so ``gc`` keeps what it references."""
+        with FileLock(self.home / "locks" / "registry.lock"):
+            known = set(self.registered_locks())
+            known.add(str(lock_path.absolute()))
+            self._write_registry(known)
+
+    def set_registered_locks(self, lock_paths: list[str]) -> None:
+        """Keep only ``lock_paths`` in the registry (gc forgets lock files that are gone)."""
+        with FileLock(self.home / "locks" / "registry.lock"):
+            self._write_registry(set(lock_paths))
+
+    def _write_registry(self, lock_paths: set[str]) -> None:
+        atomic_write(
+            self.home / "state" / "locks.json", (json.dumps(sorted(lock_paths), indent=2) + "\n").encode()
+        )
+
+    def registered_locks(self) -> list[str]:
+        try:
+            value = json.loads((self.home / "state" / "locks.json").read_text(encoding="utf-8"))
+        except (FileNotFoundError, json.JSONDecodeError):
+            return []
+        return [item for item in value if isinstance(item, str)] if isinstance(value, list) else []
+
+
+def _stat_key(st: os.stat_result) -> str:
+    return f"{st.st_size} {st.st_mtime_ns} {st.st_ino}"

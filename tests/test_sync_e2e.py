@@ -1,0 +1,355 @@
+"""``alex-models sync`` and the store commands as a user runs them: the installed console script,
+real subprocesses, the mirror server as the Hub. The slow tests kill a sync mid-download and run
+two syncs at once on one store."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import stat
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from helpers import write_manifest
+
+from alex_models.ggufinfo import write_tiny_gguf
+from alex_models.mirror import MirrorRoot, MirrorServer, RequestRecord
+
+CLI = Path(sys.executable).parent / "alex-models"
+
+ALPHA, BETA = "org/alpha", "org/beta"
+ALPHA_FILE, BETA_FILE = "alpha-Q4_K_M.gguf", "beta-Q4_K_M.gguf"
+TWO = {"alpha": {"repo": ALPHA, "quant": "Q4_K_M"}, "beta": {"repo": BETA, "quant": "Q4_K_M"}}
+
+
+@dataclass(frozen=True)
+class Hub:
+    root: MirrorRoot
+    server: MirrorServer
+    files: Mapping[str, bytes]
+    commits: Mapping[str, str]
+
+
+@pytest.fixture
+def hub(
+    mirror_root: MirrorRoot, mirror: MirrorServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Hub:
+    """Two repos with one small GGUF each; HF_ENDPOINT points at the mirror."""
+    monkeypatch.setenv("HF_ENDPOINT", mirror.url)
+    alpha = write_tiny_gguf(tmp_path / "alpha.gguf", context_length=1001).read_bytes()
+    beta = write_tiny_gguf(tmp_path / "beta.gguf", context_length=1002).read_bytes()
+    commits = {
+        ALPHA: mirror_root.commit(ALPHA, {ALPHA_FILE: alpha}),
+        BETA: mirror_root.commit(BETA, {BETA_FILE: beta}),
+    }
+    return Hub(mirror_root, mirror, {ALPHA_FILE: alpha, BETA_FILE: beta}, commits)
+
+
+def cli(cwd: Path, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """The installed ``alex-models`` in ``cwd``, stdout and stderr captured (so neither is a TTY)."""
+    return subprocess.run(
+        [str(CLI), *args],
+        cwd=cwd,
+        env=dict(os.environ),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def start(cwd: Path, *args: str) -> subprocess.Popen[str]:
+    """``alex-models`` started in the background; its output goes to files next to ``cwd``."""
+    count = len(list(cwd.parent.glob("run-*.o")))
+    out = (cwd.parent / f"run-{count}.o").open("w")
+    err = (cwd.parent / f"run-{count}.e").open("w")
+    with out, err:
+        return subprocess.Popen(
+            [str(CLI), *args], cwd=cwd, env=dict(os.environ), stdout=out, stderr=err, text=True
+        )
+
+
+def home() -> Path:
+    return Path(os.environ["ALEX_MODELS_HOME"])
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def blob(digest: str) -> Path:
+    return home() / "blobs" / "sha256" / digest[:2] / digest
+
+
+def view(hub: Hub, repo: str, path: str) -> Path:
+    return home() / "llama.cpp" / "hf" / repo / hub.commits[repo] / path
+
+
+def cdn_gets(log: list[RequestRecord], name: str) -> list[RequestRecord]:
+    return [r for r in log if r.origin == "cdn" and r.method == "GET" and r.path.endswith("/" + name)]
+
+
+# -- output ----------------------------------------------------------------------------------------
+
+
+def test_sync_prints_plain_progress_lines_on_stderr_and_a_summary(hub: Hub, project: Path) -> None:
+    write_manifest(project, TWO)
+
+    result = cli(project, "sync")
+
+    assert result.returncode == 0, result.stderr
+    lines = result.stderr.splitlines()
+    for name in (ALPHA_FILE, BETA_FILE):
+        repo = ALPHA if name == ALPHA_FILE else BETA
+        assert f"fetching {repo}/{name} ({len(hub.files[name])} bytes)" in lines
+        assert f"stored {repo}/{name}" in lines
+    total = len(hub.files[ALPHA_FILE]) + len(hub.files[BETA_FILE])
+    assert result.stdout.startswith(
+        f"Synced 2 model(s) into {home()}: 2 downloaded ({total} bytes), 0 already there, in "
+    )
+    assert "\x1b[" not in result.stderr  # no terminal escapes in a log
+
+
+def test_sync_quiet_prints_nothing_on_success(hub: Hub, project: Path) -> None:
+    write_manifest(project, TWO)
+
+    result = cli(project, "sync", "--quiet")
+
+    assert (result.returncode, result.stdout, result.stderr) == (0, "", "")
+    assert view(hub, ALPHA, ALPHA_FILE).read_bytes() == hub.files[ALPHA_FILE]
+
+
+def test_sync_json_prints_one_object_with_the_summary(hub: Hub, project: Path) -> None:
+    write_manifest(project, TWO)
+
+    result = cli(project, "sync", "--json")
+
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    payload = json.loads(result.stdout)  # one object, nothing else on stdout
+    assert payload["kind"] == "sync"
+    assert sorted(payload["downloaded"]) == [f"{ALPHA}/{ALPHA_FILE}", f"{BETA}/{BETA_FILE}"]
+    assert payload["reused"] == []
+    assert payload["bytes"] == len(hub.files[ALPHA_FILE]) + len(hub.files[BETA_FILE])
+    assert isinstance(payload["seconds"], float)
+    assert payload["models"]["alpha"]["main"] == str(view(hub, ALPHA, ALPHA_FILE))
+    assert payload["resolved"] == ["alpha", "beta"]
+
+    again = json.loads(cli(project, "sync", "--json").stdout)
+
+    assert (again["downloaded"], again["bytes"], again["resolved"]) == ([], 0, [])
+    assert sorted(again["reused"]) == sorted(payload["downloaded"])
+
+
+def test_sync_locked_with_a_stale_lock_exits_1_with_one_error_and_a_hint(hub: Hub, project: Path) -> None:
+    write_manifest(project, {"alpha": TWO["alpha"]})
+    assert cli(project, "lock").returncode == 0
+    write_manifest(project, TWO)
+
+    result = cli(project, "sync", "--locked")
+
+    assert result.returncode == 1
+    error, hint = result.stderr.splitlines()
+    assert error.startswith("error: ")
+    assert "+ beta: new in the manifest" in error
+    assert hint == "hint: run 'alex-models lock' and commit models.lock"
+    assert not (home() / "blobs").exists() or list((home() / "blobs").rglob("*.*")) == []
+
+
+# -- status, verify, path, gc ---------------------------------------------------------------------
+
+
+def test_status_json_reports_each_model_state_and_sizes(hub: Hub, project: Path) -> None:
+    write_manifest(project, TWO)
+    assert cli(project, "sync", "--only", "alpha", "--quiet").returncode == 0
+
+    result = cli(project, "status", "--json")
+
+    assert result.returncode == 0, result.stderr
+    payload = json.loads(result.stdout)
+    assert payload["stale"] == []
+    alpha, beta = payload["models"]["alpha"], payload["models"]["beta"]
+    size_a, size_b = len(hub.files[ALPHA_FILE]), len(hub.files[BETA_FILE])
+    assert alpha == {
+        "state": "present",
+        "files": 1,
+        "present_files": 1,
+        "size": size_a,
+        "present_bytes": size_a,
+        "main": str(view(hub, ALPHA, ALPHA_FILE)),
+    }
+    assert beta == {
+        "state": "missing",
+        "files": 1,
+        "present_files": 0,
+        "size": size_b,
+        "present_bytes": 0,
+        "main": None,
+    }
+
+
+def test_verify_exits_0_then_3_naming_a_corrupted_blob(hub: Hub, project: Path) -> None:
+    write_manifest(project, TWO)
+    assert cli(project, "sync", "--quiet").returncode == 0
+
+    clean = cli(project, "verify")
+
+    assert clean.returncode == 0, clean.stderr
+    assert clean.stdout == "All 2 blob(s) match the lock.\n"
+
+    damaged = blob(sha(hub.files[BETA_FILE]))
+    damaged.chmod(damaged.stat().st_mode | stat.S_IWUSR)
+    with damaged.open("r+b") as f:
+        f.seek(10)
+        f.write(b"\xff\xfe")
+
+    result = cli(project, "verify")
+
+    assert result.returncode == 3
+    assert f"corrupt: {BETA}/{BETA_FILE}" in result.stderr
+    assert ALPHA_FILE not in result.stderr
+    assert not damaged.exists()
+
+
+def test_path_prints_the_absolute_view_path(hub: Hub, project: Path) -> None:
+    write_manifest(project, TWO)
+    assert cli(project, "sync", "--quiet").returncode == 0
+
+    result = cli(project, "path", "alpha")
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"{view(hub, ALPHA, ALPHA_FILE)}\n"
+    assert Path(result.stdout.strip()).read_bytes() == hub.files[ALPHA_FILE]
+
+
+def test_path_of_an_unknown_model_exits_1(hub: Hub, project: Path) -> None:
+    write_manifest(project, TWO)
+    assert cli(project, "sync", "--quiet").returncode == 0
+
+    result = cli(project, "path", "gamma")
+
+    assert result.returncode == 1
+    assert result.stderr.startswith("error: no model named 'gamma'")
+
+
+def test_gc_dry_run_says_what_it_would_free_and_removes_nothing(hub: Hub, project: Path) -> None:
+    write_manifest(project, TWO)
+    assert cli(project, "sync", "--quiet").returncode == 0
+    write_manifest(project, {"alpha": TWO["alpha"]})
+    assert cli(project, "sync", "--quiet").returncode == 0
+    beta = blob(sha(hub.files[BETA_FILE]))
+
+    dry = cli(project, "gc", "--dry-run")
+
+    assert dry.returncode == 0, dry.stderr
+    size = len(hub.files[BETA_FILE])
+    assert dry.stdout == (
+        f"Would free {size} bytes: 1 blob(s), 0 partial(s), 1 view(s). Locks still in use: 1.\n"
+    )
+    assert beta.exists()
+    assert view(hub, BETA, BETA_FILE).exists()
+
+    done = cli(project, "gc", "--json")
+
+    assert json.loads(done.stdout)["bytes_freed"] == size
+    assert not beta.exists()
+
+
+# -- interruptions and concurrency ---------------------------------------------------------------
+
+BIG_FILE = "big-Q4_K_M.gguf"
+
+
+def progress_done(record: Path) -> int:
+    """Bytes a progress record says are on disk (0 while it does not exist or is being replaced)."""
+    try:
+        segments = json.loads(record.read_text(encoding="utf-8"))["segments"]
+    except (FileNotFoundError, ValueError, KeyError):
+        return 0
+    return sum(int(done) for _, _, done in segments)
+
+
+def wait_for(condition: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
+    """Poll ``condition()`` every 20 ms until it holds; fail naming ``what`` after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.02)
+
+
+@pytest.mark.slow
+def test_killed_sync_resumes_from_its_partial_file(hub: Hub, project: Path, tmp_path: Path) -> None:
+    big = write_tiny_gguf(tmp_path / "big.gguf", padding=40 * 1000 * 1000)
+    size, digest = big.stat().st_size, sha(big.read_bytes())
+    commit = hub.root.commit("org/big", {BIG_FILE: big})
+    write_manifest(project, {"big": {"repo": "org/big", "quant": "Q4_K_M"}})
+    hub.server.faults.add("bandwidth=8MB,on=cdn")
+    record = home() / "tmp" / f"{digest}.json"
+
+    first = start(project, "sync")
+    try:
+        # Past 60% of the file: a sync that started over would then fetch more than 1.5x the size.
+        wait_for(lambda: progress_done(record) >= 0.6 * size, "60% of the file in the progress record")
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait(timeout=10)
+    checkpointed = progress_done(record)
+    assert first.returncode == -signal.SIGKILL
+    assert (home() / "tmp" / f"{digest}.part").exists()
+    assert not blob(digest).exists()
+    hub.server.wait_log(lambda log: len(cdn_gets(log, BIG_FILE)) == 1)  # the killed request
+    hub.server.faults.clear()
+
+    second = cli(project, "sync")
+
+    assert second.returncode == 0, second.stderr
+    assert f"fetching org/big/{BIG_FILE} ({size} bytes, resuming at {checkpointed} bytes)" in (
+        second.stderr.splitlines()
+    )
+    verified = cli(project, "verify")
+    assert verified.returncode == 0, verified.stderr
+    assert blob(digest).stat().st_size == size
+    assert (home() / "llama.cpp" / "hf" / "org" / "big" / commit / BIG_FILE).exists()
+    gets = cdn_gets(hub.server.wait_log(lambda log: len(cdn_gets(log, BIG_FILE)) >= 2), BIG_FILE)
+    assert [r.range for r in gets] == [None, f"bytes={checkpointed}-{size - 1}"]
+    assert gets[0].bytes_sent >= checkpointed  # the log counts what the killed run received
+    assert gets[1].bytes_sent == size - checkpointed
+    assert sum(r.bytes_sent for r in gets) < 1.5 * size
+
+
+@pytest.mark.slow
+def test_two_syncs_at_once_both_succeed_and_each_blob_is_downloaded_once(
+    hub: Hub, project: Path, tmp_path: Path
+) -> None:
+    repos = {"one": "one-Q4_K_M.gguf", "two": "two-Q4_K_M.gguf"}
+    sizes = {}
+    for n, (key, name) in enumerate(repos.items(), 1):
+        made = write_tiny_gguf(tmp_path / name, context_length=n, padding=6 * 1000 * 1000)
+        sizes[name] = made.stat().st_size
+        hub.root.commit(f"org/{key}", {name: made})
+    write_manifest(project, {key: {"repo": f"org/{key}", "quant": "Q4_K_M"} for key in repos})
+    hub.server.faults.add("bandwidth=8MB,on=cdn")  # each file takes most of a second to arrive
+
+    runs = [start(project, "sync", "--json"), start(project, "sync", "--json")]
+    codes = [run.wait(timeout=60) for run in runs]
+
+    outputs = [(tmp_path / f"run-{i}.{kind}").read_text(encoding="utf-8") for i in range(2) for kind in "oe"]
+    assert codes == [0, 0], outputs
+    log = hub.server.wait_log(lambda records: all(cdn_gets(records, name) for name in sizes))
+    summaries = [json.loads((tmp_path / f"run-{i}.o").read_text(encoding="utf-8")) for i in range(2)]
+    for key, name in repos.items():
+        # One GET per file, and it carried the whole file: the other process waited and reused it.
+        assert [(r.status, r.bytes_sent) for r in cdn_gets(log, name)] == [(200, sizes[name])], name
+        label = f"org/{key}/{name}"
+        assert sorted(label in s["downloaded"] for s in summaries) == [False, True], summaries
+        assert sorted(label in s["reused"] for s in summaries) == [False, True], summaries
+    assert sum(s["bytes"] for s in summaries) == sum(sizes.values())
+    assert cli(project, "verify").returncode == 0
