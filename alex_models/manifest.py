@@ -133,11 +133,38 @@ class StrictModel(BaseModel):
 
 
 class Runtime(StrictModel):
-    """How llama.cpp should run a model. Does not change which bytes are locked."""
+    """How llama.cpp should run a model. Does not change which bytes are locked.
 
+    In ``defaults.runtime`` these are shared by every model; a model's own ``runtime`` overrides
+    them key by key (``args`` and ``aliases`` are appended, ``env`` is merged).
+    """
+
+    host: Annotated[str, Field(min_length=1)] | None = None
+    port: Annotated[int, Field(ge=1, le=65535)] | None = None
     ctx_size: Annotated[int, Field(gt=0)] | None = None
     n_gpu_layers: Annotated[int, Field(ge=0)] | None = None
+    chat_template: Annotated[str, Field(min_length=1)] | None = None
+    """A template name llama.cpp knows (``chatml``, ``llama3``, …)."""
+    chat_template_file: Annotated[str, Field(min_length=1)] | None = None
+    """A Jinja template file; a relative path is relative to the manifest's folder."""
     args: list[str] = Field(default_factory=list)
+    """Extra llama-server arguments, passed as they are."""
+    aliases: list[str] = Field(default_factory=list)
+    """More names the model answers to (llama-swap)."""
+    ttl: Annotated[int, Field(ge=0)] | None = None
+    """Seconds of idleness before llama-swap unloads the model."""
+    env: dict[str, str] = Field(default_factory=dict)
+    """Environment of the llama-server process (llama-swap)."""
+
+    def over(self, base: Runtime | None) -> Runtime:
+        """These settings on top of ``base`` (the defaults)."""
+        if base is None:
+            return self
+        merged = {**base.model_dump(exclude_none=True), **self.model_dump(exclude_none=True)}
+        merged["args"] = [*base.args, *self.args]
+        merged["aliases"] = [*base.aliases, *self.aliases]
+        merged["env"] = {**base.env, **self.env}
+        return Runtime(**merged)
 
 
 class ModelSpec(StrictModel):
@@ -209,10 +236,19 @@ class Defaults(StrictModel):
 
 
 class EmitTarget(StrictModel):
+    """A file ``sync`` writes: a llama.cpp configuration in ``format``, at ``path``."""
+
     format: Literal[
         "llama-server", "llama-server-env", "router-preset", "llama-swap", "llama-cpp-python", "alex"
     ]
-    path: str
+    path: Annotated[str, Field(min_length=1)]
+    """Where to write it; ``~`` is expanded, a relative path is relative to the manifest's folder."""
+    model: ModelName | None = None
+    """The model, for formats about one model (llama-server, llama-server-env, alex)."""
+    only: list[ModelName] | None = None
+    """The models to include in formats about several (default: all)."""
+    base_url: Annotated[str, Field(min_length=1)] | None = None
+    """For ``alex``: the server the app talks to (default: http://<host>:<port>/v1)."""
 
 
 class Manifest(StrictModel):
@@ -264,6 +300,16 @@ def parse_manifest(text: str, filename: str = "models.yaml") -> Manifest:
 
 def _check_references(manifest: Manifest, document: Any, filename: str) -> None:
     """Checks across entries, which pydantic sees one at a time."""
+    for index, target in enumerate(manifest.emit):
+        for key, names in (("model", [target.model] if target.model else []), ("only", target.only or [])):
+            for name in names:
+                if name not in manifest.models:
+                    line, col = position(document, ["emit", index, key])
+                    close = difflib.get_close_matches(name, list(manifest.models), n=1)
+                    raise ManifestError(
+                        f"{filename}:{line}:{col}: emit[{index}].{key}: {name!r} is not a model here",
+                        hint=f"did you mean {close[0]!r}?" if close else "name a model under 'models:'",
+                    )
     for name, spec in manifest.models.items():
         if spec.draft is None:
             continue

@@ -4,6 +4,8 @@ Each function composes the pure parts (manifest, lock, resolver) with the I/O pa
 store, downloader) and returns a frozen result; the CLI only renders it.
 """
 
+from alex_models.api.emit import Emitted, emit, emit_targets
+from alex_models.api.probe import ProbeResult, probe
 from alex_models.api.project import AddResult, LockResult, add, default_lock_path, init, lock, read_lock
 from alex_models.api.store import (
     GcResult,
@@ -21,18 +23,23 @@ from alex_models.api.store import (
 
 __all__ = [
     "AddResult",
+    "Emitted",
     "GcResult",
     "LockResult",
     "ModelStatus",
+    "ProbeResult",
     "SyncResult",
     "SyncedModel",
     "VerifyResult",
     "add",
     "default_lock_path",
+    "emit",
+    "emit_targets",
     "gc",
     "init",
     "lock",
     "model_path",
+    "probe",
     "pull",
     "read_lock",
     "status",

@@ -50,6 +50,8 @@ class SyncResult:
     bytes_received: int
     seconds: float
     models: tuple[SyncedModel, ...]
+    emitted: tuple[Path, ...] = ()
+    """Files of the manifest's ``emit:`` list that this sync rewrote."""
 
 
 def store_for(home: Path | None = None) -> Store:
@@ -89,6 +91,9 @@ def sync(
     )
     names = _selected(current, only)
     store = (Store(store_home) if store_home else store_for()).init()
+    emits = not frozen or manifest_path.exists()
+    if locked and emits:
+        _check_emitted(manifest_path, current, store)
     # Registered before anything is fetched, so a gc running meanwhile keeps what this sync brings.
     store.register_lock(lock_path)
     wanted = _jobs(current, names, settings.endpoint)
@@ -118,6 +123,12 @@ def sync(
     models = tuple(_link_views(store, name, current.models[name]) for name in names)
     if hf_cache is not None:
         _link_hf_cache(store, hf_cache, [current.models[name] for name in names])
+    emitted: tuple[Path, ...] = ()
+    if emits:  # with --locked, existing files were checked above: only missing ones are written
+        from alex_models.api.emit import emit_targets  # noqa: PLC0415
+
+        results = emit_targets(manifest_path, lock=current, store_home=store.home)
+        emitted = tuple(r.path for r in results if r.changed and r.path is not None)
     return SyncResult(
         lock_path=lock_path,
         store=store.home,
@@ -127,7 +138,24 @@ def sync(
         bytes_received=counter.received,
         seconds=time.monotonic() - began,
         models=models,
+        emitted=emitted,
     )
+
+
+def _check_emitted(manifest_path: Path, current: Lock, store: Store) -> None:
+    """--locked: an emitted file that exists but differs from what the lock gives now is an error."""
+    from alex_models.api.emit import emit_targets  # noqa: PLC0415
+
+    stale = [
+        r.path
+        for r in emit_targets(manifest_path, check=True, lock=current, store_home=store.home)
+        if r.changed and r.path is not None and r.path.exists()
+    ]
+    if stale:
+        raise UserError(
+            f"emitted file(s) differ from what models.lock gives: {', '.join(str(p) for p in stale)}",
+            hint="run 'alex-models emit' (or 'alex-models sync') and commit them; do not edit them by hand",
+        )
 
 
 def _lock_for_sync(
@@ -365,7 +393,7 @@ class StatusResult:
     models: tuple[ModelStatus, ...]
 
 
-def _require_lock(manifest_path: Path, lock_path: Path | None) -> tuple[Path, Lock]:
+def require_lock(manifest_path: Path, lock_path: Path | None) -> tuple[Path, Lock]:
     """The lock beside the manifest (or at ``lock_path``), which must exist."""
     lock_path = lock_path or default_lock_path(manifest_path)
     current = read_lock(lock_path)
@@ -378,7 +406,7 @@ def status(
     manifest_path: Path = Path("models.yaml"), lock_path: Path | None = None, store_home: Path | None = None
 ) -> StatusResult:
     """What is locked, and how much of it the store holds. Never touches the network."""
-    lock_path, current = _require_lock(manifest_path, lock_path)
+    lock_path, current = require_lock(manifest_path, lock_path)
     stale: tuple[str, ...] = ()
     if manifest_path.exists():
         stale = tuple(change.describe() for change in drift(load_manifest(manifest_path), current))
@@ -421,7 +449,7 @@ def verify(
     A corrupt blob is removed with its views, so llama.cpp cannot load it and the next ``sync``
     fetches it again; the result names it, and the CLI exits 3.
     """
-    lock_path, current = _require_lock(manifest_path, lock_path)
+    lock_path, current = require_lock(manifest_path, lock_path)
     store = Store(store_home) if store_home else store_for()
     seen: dict[str, bool] = {}
     corrupt, missing = [], []
@@ -449,7 +477,7 @@ def model_path(
     store_home: Path | None = None,
 ) -> Path:
     """The view path of a model's main file (the first shard of a split model), for scripts."""
-    lock_path, current = _require_lock(manifest_path, lock_path)
+    lock_path, current = require_lock(manifest_path, lock_path)
     entry = current.models.get(name)
     if entry is None:
         raise UserError(

@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 
 from alex_models import __version__
-from alex_models.cli import project, store
+from alex_models.cli import emit, project, store
 from alex_models.cli.errors import run_guarded
 from alex_models.cli.mirror import mirror_app
 
@@ -26,7 +26,16 @@ app = typer.Typer(
 app.command()(project.init)
 app.command()(project.add)
 app.command()(project.lock)
-for command in (store.sync, store.status, store.verify, store.path, store.gc, store.pull):
+for command in (
+    store.sync,
+    store.status,
+    store.verify,
+    store.path,
+    store.gc,
+    store.pull,
+    emit.emit,
+    emit.probe,
+):
     app.command()(command)
 app.add_typer(mirror_app, name="mirror")
 

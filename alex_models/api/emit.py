@@ -1,0 +1,195 @@
+"""Use case ``emit``: write (or check) llama.cpp runtime configuration for the locked models."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from alex_models._fs import atomic_write
+from alex_models.api.store import require_lock, store_for
+from alex_models.emit import FORMATS, ServerSpec, server_specs, single
+from alex_models.emit import llama_cpp as render
+from alex_models.emit.flags import ServerFlags, detect
+from alex_models.errors import UsageError, UserError
+from alex_models.lock import Lock
+from alex_models.manifest import EmitTarget, Manifest, load_manifest
+from alex_models.store import Store
+
+
+@dataclass(frozen=True)
+class Emitted:
+    """One emitted configuration: its text, where it went, and what to tell the user."""
+
+    format: str
+    path: Path | None
+    """None when it went to standard output."""
+    text: str
+    changed: bool
+    """With ``check``: the file on disk differs (or is missing). Otherwise: the file was rewritten."""
+    warnings: tuple[str, ...]
+
+
+def emit(
+    format_name: str,
+    manifest_path: Path = Path("models.yaml"),
+    *,
+    out: Path | None = None,
+    into: Path | None = None,
+    only: Iterable[str] = (),
+    base_url: str | None = None,
+    as_json: bool = False,
+    check: bool = False,
+    store_home: Path | None = None,
+    flags: ServerFlags | None = None,
+) -> Emitted:
+    """Render ``format_name`` for the selected models; write it to ``out``/``into`` or return it.
+
+    ``into`` (``alex`` only) merges into an existing YAML file, keeping its comments and other keys.
+    ``check`` writes nothing and reports whether the file on disk differs.
+    """
+    if format_name not in FORMATS:
+        raise UsageError(f"unknown format {format_name!r}", hint=f"formats: {', '.join(FORMATS)}")
+    if into is not None and format_name != "alex":
+        raise UsageError("--into merges into an app config: it goes with the 'alex' format")
+    manifest = load_manifest(manifest_path)
+    _, lock = require_lock(manifest_path, None)
+    store = Store(store_home) if store_home else store_for()
+    names = list(only) or None
+    target = EmitTarget(format=format_name, path=str(into or out or "-"), base_url=base_url)  # type: ignore[arg-type]
+    return _emit_one(
+        manifest,
+        lock,
+        store,
+        manifest_path.parent,
+        target,
+        names,
+        destination=into or out,
+        check=check,
+        as_json=as_json,
+        flags=flags or detect(),
+    )
+
+
+def emit_targets(
+    manifest_path: Path = Path("models.yaml"),
+    *,
+    check: bool = False,
+    store_home: Path | None = None,
+    lock: Lock | None = None,
+    flags: ServerFlags | None = None,
+) -> list[Emitted]:
+    """Write (or with ``check``, compare) every file the manifest's ``emit:`` list names."""
+    manifest = load_manifest(manifest_path)
+    if not manifest.emit:
+        return []
+    if lock is None:
+        _, lock = require_lock(manifest_path, None)
+    store = Store(store_home) if store_home else store_for()
+    results = []
+    for target in manifest.emit:
+        names = [target.model] if target.model else target.only
+        destination = _target_path(target.path, manifest_path.parent)
+        results.append(
+            _emit_one(
+                manifest,
+                lock,
+                store,
+                manifest_path.parent,
+                target,
+                names,
+                destination=destination,
+                check=check,
+                as_json=False,
+                flags=flags or detect(),
+            )
+        )
+    return results
+
+
+def _target_path(path: str, base: Path) -> Path:
+    expanded = Path(path).expanduser()
+    return expanded if expanded.is_absolute() else base / expanded
+
+
+def _emit_one(
+    manifest: Manifest,
+    lock: Lock,
+    store: Store,
+    manifest_dir: Path,
+    target: EmitTarget,
+    names: list[str] | None,
+    *,
+    destination: Path | None,
+    check: bool,
+    as_json: bool,
+    flags: ServerFlags,
+) -> Emitted:
+    specs = server_specs(manifest, lock, store.view_path, manifest_dir.absolute(), names)
+    existing = _read(destination) if destination is not None else None
+    text = _render(
+        target, specs, flags, existing=existing if target.format == "alex" else None, as_json=as_json
+    )
+    warnings = tuple(_warnings(specs))
+    if destination is None:
+        return Emitted(target.format, None, text, changed=False, warnings=warnings)
+    changed = existing != text
+    if changed and not check:
+        atomic_write(destination, text.encode())
+    return Emitted(target.format, destination, text, changed=changed, warnings=warnings)
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"cannot read {path}: {exc}") from None
+
+
+def _render(
+    target: EmitTarget, specs: list[ServerSpec], flags: ServerFlags, *, existing: str | None, as_json: bool
+) -> str:
+    name = target.format
+    if not specs:
+        raise UserError(f"no model to emit for {name}", hint="add models to models.yaml and lock them")
+    if name == "llama-server":
+        spec = single(specs, name)
+        return render.llama_server_json(spec, flags) if as_json else render.llama_server(spec, flags)
+    if name == "llama-server-env":
+        return render.llama_server_env(single(specs, name), flags)
+    if name == "router-preset":
+        return render.router_preset(specs, flags)
+    if name == "llama-swap":
+        return render.llama_swap(specs, flags)
+    if name == "llama-cpp-python":
+        return render.llama_cpp_python(specs)
+    # alex: the app talks to one model; with several selected, the first in the manifest.
+    return render.alex_config(specs[0], base_url=target.base_url, existing=existing)
+
+
+def _warnings(specs: list[ServerSpec]) -> list[str]:
+    """Mistakes the GGUF headers reveal before any runtime starts: a context beyond training."""
+    from alex_models.ggufinfo import read_gguf  # noqa: PLC0415 - numpy; only when files are there
+
+    found = []
+    for spec in specs:
+        if not spec.model.exists():
+            found.append(f"{spec.name}: {spec.model} is not synced yet; run 'alex-models sync'")
+            continue
+        info = read_gguf(spec.model, label=spec.name)
+        ctx = spec.runtime.ctx_size
+        if ctx is not None and info.context_length is not None and ctx > info.context_length:
+            found.append(
+                f"{spec.name}: ctx_size {ctx} is above the {info.context_length} tokens it was trained with"
+            )
+        if (
+            spec.runtime.chat_template is None
+            and spec.chat_template_file is None
+            and not info.has_chat_template
+        ):
+            found.append(
+                f"{spec.name}: the GGUF carries no chat template; set runtime.chat_template for chat use"
+            )
+    return found

@@ -1,0 +1,110 @@
+"""``alex-models emit``: llama.cpp runtime configuration for the locked models."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from alex_models.cli.options import JsonOpt, ManifestOpt
+from alex_models.cli.render import say, warn
+
+
+def emit(
+    format_name: Annotated[
+        str | None,
+        typer.Argument(
+            metavar="[FORMAT]",
+            help="llama-server, llama-server-env, router-preset, llama-swap, llama-cpp-python or alex. "
+            "Without one: the files in the manifest's emit: list.",
+        ),
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Write to this file (default: print).")
+    ] = None,
+    into: Annotated[
+        Path | None, typer.Option("--into", help="alex: merge into this app config, keeping its comments.")
+    ] = None,
+    only: Annotated[list[str] | None, typer.Option("--only", help="Just this model (repeatable).")] = None,
+    base_url: Annotated[
+        str | None, typer.Option("--base-url", help="alex: the URL the app talks to.")
+    ] = None,
+    check: Annotated[
+        bool,
+        typer.Option("--check", help="Write nothing; exit 1 naming each file that differs from the lock."),
+    ] = False,
+    manifest: ManifestOpt = Path("models.yaml"),
+    json_output: JsonOpt = False,
+) -> None:
+    """Write runtime config that points llama.cpp at the synced, locked files."""
+    from alex_models import api
+
+    if format_name is None:
+        results = api.emit_targets(manifest, check=check)
+        if not results:
+            warn("models.yaml has no emit: list; name a FORMAT")
+    else:
+        results = [
+            api.emit(
+                format_name,
+                manifest,
+                out=out,
+                into=into,
+                only=only or (),
+                base_url=base_url,
+                as_json=json_output,
+                check=check,
+            )
+        ]
+    for line in dict.fromkeys(w for result in results for w in result.warnings):
+        warn(f"warning: {line}")
+    for result in results:
+        if result.path is None:
+            typer.echo(result.text, nl=False)
+        elif check:
+            say(f"{'differs' if result.changed else 'up to date'}: {result.path}")
+        else:
+            say(f"{'wrote' if result.changed else 'unchanged'}: {result.path}")
+    if check and any(result.changed for result in results):
+        warn("hint: run 'alex-models emit' (or 'alex-models sync') to rewrite them")
+        raise typer.Exit(1)
+
+
+def probe(
+    base_url: Annotated[
+        str | None, typer.Option("--base-url", help="The server's OpenAI URL (default: from models.yaml).")
+    ] = None,
+    name: Annotated[str | None, typer.Option("--name", help="The locked model to look for.")] = None,
+    manifest: ManifestOpt = Path("models.yaml"),
+    json_output: JsonOpt = False,
+) -> None:
+    """Is a llama.cpp server up, which model does it serve, and is that the locked file? Exit 0 or 1."""
+    from alex_models import api
+    from alex_models.cli.render import print_json
+
+    result = api.probe(base_url, name, manifest)
+    if json_output:
+        print_json(
+            "probe",
+            {
+                "base_url": result.base_url,
+                "up": result.up,
+                "status": result.status,
+                "served": list(result.served),
+                "name": result.name,
+                "model_path": result.model_path,
+                "expected": str(result.expected) if result.expected else None,
+                "matches": result.matches,
+                "ok": result.ok,
+            },
+        )
+    else:
+        say(f"{result.base_url}: {'up' if result.up else 'down'} ({result.status})")
+        if result.served:
+            say(f"serving: {', '.join(result.served)}")
+        if result.matches is not None:
+            verdict = "is" if result.matches else "is NOT"
+            say(f"{result.model_path} {verdict} the locked file of {result.name} ({result.expected})")
+    if not result.ok:
+        raise typer.Exit(1)

@@ -1,0 +1,111 @@
+"""Emitted runtime configuration: what llama.cpp (and the tools around it) need to serve the lock.
+
+``server_specs`` turns the manifest's runtime settings and the lock's files into one
+``ServerSpec`` per model, with absolute view paths into the store; the renderers in
+``alex_models.emit.llama_cpp`` turn specs into text. Both are pure: no I/O, same input, same bytes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from alex_models.errors import UserError
+from alex_models.lock import Lock, LockedFile, LockedModel
+from alex_models.manifest import Manifest, Runtime
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8080
+FORMATS = ("llama-server", "llama-server-env", "router-preset", "llama-swap", "llama-cpp-python", "alex")
+ViewPath = Callable[[LockedModel, LockedFile], Path]
+
+
+@dataclass(frozen=True)
+class ServerSpec:
+    """One model as llama-server should serve it."""
+
+    name: str
+    model: Path
+    """The main file (the first shard of a split model)."""
+    mmproj: Path | None
+    draft: Path | None
+    runtime: Runtime
+    """The model's runtime settings on top of the manifest's defaults."""
+    chat_template_file: Path | None
+
+    @property
+    def host(self) -> str:
+        return self.runtime.host or DEFAULT_HOST
+
+    @property
+    def port(self) -> int:
+        return self.runtime.port or DEFAULT_PORT
+
+    @property
+    def base_url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}/v1"
+
+
+def server_specs(
+    manifest: Manifest,
+    lock: Lock,
+    view_path: ViewPath,
+    manifest_dir: Path,
+    names: Iterable[str] | None = None,
+) -> list[ServerSpec]:
+    """Specs for ``names`` (default: every model), in manifest order."""
+    wanted = list(manifest.models) if names is None else list(names)
+    for name in wanted:
+        if name not in manifest.models or name not in lock.models:
+            raise UserError(
+                f"no locked model named {name!r}",
+                hint=f"models: {', '.join(manifest.models) or 'none'} (lock after adding one)",
+            )
+    order = [name for name in manifest.models if name in wanted]
+    return [_spec(manifest, lock, view_path, manifest_dir, name) for name in order]
+
+
+def _spec(manifest: Manifest, lock: Lock, view_path: ViewPath, manifest_dir: Path, name: str) -> ServerSpec:
+    entry = lock.models[name]
+    spec = manifest.models[name]
+    runtime = (spec.runtime or Runtime()).over(manifest.defaults.runtime)
+    main = _main_view(entry, view_path, name)
+    mmproj = next((view_path(entry, f) for f in entry.files if f.role == "mmproj"), None)
+    draft = None
+    if spec.draft is not None:
+        if spec.draft not in lock.models:
+            raise UserError(
+                f"model {name!r} names draft {spec.draft!r}, which is not locked",
+                hint="run 'alex-models lock'",
+            )
+        draft = _main_view(lock.models[spec.draft], view_path, spec.draft)
+    template = None
+    if runtime.chat_template_file is not None:
+        template = Path(runtime.chat_template_file).expanduser()
+        template = template if template.is_absolute() else (manifest_dir / template)
+    return ServerSpec(
+        name=name, model=main, mmproj=mmproj, draft=draft, runtime=runtime, chat_template_file=template
+    )
+
+
+def _main_view(entry: LockedModel, view_path: ViewPath, name: str) -> Path:
+    models = entry.model_files
+    if not models:
+        raise UserError(
+            f"model {name!r} locks no GGUF model to serve, only {', '.join(f.path for f in entry.files)}",
+            hint="point it at a .gguf with 'quant:' or 'file:'",
+        )
+    return view_path(entry, models[0])  # files are sorted: a split model's first shard comes first
+
+
+def single(specs: list[ServerSpec], format_name: str) -> ServerSpec:
+    """The one spec a per-model format needs."""
+    if len(specs) != 1:
+        names = ", ".join(spec.name for spec in specs) or "none"
+        raise UserError(
+            f"{format_name} describes one model, and {len(specs)} are selected ({names})",
+            hint="pick one with --only NAME (or 'model:' in the manifest's emit entry)",
+        )
+    return specs[0]

@@ -1,0 +1,125 @@
+"""A small typed client for an OpenAI-compatible llama.cpp server (``llama-server``, or
+``llama_cpp.server``): health, served models, properties, one chat completion.
+
+Keyless by default: a local provider must never receive a remote key. ``llama.cpp``,
+``llamacpp``, ``llama-cpp`` and ``llama_cpp`` name the same provider.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import httpx2
+
+from alex_models.errors import RemoteError
+
+DEFAULT_BASE_URL = "http://127.0.0.1:8080/v1"
+PROVIDER = "llama.cpp"
+PROVIDER_ALIASES = frozenset({"llama.cpp", "llamacpp", "llama-cpp", "llama_cpp"})
+
+
+def is_llama_cpp(provider: object) -> bool:
+    """Whether ``provider`` names the llama.cpp provider, under any of its spellings."""
+    return isinstance(provider, str) and provider.strip().lower() in PROVIDER_ALIASES
+
+
+@dataclass(frozen=True)
+class Health:
+    ok: bool
+    status: str
+    """The server's word: ``ok``, ``loading model``, or the error."""
+
+
+@dataclass(frozen=True)
+class ChatReply:
+    text: str
+    model: str | None
+    finish_reason: str | None
+
+
+class LlamaCppClient:
+    """The endpoints of one server. ``base_url`` is the OpenAI-style root (``…/v1``)."""
+
+    def __init__(
+        self, base_url: str = DEFAULT_BASE_URL, *, api_key: str | None = None, timeout: float = 30
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.root = self.base_url.removesuffix("/v1")
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._http = httpx2.Client(timeout=timeout, headers=headers)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> LlamaCppClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _get(self, url: str) -> httpx2.Response:
+        try:
+            return self._http.get(url)
+        except httpx2.HTTPError as exc:
+            raise RemoteError(
+                f"no llama.cpp server answers at {self.root}: {type(exc).__name__}",
+                hint="start llama-server, or pass --base-url",
+            ) from None
+
+    def health(self) -> Health:
+        response = self._get(f"{self.root}/health")
+        status = _json(response).get("status") or _json(response).get("error", {}).get("message") or "?"
+        return Health(ok=response.status_code == 200, status=str(status))
+
+    def models(self) -> list[str]:
+        """The model ids the server answers to (``/v1/models``)."""
+        data = _json(self._get(f"{self.base_url}/models"))
+        items = data.get("data") or data.get("models") or []
+        return [str(item.get("id") or item.get("name")) for item in items if isinstance(item, dict)]
+
+    def props(self) -> dict[str, Any]:
+        """llama-server's ``/props`` (``model_path``, generation settings); empty where unsupported."""
+        response = self._get(f"{self.root}/props")
+        return _json(response) if response.status_code == 200 else {}
+
+    def chat(
+        self,
+        messages: Sequence[Mapping[str, str]],
+        *,
+        model: str | None = None,
+        max_tokens: int = 16,
+        temperature: float = 0.0,
+    ) -> ChatReply:
+        """One chat completion, not streamed."""
+        body: dict[str, Any] = {
+            "messages": list(messages),
+            "max_tokens": max_tokens,
+            "temperature": temperature,
+        }
+        if model is not None:
+            body["model"] = model
+        try:
+            response = self._http.post(f"{self.base_url}/chat/completions", json=body)
+        except httpx2.HTTPError as exc:
+            raise RemoteError(f"chat completion at {self.base_url} failed: {type(exc).__name__}") from None
+        if response.status_code != 200:
+            raise RemoteError(
+                f"chat completion at {self.base_url} answered {response.status_code}: {response.text[:200]}"
+            )
+        choice = (_json(response).get("choices") or [{}])[0]
+        message = choice.get("message") or {}
+        return ChatReply(
+            text=str(message.get("content") or ""),
+            model=_json(response).get("model"),
+            finish_reason=choice.get("finish_reason"),
+        )
+
+
+def _json(response: httpx2.Response) -> dict[str, Any]:
+    try:
+        value = response.json()
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
