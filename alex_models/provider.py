@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 import httpx2
 
@@ -69,7 +70,12 @@ class LlamaCppClient:
             ) from None
 
     def health(self) -> Health:
+        """``/health``; where there is none (llama-cpp-python's server), ``/v1/models`` answering."""
         response = self._get(f"{self.root}/health")
+        if response.status_code == 404:
+            models = self._get(f"{self.base_url}/models")
+            if models.status_code == 200:
+                return Health(ok=True, status="ok")
         status = _json(response).get("status") or _json(response).get("error", {}).get("message") or "?"
         return Health(ok=response.status_code == 200, status=str(status))
 
@@ -79,9 +85,14 @@ class LlamaCppClient:
         items = data.get("data") or data.get("models") or []
         return [str(item.get("id") or item.get("name")) for item in items if isinstance(item, dict)]
 
-    def props(self) -> dict[str, Any]:
-        """llama-server's ``/props`` (``model_path``, generation settings); empty where unsupported."""
-        response = self._get(f"{self.root}/props")
+    def props(self, model: str | None = None) -> dict[str, Any]:
+        """llama-server's ``/props`` (``model_path``, generation settings); empty where unsupported.
+
+        A router (``llama-server --models-preset``) answers for itself (``role: router``, no model
+        path) unless ``model`` names one of its models, which it then loads if it is not loaded.
+        """
+        query = f"?model={quote(model, safe='')}" if model is not None else ""
+        response = self._get(f"{self.root}/props{query}")
         return _json(response) if response.status_code == 200 else {}
 
     def chat(

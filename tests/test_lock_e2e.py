@@ -9,15 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import subprocess
-import sys
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from helpers import write_manifest
+from helpers import cli, write_manifest
 
 from alex_models import api
 from alex_models._retry import RetryPolicy
@@ -28,7 +25,6 @@ from alex_models.manifest import parse_manifest
 from alex_models.mirror import MirrorRoot, MirrorServer, RequestRecord
 from alex_models.resolve import ResolveError
 
-CLI = Path(sys.executable).parent / "alex-models"
 HARNESSES = "/api/agent-harnesses"  # huggingface_hub's own telemetry lookup, not ours
 
 PLAIN = "org/plain"
@@ -555,19 +551,6 @@ def test_lock_closes_the_connections_it_opened(hub: Hub, project: Path) -> None:
 
 
 # -- the command line ------------------------------------------------------------------------------
-
-
-def cli(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """The installed ``alex-models`` in ``cwd``, with this test's environment (HF_ENDPOINT included)."""
-    return subprocess.run(
-        [str(CLI), *args],
-        cwd=cwd,
-        env=dict(os.environ),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
 
 
 PLAIN_ONLY = {"plain": {"repo": PLAIN, "quant": "Q4_K_M"}}

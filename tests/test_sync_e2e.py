@@ -10,19 +10,16 @@ import os
 import signal
 import stat
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from helpers import write_manifest
+from helpers import CLI, cli, write_manifest
 
 from alex_models.ggufinfo import write_tiny_gguf
 from alex_models.mirror import MirrorRoot, MirrorServer, RequestRecord
-
-CLI = Path(sys.executable).parent / "alex-models"
 
 ALPHA, BETA = "org/alpha", "org/beta"
 ALPHA_FILE, BETA_FILE = "alpha-Q4_K_M.gguf", "beta-Q4_K_M.gguf"
@@ -50,19 +47,6 @@ def hub(
         BETA: mirror_root.commit(BETA, {BETA_FILE: beta}),
     }
     return Hub(mirror_root, mirror, {ALPHA_FILE: alpha, BETA_FILE: beta}, commits)
-
-
-def cli(cwd: Path, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    """The installed ``alex-models`` in ``cwd``, stdout and stderr captured (so neither is a TTY)."""
-    return subprocess.run(
-        [str(CLI), *args],
-        cwd=cwd,
-        env=dict(os.environ),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
 
 
 def start(cwd: Path, *args: str) -> subprocess.Popen[str]:

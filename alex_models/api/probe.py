@@ -61,6 +61,8 @@ def probe(
             return ProbeResult(url, False, exc.message, (), name, None, expected, None)
         served = tuple(client.models()) if health.ok else ()
         props = client.props() if health.ok else {}
+        if props.get("role") == "router" and name is not None and name in served:
+            props = client.props(model=name)  # a router's own /props names no model file
     model_path = props.get("model_path") if isinstance(props.get("model_path"), str) else None
     return ProbeResult(
         url, health.ok, health.status, served, name, model_path, expected, _same_file(model_path, expected)

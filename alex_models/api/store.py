@@ -52,6 +52,8 @@ class SyncResult:
     models: tuple[SyncedModel, ...]
     emitted: tuple[Path, ...] = ()
     """Files of the manifest's ``emit:`` list that this sync rewrote."""
+    warnings: tuple[str, ...] = ()
+    """What the emitted models' GGUF headers reveal (a context beyond training, no chat template)."""
 
 
 def store_for(home: Path | None = None) -> Store:
@@ -124,11 +126,13 @@ def sync(
     if hf_cache is not None:
         _link_hf_cache(store, hf_cache, [current.models[name] for name in names])
     emitted: tuple[Path, ...] = ()
+    warnings: tuple[str, ...] = ()
     if emits:  # with --locked, existing files were checked above: only missing ones are written
         from alex_models.api.emit import emit_targets  # noqa: PLC0415
 
         results = emit_targets(manifest_path, lock=current, store_home=store.home)
         emitted = tuple(r.path for r in results if r.changed and r.path is not None)
+        warnings = tuple(dict.fromkeys(w for r in results for w in r.warnings))
     return SyncResult(
         lock_path=lock_path,
         store=store.home,
@@ -139,6 +143,7 @@ def sync(
         seconds=time.monotonic() - began,
         models=models,
         emitted=emitted,
+        warnings=warnings,
     )
 
 

@@ -60,6 +60,8 @@ def sync(
                 "downloaded": list(result.downloaded),
                 "reused": list(result.reused),
                 "bytes": result.bytes_received,
+                "emitted": [str(path) for path in result.emitted],
+                "warnings": list(result.warnings),
                 "seconds": round(result.seconds, 3),
                 "models": {
                     m.name: {"main": str(m.main) if m.main else None, "views": [str(v) for v in m.views]}
@@ -68,7 +70,11 @@ def sync(
             },
         )
         return
+    for line in result.warnings:
+        warn(f"warning: {line}")
     if not quiet:
+        for path in result.emitted:
+            say(f"wrote: {path}")
         fetched = f"{len(result.downloaded)} downloaded ({result.bytes_received} bytes)"
         reused = f"{len(result.reused)} already there"
         took = f"{result.seconds:.1f}s"

@@ -29,6 +29,8 @@ KNOWN_ENV: Mapping[str, str] = {
 }
 _OPTION_RE = re.compile(r"(?<![\w-])(--?[a-z0-9][a-z0-9-]*)")
 _ENV_RE = re.compile(r"\(env: (LLAMA_ARG_[A-Z0-9_]+)\)")
+_COLUMN_END_RE = re.compile(r"(?<![,\s])\s{2,}")
+_DESCRIPTION_INDENT = 8
 
 
 @dataclass(frozen=True)
@@ -50,9 +52,11 @@ def parse_help(text: str, source: str = "llama-server --help") -> ServerFlags:
     current: list[str] = []
     for line in text.splitlines():
         stripped = line.lstrip()
-        if stripped.startswith("-"):
-            # The option column ends where a run of spaces starts the description.
-            column = re.split(r"\s{2,}", stripped, maxsplit=1)[0]
+        # Options start a line; wrapped descriptions are indented (by 40 columns in llama.cpp).
+        if stripped.startswith("-") and len(line) - len(stripped) < _DESCRIPTION_INDENT:
+            # The option column ends where a run of spaces starts the description; the padding
+            # after a short option ("-m,    --model FNAME") follows a comma and does not end it.
+            column = _COLUMN_END_RE.split(stripped, maxsplit=1)[0]
             current = [name for name in _OPTION_RE.findall(column) if name.startswith("--")]
         found = _ENV_RE.search(line)
         if found:

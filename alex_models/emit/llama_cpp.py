@@ -14,12 +14,15 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import shlex
 from typing import Any
 
 from ruamel.yaml import YAML
-from ruamel.yaml.comments import CommentedMap
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.error import CommentMark
 from ruamel.yaml.scalarstring import LiteralScalarString
+from ruamel.yaml.tokens import CommentToken
 
 from alex_models.emit import ServerSpec
 from alex_models.emit.flags import ServerFlags
@@ -53,6 +56,7 @@ def options(spec: ServerSpec, flags: ServerFlags, *, listen: bool = True) -> lis
 
 
 _SHORT = {"--model": "-m", "--ctx-size": "-c", "--n-gpu-layers": "-ngl"}
+_NUMBER_RE = re.compile(r"-\d+(\.\d*)?")
 
 
 def server_argv(
@@ -83,8 +87,13 @@ def llama_server_env(spec: ServerSpec, flags: ServerFlags) -> str:
             raise UserError(
                 f"llama-server has no environment variable for {option}", hint=f"flags from {flags.source}"
             )
-        if "\n" in value:
-            raise UserError(f"{option} value {value!r} has a newline, which an environment file cannot hold")
+        if any(c in value for c in "\n\"'\\"):
+            # systemd's EnvironmentFile reads quotes and backslashes, docker's --env-file does not:
+            # such a value would mean different things to them.
+            raise UserError(
+                f"{option} value {value!r} has a newline, quote or backslash: env files disagree on those",
+                hint="use paths without them (see ALEX_MODELS_HOME), or emit the llama-server command line",
+            )
         lines.append(f"{name}={value}")
     if spec.runtime.args:
         lines.append(
@@ -117,17 +126,31 @@ def _preset_keys(spec: ServerSpec, flags: ServerFlags) -> dict[str, str]:
     # The section name is the model's name in router mode: no alias key.
     pairs = [(option, value) for option, value in options(spec, flags, listen=False) if option != "--alias"]
     keys = {option.removeprefix("--"): value or "true" for option, value in pairs}
-    args = list(spec.runtime.args)
-    while args:
-        option = args.pop(0)
-        if not option.startswith("--"):
+    for first, *values in option_groups(spec.runtime.args):
+        if not first.startswith("--"):
             raise UserError(
-                f"model {spec.name!r}: router presets need long option names, and args has {option!r}",
+                f"model {spec.name!r}: router presets need long option names, and args has {first!r}",
                 hint="write the long form in runtime.args (e.g. --flash-attn on, not -fa on)",
             )
-        value = args.pop(0) if args and not args[0].startswith("-") else "true"
-        keys[option.removeprefix("--")] = value
+        option, equals, inline = first.partition("=")
+        if len(values) + bool(equals) > 1:
+            raise UserError(
+                f"model {spec.name!r}: {option} has {len(values) + bool(equals)} values in args, "
+                "and a router preset key holds one"
+            )
+        keys[option.removeprefix("--")] = inline if equals else (values[0] if values else "true")
     return keys
+
+
+def option_groups(args: list[str]) -> list[list[str]]:
+    """``args`` cut before each option: ``[[option, value, …], …]``. ``-1`` is a value, not an option."""
+    groups: list[list[str]] = []
+    for arg in args:
+        if not groups or (arg.startswith("-") and not _NUMBER_RE.fullmatch(arg)):
+            groups.append([arg])
+        else:
+            groups[-1].append(arg)
+    return groups
 
 
 def llama_swap(specs: list[ServerSpec], flags: ServerFlags) -> str:
@@ -155,8 +178,7 @@ def _command_lines(spec: ServerSpec, flags: ServerFlags) -> list[str]:
     for option, value in options(spec, flags):
         shown = "${PORT}" if option == "--port" else shlex.quote(str(value))
         lines.append(f"{_SHORT.get(option, option)} {shown}")
-    if spec.runtime.args:
-        lines.append(shlex.join(spec.runtime.args))
+    lines += [shlex.join(group) for group in option_groups(spec.runtime.args)]
     return lines
 
 
@@ -186,23 +208,106 @@ def alex_config(spec: ServerSpec, *, base_url: str | None = None, existing: str 
     """
     yaml = _yaml_io()
     document = yaml.load(existing) if existing and existing.strip() else None
+    kept = ""  # a file of comments only loads as nothing: keep its text above the new keys
     if document is None:
         document = CommentedMap()
-        document.yaml_set_start_comment(HEADER)
+        lines = [line.strip() for line in (existing or "").splitlines() if line.strip()]
+        if lines and all(line.startswith("#") for line in lines):
+            kept = "\n".join(lines) + "\n"
+        else:
+            document.yaml_set_start_comment(HEADER)
     if not isinstance(document, CommentedMap):
         raise UserError(
             "the app config to merge into is not a YAML mapping", hint="fix it, or emit with --out"
         )
+    # Comment lines after a block (the file, the runtime block) stay after it, whatever comes last now.
+    at_end = _detach_following(_last_entry(document))
     runtime = document.get("runtime")
     if not isinstance(runtime, CommentedMap):
         runtime = CommentedMap()
         document["runtime"] = runtime
+    trailing = _detach_following(_last_entry(runtime))
+    leading = _remove(runtime, "api_key")
     if not is_llama_cpp(runtime.get("llm_provider")):  # "llamacpp" and the like are kept as written
         runtime["llm_provider"] = PROVIDER
     runtime["base_url"] = base_url or spec.base_url
     runtime["llm_model"] = spec.name
-    runtime.pop("api_key", None)
-    return _yaml(document)
+    _attach_following(_last_entry(runtime), trailing)
+    _attach_before_first(runtime, leading)
+    _attach_following(_last_entry(document), at_end)
+    return kept + _yaml(document)
+
+
+# Round-trip comments: ruamel keeps the comment lines that follow an entry on that entry (slot 2 of
+# a mapping key, slot 0 of a sequence item) together with its end-of-line comment, and the lines
+# after a block on the block's deepest last entry. Removing or appending keys must move them.
+_Entry = tuple[CommentedMap | CommentedSeq, Any, int]
+
+
+def _deepest(node: CommentedMap | CommentedSeq, key: Any) -> _Entry:
+    """The entry whose comment slot holds the lines after ``node[key]`` (and all it contains)."""
+    value = node[key]
+    while isinstance(value, CommentedMap | CommentedSeq) and len(value) > 0:
+        node, key = value, (next(reversed(value)) if isinstance(value, CommentedMap) else len(value) - 1)
+        value = node[key]
+    return node, key, 2 if isinstance(node, CommentedMap) else 0
+
+
+def _last_entry(mapping: CommentedMap) -> _Entry | None:
+    return _deepest(mapping, next(reversed(mapping))) if mapping else None
+
+
+def _detach_following(entry: _Entry | None) -> str:
+    """Take the comment lines after an entry off it (its end-of-line comment stays)."""
+    if entry is None:
+        return ""
+    node, key, slot = entry
+    comments = node.ca.items.get(key)
+    token = comments[slot] if comments else None
+    if token is None:
+        return ""
+    eol, _, following = token.value.partition("\n")
+    if eol.strip():
+        token.value = eol + "\n"
+    else:
+        comments[slot] = None
+    return str(following)
+
+
+def _attach_following(entry: _Entry | None, lines: str) -> None:
+    """Put comment lines (as ``_detach_following`` took them) after an entry."""
+    if entry is None or not lines:
+        return
+    node, key, slot = entry
+    comments = node.ca.items.setdefault(key, [None, None, None, None])
+    if comments[slot] is None:
+        comments[slot] = CommentToken("\n" + lines, CommentMark(0), None)
+    else:
+        comments[slot].value += lines
+
+
+def _attach_before_first(mapping: CommentedMap, lines: str) -> None:
+    if mapping and lines:
+        comments = mapping.ca.items.setdefault(next(iter(mapping)), [None, None, None, None])
+        comments[1] = [*(comments[1] or []), CommentToken(lines, CommentMark(0), None)]
+
+
+def _remove(mapping: CommentedMap, key: str) -> str:
+    """Remove ``key`` with its end-of-line comment; the comment lines after it stay where they were.
+
+    Returns those lines when ``key`` came first, for the caller to put before the new first key.
+    """
+    if key not in mapping:
+        return ""
+    keys = list(mapping)
+    following = _detach_following(_deepest(mapping, key))
+    del mapping[key]
+    mapping.ca.items.pop(key, None)
+    index = keys.index(key)
+    if index == 0:
+        return following
+    _attach_following(_deepest(mapping, keys[index - 1]), following)
+    return ""
 
 
 def _yaml_io() -> YAML:

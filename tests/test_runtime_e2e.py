@@ -1,0 +1,322 @@
+"""End to end with a real llama.cpp runtime: lock → sync → emit → start the server from what was
+emitted → probe → one chat completion.
+
+The model is ``write_tiny_llama``'s: a real (random-weight) llama that llama.cpp loads in a blink,
+published in the mirror server as one file and as a 3-way split model. The runtime is the
+``llama-server`` named by ``ALEX_MODELS_LLAMA_SERVER`` (``.ci/run`` sets it to the binary that
+``.ci/llama-server.sh`` builds and caches), else the one on ``PATH``; for the llama-cpp-python test,
+``llama_cpp.server`` importable from this interpreter. A missing runtime fails these tests, it never
+skips them. Marker ``runtime``: not in the default run; ``pytest -m runtime`` runs them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from helpers import write_manifest
+
+from alex_models import api
+from alex_models.emit.flags import ServerFlags, detect
+from alex_models.errors import RemoteError
+from alex_models.ggufinfo import read_gguf, write_tiny_llama
+from alex_models.mirror import MirrorRoot, MirrorServer
+from alex_models.provider import LlamaCppClient
+
+pytestmark = pytest.mark.runtime
+
+LLAMA_SERVER_VARIABLE = "ALEX_MODELS_LLAMA_SERVER"
+HEALTH_TIMEOUT = 60.0
+SINGLE_REPO, SPLIT_REPO = "tiny/llama", "tiny/llama-split"
+SINGLE_FILE = "tiny-llama-F16.gguf"
+SPLIT_FILES = tuple(f"tiny-llama-split-F16-{n:05d}-of-00003.gguf" for n in (1, 2, 3))
+HELLO = [{"role": "user", "content": "hello world"}]
+
+
+# -- the runtime -----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def llama_server() -> Path:
+    """The llama-server binary; the test fails, naming what to do, when there is none."""
+    named = os.environ.get(LLAMA_SERVER_VARIABLE)
+    if named:
+        path = Path(named)
+        if not (path.is_file() and os.access(path, os.X_OK)):
+            pytest.fail(f"{LLAMA_SERVER_VARIABLE}={named} is not an executable file", pytrace=False)
+        return path
+    found = shutil.which("llama-server")
+    if found is None:
+        pytest.fail(
+            f"no llama-server: set {LLAMA_SERVER_VARIABLE} to the path 'bash .ci/llama-server.sh' "
+            "prints (it builds and caches one), or put llama-server on PATH",
+            pytrace=False,
+        )
+    return Path(found)
+
+
+@pytest.fixture(scope="session")
+def flags(llama_server: Path) -> ServerFlags:
+    """The option names this llama-server's --help shows, as ``emit`` follows them."""
+    return detect(str(llama_server))
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass
+class Server:
+    process: subprocess.Popen[bytes]
+    log: Path
+    base_url: str
+
+    def log_tail(self) -> str:
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-40:])
+
+
+@contextlib.contextmanager
+def serving(
+    argv: Sequence[str], port: int, log: Path, *, env: Mapping[str, str] | None = None
+) -> Iterator[Server]:
+    """``argv`` running (in its own process group, with the router's children) until the block ends,
+    and answering ``/health`` with 200 before the block begins."""
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            list(argv),
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=dict(env) if env is not None else None,
+            start_new_session=True,
+        )
+    server = Server(process, log, f"http://127.0.0.1:{port}/v1")
+    try:
+        wait_healthy(server)
+        yield server
+    finally:
+        stop(process)
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=15)
+
+
+def wait_healthy(server: Server) -> None:
+    """Poll ``/health`` until it answers 200, the process dies, or HEALTH_TIMEOUT passes."""
+    deadline = time.monotonic() + HEALTH_TIMEOUT
+    last = "no answer yet"
+    with LlamaCppClient(server.base_url, timeout=5) as client:
+        while True:
+            code = server.process.poll()
+            if code is not None:
+                pytest.fail(f"the server exited with {code} before it was healthy:\n{server.log_tail()}")
+            try:
+                health = client.health()
+            except RemoteError as exc:
+                last = exc.message
+            else:
+                if health.ok:
+                    return
+                last = health.status
+            if time.monotonic() > deadline:
+                pytest.fail(f"not healthy after {HEALTH_TIMEOUT:.0f} s ({last}):\n{server.log_tail()}")
+            time.sleep(0.1)
+
+
+# -- the project -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Project:
+    folder: Path
+    manifest: Path
+    port: int
+
+
+@pytest.fixture
+def published(
+    mirror_root: MirrorRoot, mirror: MirrorServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The tiny llama in the mirror: as one file, and as a 3-way split model."""
+    monkeypatch.setenv("HF_ENDPOINT", mirror.url)
+    built = tmp_path / "built"
+    built.mkdir()
+    (single,) = write_tiny_llama(built / SINGLE_FILE, seed=1)
+    shards = write_tiny_llama(built / "tiny-llama-split-F16.gguf", seed=2, split=3)
+    assert [shard.name for shard in shards] == list(SPLIT_FILES)
+    mirror_root.commit(SINGLE_REPO, {SINGLE_FILE: single})
+    mirror_root.commit(SPLIT_REPO, {shard.name: shard for shard in shards})
+
+
+def synced_project(folder: Path, *names: str) -> Project:
+    """models.yaml with ``names`` (of ``tiny``, ``tiny-split``) served on a free port, locked and synced."""
+    port = free_port()
+    runtime = {"port": port, "ctx_size": 256}
+    available = {
+        "tiny": {"repo": SINGLE_REPO, "quant": "F16", "runtime": runtime},
+        "tiny-split": {"repo": SPLIT_REPO, "quant": "F16", "runtime": runtime},
+    }
+    manifest = write_manifest(folder, {name: available[name] for name in names})
+    api.lock(manifest)
+    result = api.sync(manifest)
+    assert [model.name for model in result.models] == list(names)
+    return Project(folder, manifest, port)
+
+
+def emitted(
+    project: Project, format_name: str, out: str, flags: ServerFlags, *, as_json: bool = False
+) -> str:
+    """``emit FORMAT --out OUT`` in the project; the file's text."""
+    path = project.folder / out
+    result = api.emit(format_name, project.manifest, out=path, flags=flags, as_json=as_json)
+    assert result.path == path
+    return path.read_text(encoding="utf-8")
+
+
+def assert_probe_matches(project: Project, name: str, base_url: str | None = None) -> api.ProbeResult:
+    result = api.probe(base_url, name, project.manifest)
+    assert result.up, result.status
+    assert name in result.served
+    assert result.matches is True, (result.model_path, result.expected)
+    assert result.ok
+    return result
+
+
+def assert_chats(base_url: str, model: str) -> None:
+    with LlamaCppClient(base_url, timeout=60) as client:
+        reply = client.chat(HELLO, model=model, max_tokens=8)
+    assert reply.text, reply
+    assert reply.finish_reason in {"length", "stop"}
+
+
+# -- the model -------------------------------------------------------------------------------------
+
+
+def test_tiny_llama_is_the_same_bytes_for_the_same_seed_and_small(tmp_path: Path) -> None:
+    first = [p.read_bytes() for p in write_tiny_llama(tmp_path / "a.gguf", seed=7, split=3)]
+    again = [p.read_bytes() for p in write_tiny_llama(tmp_path / "b.gguf", seed=7, split=3)]
+    other = [p.read_bytes() for p in write_tiny_llama(tmp_path / "c.gguf", seed=8, split=3)]
+    assert first == again
+    assert first != other
+    assert 100_000 < sum(map(len, first)) < 1_000_000
+
+
+# -- llama-server ----------------------------------------------------------------------------------
+
+
+def test_llama_server_serves_the_locked_model_from_the_emitted_argv(
+    published: None, project: Path, llama_server: Path, flags: ServerFlags, tmp_path: Path
+) -> None:
+    proj = synced_project(project, "tiny")
+    argv = json.loads(emitted(proj, "llama-server", "tiny.json", flags, as_json=True))["argv"]
+    assert argv[0] == "llama-server"
+    assert argv[argv.index("--port") + 1] == str(proj.port)
+
+    with serving([str(llama_server), *argv[1:]], proj.port, tmp_path / "server.log") as server:
+        result = assert_probe_matches(proj, "tiny")  # the base URL is the manifest's
+        assert result.base_url == server.base_url
+        assert_chats(server.base_url, "tiny")
+
+
+def test_llama_server_loads_every_shard_of_a_split_model_from_the_emitted_first_shard(
+    published: None, project: Path, llama_server: Path, flags: ServerFlags, tmp_path: Path
+) -> None:
+    proj = synced_project(project, "tiny-split")
+    argv = json.loads(emitted(proj, "llama-server", "split.json", flags, as_json=True))["argv"]
+    first = Path(argv[argv.index("-m") + 1])
+    assert first.name == SPLIT_FILES[0]
+    assert sorted(path.name for path in first.parent.iterdir()) == list(SPLIT_FILES)
+    # The first shard alone holds a third of the tensors: a completion needs the other two loaded.
+    assert read_gguf(first).tensor_count < sum(read_gguf(first.parent / n).tensor_count for n in SPLIT_FILES)
+
+    with serving([str(llama_server), *argv[1:]], proj.port, tmp_path / "server.log") as server:
+        assert_probe_matches(proj, "tiny-split")
+        assert_chats(server.base_url, "tiny-split")
+
+
+def test_router_mode_serves_each_model_of_the_emitted_preset_by_name(
+    published: None, project: Path, llama_server: Path, flags: ServerFlags, tmp_path: Path
+) -> None:
+    proj = synced_project(project, "tiny", "tiny-split")
+    preset = proj.folder / "router.ini"
+    emitted(proj, "router-preset", preset.name, flags)
+    argv = [
+        str(llama_server),
+        "--models-preset",
+        str(preset),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(proj.port),
+    ]
+
+    with serving(argv, proj.port, tmp_path / "router.log") as server:
+        for name in ("tiny", "tiny-split"):
+            assert_probe_matches(proj, name, server.base_url)
+            assert_chats(server.base_url, name)
+
+
+def test_llama_server_runs_from_the_emitted_environment_alone(
+    published: None, project: Path, llama_server: Path, flags: ServerFlags, tmp_path: Path
+) -> None:
+    proj = synced_project(project, "tiny")
+    text = emitted(proj, "llama-server-env", "tiny.env", flags)
+    env = dict(line.split("=", 1) for line in text.splitlines() if line.strip() and not line.startswith("#"))
+    assert set(env) >= {"LLAMA_ARG_MODEL", "LLAMA_ARG_ALIAS", "LLAMA_ARG_PORT", "LLAMA_ARG_CTX_SIZE"}
+    assert env["LLAMA_ARG_PORT"] == str(proj.port)
+    assert all(key.startswith("LLAMA_ARG_") for key in env)
+
+    # No argument, and no variable but the emitted ones.
+    with serving([str(llama_server)], proj.port, tmp_path / "server.log", env=env) as server:
+        assert_probe_matches(proj, "tiny")
+        assert_chats(server.base_url, "tiny")
+
+
+# -- llama-cpp-python ------------------------------------------------------------------------------
+
+
+def test_llama_cpp_python_serves_the_emitted_config(published: None, project: Path, tmp_path: Path) -> None:
+    if importlib.util.find_spec("llama_cpp") is None:
+        pytest.fail(
+            f"llama-cpp-python is not installed in {sys.prefix}: "
+            "pip install 'llama-cpp-python[server]==0.3.36' (a several-minute compile)",
+            pytrace=False,
+        )
+    proj = synced_project(project, "tiny", "tiny-split")
+    config = proj.folder / "llama-cpp-python.json"
+    written = json.loads(emitted(proj, "llama-cpp-python", config.name, ServerFlags()))
+    assert written["port"] == proj.port
+    argv = [sys.executable, "-m", "llama_cpp.server", "--config_file", str(config)]
+
+    with serving(argv, proj.port, tmp_path / "server.log") as server:
+        for name in ("tiny", "tiny-split"):
+            result = api.probe(server.base_url, name, proj.manifest)
+            assert result.up, result.status
+            assert name in result.served
+            # Its server names no model file anywhere (no /props): the served file cannot be compared.
+            assert result.matches is None
+            assert result.ok
+            assert_chats(server.base_url, name)
