@@ -53,7 +53,7 @@ def _sha256(value: str) -> str:
 
 Commit = Annotated[str, AfterValidator(_commit)]
 Sha256Hex = Annotated[str, AfterValidator(_sha256)]
-Role = Literal["model", "mmproj", "file"]
+Role = Literal["model", "mmproj", "lora", "file"]
 
 
 class LockedFile(StrictModel):

@@ -178,6 +178,8 @@ class ModelSpec(StrictModel):
     url: Url | None = None
     sha256: Sha256 | None = None
     mmproj: RelPath | None = None
+    lora: list[RelPath] | None = None
+    """LoRA adapters in the same repo (paths or globs), passed to llama-server with --lora."""
     draft: ModelName | None = None
     runtime: Runtime | None = None
 
@@ -188,15 +190,16 @@ class ModelSpec(StrictModel):
             has = f" (it has {' and '.join(chosen)})" if chosen else ""
             raise ValueError(f"a model needs exactly one of 'file', 'files', 'quant' or 'url'{has}")
         if self.url is not None:
-            extra = [key for key in ("repo", "revision", "mmproj") if getattr(self, key) is not None]
+            extra = [key for key in ("repo", "revision", "mmproj", "lora") if getattr(self, key) is not None]
             if extra:
                 raise ValueError(f"a 'url' model takes no {', '.join(repr(k) for k in extra)}")
         elif self.repo is None:
             raise ValueError("'repo' is missing (or give a 'url')")
         if self.sha256 is not None and self.url is None:
             raise ValueError("'sha256' pins a 'url' source; files from a repo are pinned by the lock")
-        if self.files is not None and not self.files:
-            raise ValueError("'files' needs at least one path or glob")
+        for key in ("files", "lora"):
+            if getattr(self, key) == []:
+                raise ValueError(f"'{key}' needs at least one path or glob")
         return self
 
     def lock_input(self, defaults: Defaults) -> ModelInput:
@@ -210,6 +213,7 @@ class ModelSpec(StrictModel):
             files=None if self.files is None else sorted(set(self.files)),
             quant=self.quant,
             mmproj=self.mmproj,
+            lora=None if self.lora is None else sorted(set(self.lora)),
         )
 
 
@@ -226,6 +230,7 @@ class ModelInput(StrictModel):
     files: list[str] | None = None
     quant: str | None = None
     mmproj: str | None = None
+    lora: list[str] | None = None
     url: str | None = None
     sha256: str | None = None
 

@@ -88,6 +88,11 @@ def select(name: str, wanted: ModelInput, snapshot: RepoSnapshot) -> list[tuple[
     picked = _main_files(where, wanted, files)
     if wanted.mmproj is not None:
         picked[_mmproj(where, wanted.mmproj, files)] = "mmproj"
+    for pattern in wanted.lora or []:
+        adapters = [p for p in files if p == pattern or fnmatchcase(p, pattern)]
+        if not adapters:
+            raise ResolveError(f"{where} has no LoRA adapter matching {pattern!r}", hint=_available(files))
+        picked.update(dict.fromkeys(adapters, "lora"))
     for path in picked:
         problem = relpath_problem(path)
         if problem is not None:

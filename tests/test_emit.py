@@ -234,11 +234,14 @@ def test_llama_server_env_uses_the_installed_builds_variable_for_the_draft() -> 
     assert f"LLAMA_ARG_SPEC_DRAFT_MODEL={TINY_FILE}" in text.splitlines()
 
 
-def test_llama_server_env_without_a_variable_for_an_option_is_a_user_error() -> None:
+def test_llama_server_env_puts_options_without_a_variable_in_the_command_line_note() -> None:
     flags = ServerFlags(draft="--spec-draft-model", source="a test")  # a draft option with no variable
 
-    with pytest.raises(UserError, match="no environment variable for --spec-draft-model"):
-        render.llama_server_env(qwen(), flags)
+    text = render.llama_server_env(qwen(), flags)
+
+    assert not any(line.startswith("LLAMA_ARG_MODEL_DRAFT") for line in text.splitlines())
+    note = text.splitlines()[-1]
+    assert note.startswith("# pass these on the command line too (no LLAMA_ARG_* form): --spec-draft-model ")
 
 
 def test_every_option_the_renderers_pass_has_a_built_in_variable() -> None:
@@ -684,3 +687,32 @@ def test_parse_help_of_nothing_gives_the_built_in_names() -> None:
 
     assert flags.draft == "--model-draft"
     assert dict(flags.env) == dict(KNOWN_ENV)
+
+
+def test_lora_adapters_go_to_one_comma_separated_lora_option() -> None:
+    spec = qwen(lora=(Path("/s/a.gguf"), Path("/s/b.gguf")))
+
+    argv = render.server_argv(spec, BUILT_IN)
+
+    assert argv[argv.index("--lora") + 1] == "/s/a.gguf,/s/b.gguf"
+    assert "lora = /s/a.gguf,/s/b.gguf" in render.router_preset([spec], BUILT_IN).splitlines()
+
+
+def test_lora_has_no_env_variable_so_the_env_file_says_to_pass_it_on_the_command_line() -> None:
+    text = render.llama_server_env(qwen(lora=(Path("/s/a.gguf"),)), BUILT_IN)
+
+    assert not any(line.startswith("LLAMA_ARG_LORA") for line in text.splitlines())
+    assert "--lora /s/a.gguf" in text.splitlines()[-1]
+
+
+def test_llama_cpp_python_takes_one_lora_adapter() -> None:
+    one = json.loads(render.llama_cpp_python([qwen(lora=(Path("/s/a.gguf"),))]))
+    assert one["models"][0]["lora_path"] == "/s/a.gguf"
+
+    with pytest.raises(UserError, match="takes one LoRA adapter, not 2"):
+        render.llama_cpp_python([qwen(lora=(Path("/s/a.gguf"), Path("/s/b.gguf")))])
+
+
+def test_a_lora_path_with_a_comma_is_refused() -> None:
+    with pytest.raises(UserError, match="comma"):
+        render.server_argv(qwen(lora=(Path("/s/a,b.gguf"),)), BUILT_IN)

@@ -426,3 +426,28 @@ def test_resolution_is_independent_of_listing_and_manifest_order(
     else:
         # With several failing models the first one in the file is reported; failing stays failing.
         assert other_order[0] == "error"
+
+
+# --- LoRA adapters ---------------------------------------------------------------------------------------
+
+
+def test_lora_globs_pick_adapters_with_role_lora() -> None:
+    paths = ["m-Q4_K_M.gguf", "lora/style.gguf", "lora/tone.gguf", "README.md"]
+
+    assert picked({"quant": "Q4_K_M", "lora": ["lora/*.gguf"]}, paths) == [
+        ("lora/style.gguf", "lora"),
+        ("lora/tone.gguf", "lora"),
+        ("m-Q4_K_M.gguf", "model"),
+    ]
+
+
+def test_a_lora_pattern_that_matches_nothing_is_an_error_listing_the_repo() -> None:
+    with pytest.raises(ResolveError, match="has no LoRA adapter matching 'adapters/\\*'") as caught:
+        picked({"quant": "Q4_K_M", "lora": ["adapters/*"]}, ["m-Q4_K_M.gguf"])
+    assert caught.value.hint == "it has: m-Q4_K_M.gguf"
+
+
+def test_lora_is_part_of_the_lock_input_sorted_and_deduplicated() -> None:
+    parsed = manifest("a: {repo: org/a, quant: Q4_K_M, lora: [b.gguf, a.gguf, b.gguf]}")
+
+    assert parsed.inputs()["a"].lora == ["a.gguf", "b.gguf"]

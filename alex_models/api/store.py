@@ -264,7 +264,7 @@ def _gguf_checks(current: Lock, names: list[str]) -> dict[str, list[tuple[str, s
     for name in names:
         entry = current.models[name]
         for file in entry.files:
-            if file.path.lower().endswith(".gguf") and file.role in ("model", "mmproj"):
+            if file.path.lower().endswith(".gguf") and file.role in ("model", "mmproj", "lora"):
                 checks.setdefault(file.sha256, []).append((file.path, _label(entry, file)))
     return checks
 

@@ -33,6 +33,8 @@ class ServerSpec:
     runtime: Runtime
     """The model's runtime settings on top of the manifest's defaults."""
     chat_template_file: Path | None
+    lora: tuple[Path, ...] = ()
+    """LoRA adapters, in path order."""
 
     @property
     def host(self) -> str:
@@ -73,6 +75,7 @@ def _spec(manifest: Manifest, lock: Lock, view_path: ViewPath, manifest_dir: Pat
     runtime = (spec.runtime or Runtime()).over(manifest.defaults.runtime)
     main = _main_view(entry, view_path, name)
     mmproj = next((view_path(entry, f) for f in entry.files if f.role == "mmproj"), None)
+    lora = tuple(view_path(entry, f) for f in entry.files if f.role == "lora")
     draft = None
     if spec.draft is not None:
         if spec.draft not in lock.models:
@@ -86,7 +89,13 @@ def _spec(manifest: Manifest, lock: Lock, view_path: ViewPath, manifest_dir: Pat
         template = Path(runtime.chat_template_file).expanduser()
         template = template if template.is_absolute() else (manifest_dir / template)
     return ServerSpec(
-        name=name, model=main, mmproj=mmproj, draft=draft, runtime=runtime, chat_template_file=template
+        name=name,
+        model=main,
+        mmproj=mmproj,
+        draft=draft,
+        lora=lora,
+        runtime=runtime,
+        chat_template_file=template,
     )
 
 

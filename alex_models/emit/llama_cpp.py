@@ -48,6 +48,12 @@ def options(spec: ServerSpec, flags: ServerFlags, *, listen: bool = True) -> lis
         pairs.append(("--mmproj", str(spec.mmproj)))
     if spec.draft is not None:
         pairs.append((flags.draft, str(spec.draft)))
+    if spec.lora:
+        if any("," in str(path) for path in spec.lora):
+            raise UserError(
+                f"model {spec.name!r}: a LoRA path has a comma, which --lora uses to separate them"
+            )
+        pairs.append(("--lora", ",".join(str(path) for path in spec.lora)))
     if runtime.chat_template is not None:
         pairs.append(("--chat-template", runtime.chat_template))
     if spec.chat_template_file is not None:
@@ -81,12 +87,12 @@ def llama_server_json(spec: ServerSpec, flags: ServerFlags) -> str:
 def llama_server_env(spec: ServerSpec, flags: ServerFlags) -> str:
     """``KEY=value`` lines (no quoting: systemd's EnvironmentFile and docker's --env-file both read them)."""
     lines = [f"# {HEADER}", f"# model {spec.name}"]
+    on_command_line: list[str] = []
     for option, value in options(spec, flags):
         name = flags.env_for(option)
-        if name is None or value is None:
-            raise UserError(
-                f"llama-server has no environment variable for {option}", hint=f"flags from {flags.source}"
-            )
+        if name is None or value is None:  # llama-server reads some options (--lora) from argv only
+            on_command_line += [option] if value is None else [option, value]
+            continue
         if any(c in value for c in "\n\"'\\"):
             # systemd's EnvironmentFile reads quotes and backslashes, docker's --env-file does not:
             # such a value would mean different things to them.
@@ -95,9 +101,10 @@ def llama_server_env(spec: ServerSpec, flags: ServerFlags) -> str:
                 hint="use paths without them (see ALEX_MODELS_HOME), or emit the llama-server command line",
             )
         lines.append(f"{name}={value}")
-    if spec.runtime.args:
+    on_command_line += spec.runtime.args
+    if on_command_line:
         lines.append(
-            f"# pass these on the command line too (no LLAMA_ARG_* form): {shlex.join(spec.runtime.args)}"
+            f"# pass these on the command line too (no LLAMA_ARG_* form): {shlex.join(on_command_line)}"
         )
     return "\n".join(lines) + "\n"
 
@@ -196,6 +203,12 @@ def llama_cpp_python(specs: list[ServerSpec]) -> str:
         }
         if spec.mmproj is not None:
             model["clip_model_path"] = str(spec.mmproj)
+        if len(spec.lora) > 1:
+            raise UserError(
+                f"model {spec.name!r}: llama-cpp-python's server takes one LoRA adapter, not {len(spec.lora)}"
+            )
+        if spec.lora:
+            model["lora_path"] = str(spec.lora[0])
         models.append(model)
     config = {"host": specs[0].host, "port": specs[0].port, "models": models}
     return json.dumps(config, indent=2) + "\n"
