@@ -116,6 +116,8 @@ class DownloadOptions:
     checkpoint_seconds: float = 0.5
     chunk: int = MiB
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+    read_timeout: float = 60.0
+    """Seconds without a byte from the server before a request is given up (and retried)."""
 
 
 class Downloader:
@@ -230,13 +232,30 @@ def _reserve(fd: int, job: FileJob, partial: Path) -> None:
         if hasattr(os, "posix_fallocate") and job.size:
             os.posix_fallocate(fd, 0, job.size)
     except OSError as exc:
-        if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
-            raise UserError(
-                f"no space for {job.label}: {job.size} bytes needed in {partial.parent}",
-                hint="free some space (alex-models gc) or point ALEX_MODELS_HOME at a larger disk",
-            ) from None
+        _raise_if_no_space(exc, job, partial)
         if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL):  # filesystems without fallocate
             raise
+
+
+def _raise_if_no_space(exc: OSError, job: FileJob, partial: Path) -> None:
+    """A full disk, a quota or a file-size limit: a ``UserError`` naming the bytes and the place.
+
+    The partial file and its last checkpoint stay in ``tmp/``: the next run with space resumes.
+    """
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        raise UserError(
+            f"no space for {job.label}: {job.size} bytes needed in {partial.parent} ({exc.strerror})",
+            hint="free some space (alex-models gc) or point ALEX_MODELS_HOME at a larger disk",
+        ) from None
+
+
+def _size_mismatch(job: FileJob, offered: int) -> IntegrityError:
+    """The server offers a file of another size than the lock pins: these are not the locked bytes
+    (a changed file, another endpoint, or an edited lock), which is an integrity failure."""
+    return IntegrityError(
+        f"{job.label}: the server offers {offered} bytes, the lock pins {job.size}",
+        hint="nothing was stored; if models.lock was edited, restore it from git, else check HF_ENDPOINT",
+    )
 
 
 class _Transfer:
@@ -345,7 +364,8 @@ class _Transfer:
         headers = dict(self.job.headers)
         if segment.position > 0 or not whole_file:
             headers["Range"] = f"bytes={segment.position}-{segment.end - 1}"
-        with self.downloader.client.stream("GET", self.job.url, headers=headers) as response:
+        timeout = httpx2.Timeout(self.options.read_timeout, connect=min(10.0, self.options.read_timeout))
+        with self.downloader.client.stream("GET", self.job.url, headers=headers, timeout=timeout) as response:
             self._check_status(response)
             if response.status_code == 200 and "Range" in headers:
                 if not whole_file:
@@ -374,7 +394,11 @@ class _Transfer:
     def _write(self, segment: _Segment, data: bytearray) -> None:
         if len(data) > segment.remaining:
             raise RemoteError(f"{self.job.label}: the server sent more bytes than the file has")
-        os.pwrite(self.fd, data, segment.position)
+        try:
+            os.pwrite(self.fd, data, segment.position)
+        except OSError as exc:
+            _raise_if_no_space(exc, self.job, self.downloader.store.partial_path(self.job.sha256))
+            raise
         with self.changed:
             segment.done += len(data)
             self.unsaved += len(data)
@@ -408,17 +432,18 @@ class _Transfer:
                     hint="the server mishandles Range requests; nothing was stored",
                 )
             if match[3] != "*" and int(match[3]) != self.job.size:
-                raise RemoteError(
-                    f"{self.job.label}: the server has {match[3]} bytes, the lock says {self.job.size}",
-                    hint="the endpoint serves another file than the one locked; re-lock or check HF_ENDPOINT",
+                raise _size_mismatch(self.job, int(match[3]))
+            span = int(match[2]) - int(match[1]) + 1
+            declared = response.headers.get("Content-Length")
+            if declared is not None and declared.isdecimal() and int(declared) != span:
+                raise RemoteError(  # the server contradicts itself: a protocol error, not our bytes
+                    f"{self.job.label}: the server announced {declared} bytes for a {span}-byte range",
+                    hint="the server mishandles Range requests; nothing was stored",
                 )
-            expected = int(match[2]) - int(match[1]) + 1
+            return
         declared = response.headers.get("Content-Length")
         if declared is not None and declared.isdecimal() and int(declared) != expected:
-            raise RemoteError(
-                f"{self.job.label}: the server announced {declared} bytes where {expected} were due",
-                hint="the endpoint serves another file than the one locked; nothing was stored",
-            )
+            raise _size_mismatch(self.job, int(declared) + segment.position)
 
     def _checkpoint(self, *, force: bool = False) -> None:
         now = time.monotonic()
@@ -433,5 +458,9 @@ class _Transfer:
             self.last_save = now
             snapshot = [_Segment(s.start, s.end, s.done) for s in self.segments]
         # Only bytes known to be on disk are recorded as done.
-        os.fdatasync(self.fd)
-        self.downloader.save_progress(self.job, snapshot)
+        try:
+            os.fdatasync(self.fd)
+            self.downloader.save_progress(self.job, snapshot)
+        except OSError as exc:
+            _raise_if_no_space(exc, self.job, self.downloader.store.partial_path(self.job.sha256))
+            raise

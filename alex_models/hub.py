@@ -94,11 +94,11 @@ class HubRemote:
         if not info.sha or info.siblings is None:
             raise RemoteError(f"{self.endpoint} answered no commit or no file list for {repo}@{revision}")
         commit = info.sha
-        if not _COMMIT_RE.fullmatch(commit):
+        if not isinstance(commit, str) or not _COMMIT_RE.fullmatch(commit):
             raise RemoteError(f"{self.endpoint} answered {commit!r} as the commit of {repo}@{revision}")
         if all(sibling.size is not None for sibling in info.siblings):
             files = [
-                RemoteFile(s.rfilename, s.size or 0, s.lfs.sha256 if s.lfs is not None else None)
+                self._remote_file(repo, s.rfilename, s.size, s.lfs.sha256 if s.lfs is not None else None)
                 for s in info.siblings
             ]
         else:
@@ -109,7 +109,7 @@ class HubRemote:
                 remote_file.sha256 is not None and not _SHA256_RE.fullmatch(remote_file.sha256)
             ):
                 raise RemoteError(
-                    f"{self.endpoint} listed {repo}/{remote_file.path} with size {remote_file.size} "
+                    f"{self.endpoint} listed {repo} file {remote_file.path!r} with size {remote_file.size} "
                     f"and SHA256 {remote_file.sha256!r}, which cannot be right",
                     hint="the endpoint is not a faithful Hugging Face Hub; check HF_ENDPOINT",
                 )
@@ -120,10 +120,27 @@ class HubRemote:
             repo, commit, lambda: list(self._api.list_repo_tree(repo, revision=commit, recursive=True))
         )
         return [
-            RemoteFile(entry.path, entry.size, entry.lfs.sha256 if entry.lfs is not None else None)
+            self._remote_file(
+                repo, entry.path, entry.size, entry.lfs.sha256 if entry.lfs is not None else None
+            )
             for entry in entries
             if isinstance(entry, RepoFile)
         ]
+
+    def _remote_file(self, repo: str, path: object, size: object, sha256: object) -> RemoteFile:
+        # The listing is JSON from a server: check the types before anything compares or hashes them.
+        if (
+            not isinstance(path, str)
+            or not isinstance(size, int)
+            or isinstance(size, bool)
+            or not (sha256 is None or isinstance(sha256, str))
+        ):
+            raise RemoteError(
+                f"{self.endpoint} listed a file of {repo} as path {path!r}, size {size!r}, "
+                f"SHA256 {sha256!r}, which is not a file entry",
+                hint="the endpoint is not a faithful Hugging Face Hub; check HF_ENDPOINT",
+            )
+        return RemoteFile(path, size, sha256)
 
     def file_sha256(self, repo: str, commit: str, path: str, size: int) -> str:
         self._online(f"download {repo}/{path}")
@@ -197,6 +214,14 @@ class HubRemote:
             return RemoteError(
                 f"cannot reach {self.endpoint} for {repo}: {type(exc).__name__}: {exc}",
                 hint="check the network and HF_ENDPOINT",
+            )
+        if isinstance(exc, ValueError | TypeError | KeyError | AttributeError):
+            # huggingface_hub parses the answer into its own classes: malformed JSON, or JSON of
+            # the wrong shape, fails there with one of these.
+            detail = " ".join(f"{type(exc).__name__}: {exc}".split())[:200]
+            return RemoteError(
+                f"{where}@{revision}: the endpoint answered something that is not a Hub listing ({detail})",
+                hint="the endpoint is not a faithful Hugging Face Hub; check HF_ENDPOINT",
             )
         return exc
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -43,8 +44,9 @@ class Store:
         self.home = home.expanduser().absolute()
 
     def init(self) -> Store:
+        self.home.mkdir(parents=True, exist_ok=True)
         for sub in ("blobs/sha256", "tmp", "locks", "state/verified", "llama.cpp"):
-            (self.home / sub).mkdir(parents=True, exist_ok=True)
+            self._check_inside(self.home / sub)  # a planted symlink here would lead writes elsewhere
         tag = self.home / "CACHEDIR.TAG"
         if not tag.exists():
             atomic_write(tag, _CACHEDIR_TAG.encode())
@@ -72,11 +74,8 @@ class Store:
         fails is removed, so it is downloaded again rather than trusted.
         """
         path = self.blob_path(sha256)
-        try:
-            st = path.stat()
-        except FileNotFoundError:
-            return False
-        if st.st_size != size:
+        st = self._blob_stat(sha256)
+        if st is None or st.st_size != size:
             return False
         if self._record(sha256) == _stat_key(st):
             return True
@@ -89,14 +88,26 @@ class Store:
     def verify_blob(self, sha256: str, size: int) -> bool:
         """Re-hash the blob, whatever its stat record says. False if it is missing or differs."""
         path = self.blob_path(sha256)
-        try:
-            st = path.stat()
-        except FileNotFoundError:
-            return False
-        if st.st_size != size or sha256_file(path) != sha256:
+        st = self._blob_stat(sha256)
+        if st is None or st.st_size != size or sha256_file(path) != sha256:
             return False
         self._write_record(sha256, st)
         return True
+
+    def _blob_stat(self, sha256: str) -> os.stat_result | None:
+        """The blob's own stat, or None unless it is a regular file in a real folder of the store.
+
+        A symlink (the blob, or its shard folder) is never trusted: its bytes live outside the store
+        and can change without the store knowing.
+        """
+        path = self.blob_path(sha256)
+        try:
+            st = path.lstat()
+        except FileNotFoundError:
+            return None
+        if path.parent.is_symlink() or not stat.S_ISREG(st.st_mode):
+            return None
+        return st
 
     def promote(self, partial: Path, sha256: str) -> Path:
         """Move a verified partial file into ``blobs/``: fsync, read-only, rename."""
@@ -107,8 +118,8 @@ class Store:
             os.close(fd)
         partial.chmod(0o444)
         target = self.blob_path(sha256)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        partial.replace(target)
+        self._check_inside(target.parent)  # never rename through a planted symlink
+        partial.replace(target)  # a symlink planted as the blob itself is replaced, not followed
         fsync_dir(target.parent)
         self._write_record(sha256, target.stat())
         self.progress_path(sha256).unlink(missing_ok=True)
@@ -117,7 +128,8 @@ class Store:
     def discard_blob(self, sha256: str) -> None:
         path = self.blob_path(sha256)
         with contextlib.suppress(FileNotFoundError):
-            path.chmod(0o644)
+            if not path.is_symlink():  # chmod would follow a symlink to a file outside the store
+                path.chmod(0o644)
             path.unlink()
         (self.home / "state" / "verified" / sha256).unlink(missing_ok=True)
 
@@ -131,7 +143,11 @@ class Store:
         atomic_write(self.home / "state" / "verified" / sha256, _stat_key(st).encode())
 
     def blobs(self) -> Iterator[Path]:
-        yield from (self.home / "blobs" / "sha256").glob("*/*")
+        """Every blob file. Symlinks (a shard folder or a blob) are skipped: gc must never delete
+        through one, and ``has_blob`` never trusts one, so a sync replaces a planted blob link."""
+        for shard in (self.home / "blobs" / "sha256").iterdir():
+            if shard.is_dir() and not shard.is_symlink():
+                yield from (blob for blob in shard.iterdir() if blob.is_file() and not blob.is_symlink())
 
     # -- views -------------------------------------------------------------------------------------
 
@@ -163,7 +179,7 @@ class Store:
             current = current / part
             if current.is_symlink():
                 raise UserError(
-                    f"refusing to write views under {folder}: a symlink inside the store leads elsewhere",
+                    f"refusing to write under {folder}: a symlink inside the store leads elsewhere",
                     hint=f"remove the symlink {current}",
                 )
             current.mkdir(exist_ok=True)

@@ -14,7 +14,7 @@ from typing import Literal
 import httpx2
 from filelock import Timeout
 
-from alex_models._fs import link_atomically
+from alex_models._fs import link_atomically, safe_relpath
 from alex_models.api.project import default_lock_path, lock, read_lock
 from alex_models.download import Downloader, DownloadOptions, FileJob, NoProgress, Progress
 from alex_models.errors import IntegrityError, UsageError, UserError
@@ -608,6 +608,7 @@ def pull(
     """
     from alex_models.hub import HubRemote  # noqa: PLC0415
 
+    safe_relpath(file, what="file to pull")  # refused before any request, as in a manifest
     settings = Settings.from_env()
     owned = remote is None
     source = remote or HubRemote(settings.endpoint, offline=settings.offline)

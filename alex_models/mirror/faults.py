@@ -16,6 +16,7 @@ kind               what happens                                           value
 ``wrong-range``    a 206 claims another range than the one it sends       none
 ``bad-length``     the file is served one byte short, consistently        none
 ``redirect-loop``  ``resolve`` redirects a file to itself                 none
+``stall``          the body pauses this long after its first chunk        seconds (``2s``, ``500ms``)
 =================  =====================================================  =========================
 
 ``times=N`` applies the fault to the first N matching requests only (default: every one).
@@ -40,13 +41,22 @@ from alex_models.errors import UsageError
 
 FaultKind = Literal[
     "latency", "bandwidth", "drop-after", "status", "rate-limit", "corrupt",
-    "ignore-range", "wrong-range", "bad-length", "redirect-loop",
+    "ignore-range", "wrong-range", "bad-length", "redirect-loop", "stall",
 ]  # fmt: skip
 Scope = Literal["any", "api", "resolve", "cdn"]
 FAULT_KINDS: tuple[FaultKind, ...] = get_args(FaultKind)
 # Faults about a file's bytes or headers: they only ever match requests for a file.
 BODY_FAULTS: frozenset[FaultKind] = frozenset(
-    {"bandwidth", "drop-after", "corrupt", "ignore-range", "wrong-range", "bad-length", "redirect-loop"}
+    {
+        "bandwidth",
+        "drop-after",
+        "corrupt",
+        "ignore-range",
+        "wrong-range",
+        "bad-length",
+        "redirect-loop",
+        "stall",
+    }
 )
 _NO_VALUE: frozenset[FaultKind] = frozenset(
     {"corrupt", "ignore-range", "wrong-range", "bad-length", "redirect-loop"}
@@ -126,7 +136,7 @@ def _parse_value(kind: FaultKind, raw: str, spec: str) -> float:
         return 0
     if not raw:
         raise UsageError(f"--fault {spec!r}: {kind} needs a value", hint=_SPEC_HELP)
-    if kind == "latency":
+    if kind in ("latency", "stall"):
         match = _DURATION_RE.fullmatch(raw)
         if match:
             return float(match["num"]) / (1000 if (match["unit"] or "").lower() == "ms" else 1)

@@ -356,16 +356,18 @@ class _Handler(BaseHTTPRequestHandler):
         bandwidth = mirror.faults.take("bandwidth", info)
         drop = mirror.faults.take("drop-after", info)
         corrupt = mirror.faults.take("corrupt", info)
-        applied.extend(f.kind for f in (bandwidth, drop, corrupt) if f is not None)
+        stall = mirror.faults.take("stall", info)
+        applied.extend(f.kind for f in (bandwidth, drop, corrupt, stall) if f is not None)
         limit = response.length if drop is None else min(response.length, int(drop.value))
         sent = 0
         with response.file.disk_path.open("rb") as body:
             try:
-                if bandwidth is None and corrupt is None:
+                if bandwidth is None and corrupt is None and stall is None:
                     sent = self._sendfile(body, response.start, limit)
                 else:
                     rate = None if bandwidth is None else bandwidth.value
-                    sent = self._send_paced(body, response.start, limit, rate, corrupt is not None)
+                    pause = None if stall is None else stall.value
+                    sent = self._send_paced(body, response.start, limit, rate, corrupt is not None, pause)
             except OSError as exc:
                 if not hasattr(exc, "bytes_sent"):  # _send_paced counts what went out before the error
                     exc.bytes_sent = sent  # type: ignore[attr-defined]
@@ -391,7 +393,11 @@ class _Handler(BaseHTTPRequestHandler):
             sent += chunk
         return sent
 
-    def _send_paced(self, body: BinaryIO, start: int, count: int, rate: float | None, corrupt: bool) -> int:
+    def _send_paced(
+        self, body: BinaryIO, start: int, count: int, rate: float | None, corrupt: bool, stall: float | None
+    ) -> int:
+        """Send in chunks: no faster than ``rate``, corrupted, and/or silent for ``stall`` seconds
+        after the first chunk (a connection that stays open but stops delivering)."""
         chunk_size = _SEND_CHUNK if rate is None else max(1, min(_SEND_CHUNK, int(rate) // 50))
         began = time.monotonic()
         sent = 0
@@ -408,6 +414,9 @@ class _Handler(BaseHTTPRequestHandler):
                 exc.bytes_sent = sent  # type: ignore[attr-defined]
                 raise
             sent += len(chunk)
+            if stall is not None:
+                time.sleep(stall)
+                stall = None
             if rate is not None:
                 ahead = sent / rate - (time.monotonic() - began)
                 if ahead > 0:

@@ -1,0 +1,94 @@
+"""Several ``alex-models`` processes on one store at once: four syncs, and a gc during a sync."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from faultkit import (
+    MB,
+    blob,
+    blob_files,
+    cdn_gets,
+    home,
+    manifest,
+    progress_done,
+    publish,
+    report,
+    settled_log,
+    sha_file,
+    start,
+    wait_for,
+)
+from helpers import cli
+
+from alex_models.mirror import MirrorRoot, MirrorServer
+
+
+@pytest.mark.slow
+def test_four_syncs_at_once_on_one_store_all_succeed_and_each_blob_is_downloaded_once(
+    mirror_root: MirrorRoot,
+    mirror: MirrorServer,
+    project: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("HF_ENDPOINT", mirror.url)
+    models = publish(mirror_root, tmp_path / "ggufs", [3 * MB, 4 * MB, 5 * MB])
+    manifest(project, models)
+    assert cli(project, "lock").returncode == 0
+    mirror.faults.add("bandwidth=4MB,on=cdn")  # each file takes a second or so: the runs overlap
+
+    runs = [start(project, "sync", "--json") for _ in range(4)]
+    codes = [process.wait(timeout=120) for process, _ in runs]
+
+    assert codes == [0, 0, 0, 0], [err.read_text(encoding="utf-8") for _, err in runs]
+    log = settled_log(mirror)
+    for m in models:
+        # One complete GET per file: the other processes waited on its lock and reused the blob.
+        assert [(r.status, r.range, r.bytes_sent) for r in cdn_gets(log, m.file)] == [(200, None, m.size)]
+    summaries = [json.loads(err.with_suffix(".o").read_text(encoding="utf-8")) for _, err in runs]
+    assert sorted(label for s in summaries for label in s["downloaded"]) == sorted(
+        f"{m.repo}/{m.file}" for m in models
+    )
+    assert sum(s["bytes"] for s in summaries) == sum(m.size for m in models)
+    assert blob_files() == sorted(blob(m.sha256) for m in models)
+    assert all(sha_file(blob(m.sha256)) == m.sha256 for m in models)
+    assert cli(project, "verify").returncode == 0
+    report("concurrency", {"processes": 4, "files": len(models), "cdn_gets": len(cdn_gets(log))})
+
+
+@pytest.mark.slow
+def test_gc_during_a_sync_removes_nothing_the_lock_needs_and_the_sync_completes(
+    mirror_root: MirrorRoot,
+    mirror: MirrorServer,
+    project: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("HF_ENDPOINT", mirror.url)
+    present, pending = publish(mirror_root, tmp_path / "ggufs", [2 * MB, 8 * MB])
+    manifest(project, [present, pending])
+    assert cli(project, "lock").returncode == 0
+    assert cli(project, "sync", "--only", present.key).returncode == 0
+    mirror.faults.add("bandwidth=2MB,on=cdn")
+    record = home() / "tmp" / f"{pending.sha256}.json"
+
+    process, stderr = start(project, "sync")
+    try:
+        wait_for(lambda: progress_done(record) > 0, "the sync to checkpoint part of the file")
+        collected = cli(project, "gc", "--json")
+        during = progress_done(record)
+    finally:
+        code = process.wait(timeout=60)
+
+    assert collected.returncode == 0, collected.stderr
+    freed = json.loads(collected.stdout)
+    assert (freed["blobs"], freed["partials"], freed["views"], freed["bytes_freed"]) == (0, 0, 0, 0)
+    assert 0 < during < pending.size  # gc ran while the file was still arriving
+    assert code == 0, stderr.read_text(encoding="utf-8")
+    assert blob_files() == sorted(blob(m.sha256) for m in (present, pending))
+    assert cli(project, "verify").returncode == 0
+    gets = cdn_gets(settled_log(mirror), pending.file)
+    assert [(r.range, r.bytes_sent) for r in gets] == [(None, pending.size)]  # never restarted

@@ -1,0 +1,128 @@
+"""The store on a real small filesystem (a tmpfs; needs root, or CAP_SYS_ADMIN, and fails loudly
+without): too small from the start, and filled up by someone else mid-download."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from faultkit import MB, blob, blob_files, cdn_gets, home, manifest, progress_done, publish, sha_file, start
+from faultkit import wait_for as wait_until
+from helpers import cli
+
+from alex_models.mirror import MirrorRoot, MirrorServer
+
+MiB = 1024 * 1024
+
+
+@contextlib.contextmanager
+def small_disk(mount_point: Path, size: int, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """ALEX_MODELS_HOME on a tmpfs of ``size`` bytes, unmounted afterwards."""
+    mount_point.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mount_point)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if mounted.returncode != 0:
+        pytest.fail(f"cannot mount a {size}-byte tmpfs for the disk-space test: {mounted.stderr.strip()}")
+    try:
+        monkeypatch.setenv("ALEX_MODELS_HOME", str(mount_point))
+        yield mount_point
+    finally:
+        subprocess.run(["umount", "-l", str(mount_point)], check=True)
+
+
+def fill(path: Path) -> int:
+    """Write zeros to ``path`` until the filesystem is full; the bytes written."""
+    written = 0
+    zeros = b"\0" * MiB
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
+    try:
+        while True:
+            try:
+                written += os.write(fd, zeros)
+            except OSError as exc:
+                if exc.errno != errno.ENOSPC:
+                    raise
+                break
+    finally:
+        os.close(fd)
+    return written
+
+
+@pytest.mark.slow
+def test_a_disk_too_small_fails_early_naming_the_bytes_needed_and_fetches_nothing(
+    mirror_root: MirrorRoot,
+    mirror: MirrorServer,
+    project: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("HF_ENDPOINT", mirror.url)
+    models = publish(mirror_root, tmp_path / "ggufs", [3 * MB, 3 * MB])
+    manifest(project, models)
+    assert cli(project, "lock").returncode == 0
+
+    with small_disk(tmp_path / "small-disk", 4 * MiB, monkeypatch) as store:
+        result = cli(project, "sync")
+
+        assert result.returncode == 1
+        assert result.stderr.startswith(f"error: not enough disk space in {store}: ")
+        assert f"{sum(m.size for m in models)} bytes needed" in result.stderr
+        assert blob_files() == []
+        assert list((store / "tmp").iterdir()) == []
+    assert cdn_gets(mirror.log) == []
+
+
+@pytest.mark.slow
+def test_a_disk_filled_mid_download_is_a_clear_error_keeps_no_blob_and_the_next_run_resumes(
+    mirror_root: MirrorRoot,
+    mirror: MirrorServer,
+    project: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("HF_ENDPOINT", mirror.url)
+    [model] = publish(mirror_root, tmp_path / "ggufs", [8 * MB])
+    manifest(project, [model])
+    assert cli(project, "lock").returncode == 0
+    mirror.faults.add("bandwidth=2MB,on=cdn")
+
+    with small_disk(tmp_path / "small-disk", 16 * MiB, monkeypatch) as store:
+        record = home() / "tmp" / f"{model.sha256}.json"
+        process, stderr = start(project, "sync")
+        try:
+            # The free-space check has passed and bytes are arriving: now someone fills the disk.
+            wait_until(lambda: progress_done(record) > 0, "the first checkpoint")
+            filler = store / "filler"
+            assert fill(filler) > 0
+        finally:
+            code = process.wait(timeout=60)
+
+        message = stderr.read_text(encoding="utf-8")
+        assert code == 1, message
+        [error] = [line for line in message.splitlines() if line.startswith("error: ")]
+        assert error.startswith(
+            f"error: no space for {model.repo}/{model.file}: {model.size} bytes needed in {store / 'tmp'}"
+        )
+        assert "Traceback" not in message
+        assert blob_files() == []
+        assert (store / "tmp" / f"{model.sha256}.part").exists()
+        kept = progress_done(record)
+
+        filler.unlink()
+        mirror.faults.clear()
+        again = cli(project, "sync")
+
+        assert again.returncode == 0, again.stderr
+        assert f"resuming at {kept} bytes" in again.stderr
+        assert kept > 0
+        assert sha_file(blob(model.sha256)) == model.sha256
+        assert cli(project, "verify").returncode == 0

@@ -1,0 +1,115 @@
+"""A real ``alex-models sync`` killed with SIGKILL at random moments, again and again: every
+restart resumes, and what ends up in the store is exactly the locked bytes."""
+
+from __future__ import annotations
+
+import random
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from faultkit import (
+    MB,
+    Model,
+    blob,
+    blob_files,
+    cdn_gets,
+    home,
+    manifest,
+    publish,
+    report,
+    settled_log,
+    sha_file,
+    start,
+    stored_bytes,
+    wait_for,
+)
+from helpers import cli
+
+from alex_models.mirror import MirrorRoot, MirrorServer
+
+KILLS = 20
+SEED = 20261125
+
+
+def let_run(process: subprocess.Popen[str], seconds: float) -> None:
+    """Until ``seconds`` have passed or the process has ended, whichever comes first."""
+    deadline = time.monotonic() + seconds
+    wait_for(lambda: time.monotonic() >= deadline or process.poll() is not None, f"{seconds:.2f}s")
+
+
+def let_checkpoint(process: subprocess.Popen[str], models: list[Model], before: int) -> None:
+    """Until the store holds more checkpointed bytes than ``before`` (or the process has ended)."""
+    wait_for(
+        lambda: stored_bytes(models) > before or process.poll() is not None, "this run to checkpoint bytes"
+    )
+
+
+@pytest.mark.slow
+def test_sync_killed_20_times_at_random_moments_resumes_and_stores_exactly_the_locked_bytes(
+    mirror_root: MirrorRoot,
+    mirror: MirrorServer,
+    project: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("HF_ENDPOINT", mirror.url)
+    models = publish(mirror_root, tmp_path / "ggufs", [10 * MB, 11 * MB, 12 * MB])
+    locked_size = sum(m.size for m in models)
+    manifest(project, models)
+    assert cli(project, "lock").returncode == 0
+    mirror.faults.add("bandwidth=2MB,on=cdn")
+    rng = random.Random(SEED)  # noqa: S311 - a reproducible kill schedule, not security
+    began = time.monotonic()
+
+    kills = 0
+    while kills < KILLS:
+        before = stored_bytes(models)
+        # One file at a time: a kill loses what arrived since the last checkpoint of each file in
+        # flight (up to one 1 MiB write), and the 1.5x budget is about resuming, not parallelism.
+        process, stderr = start(project, "sync", "--frozen", "--jobs", "1")
+        try:
+            if rng.random() < 0.25:
+                # Any moment at all: while starting, reading the lock, or already downloading.
+                let_run(process, rng.uniform(0.05, 1.0))
+            else:
+                # Mid-download: after this run has checkpointed new bytes, then a random bit more.
+                let_checkpoint(process, models, before)
+                let_run(process, rng.uniform(0.0, 0.4))
+        finally:
+            process.send_signal(signal.SIGKILL)
+            process.wait(timeout=10)
+        assert process.returncode == -signal.SIGKILL, (
+            f"run {kills + 1} ended by itself before the kill: {stderr.read_text(encoding='utf-8')}"
+        )
+        kills += 1
+        for m in models:  # whatever a kill interrupted, nothing unverified is ever a blob
+            assert not blob(m.sha256).exists() or blob(m.sha256).stat().st_size == m.size
+    resumed_from = stored_bytes(models)
+
+    final = cli(project, "sync", "--frozen", timeout=120)
+    seconds = time.monotonic() - began
+
+    assert final.returncode == 0, final.stderr
+    verified = cli(project, "verify")
+    assert verified.returncode == 0, verified.stderr
+    assert sorted(blob_files()) == sorted(blob(m.sha256) for m in models)
+    for m in models:
+        assert sha_file(blob(m.sha256)) == m.sha256
+    assert list((home() / "tmp").glob("*.part")) == []
+    sent = sum(r.bytes_sent for r in cdn_gets(settled_log(mirror)))
+    figures = {
+        "kills": kills,
+        "files": len(models),
+        "locked_bytes": locked_size,
+        "cdn_bytes_sent": sent,
+        "bytes_refetched": sent - locked_size,
+        "ratio": round(sent / locked_size, 3),
+        "checkpointed_before_final_run": resumed_from,
+        "seconds": round(seconds, 1),
+        "seed": SEED,
+    }
+    report("kill_loop", figures)
+    assert sent < 1.5 * locked_size, figures
