@@ -6,7 +6,7 @@ import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from alex_models.api.store import require_lock, store_for
+from alex_models.api.sync import require_lock, store_for
 from alex_models.emit import server_specs
 from alex_models.errors import RemoteError
 from alex_models.manifest import load_manifest
