@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import TypeVar
@@ -44,6 +44,11 @@ class RetryPolicy:
                 if not again or failures >= self.attempts:
                     raise
                 time.sleep(self.delay(failures, retry_after))
+
+
+def status_verdict(status: int, headers: Mapping[str, str]) -> tuple[bool, float | None]:
+    """Whether an HTTP answer with ``status`` is worth another try, and the wait its server asked for."""
+    return status in RETRYABLE_STATUS, parse_retry_after(headers.get("Retry-After"))
 
 
 def parse_retry_after(value: str | None) -> float | None:

@@ -37,7 +37,7 @@ from typing import Protocol
 import httpx2
 
 from alex_models._fs import atomic_write
-from alex_models._retry import RETRYABLE_STATUS, RetryPolicy, parse_retry_after
+from alex_models._retry import RetryPolicy, status_verdict
 from alex_models.errors import IntegrityError, RemoteError, UserError
 from alex_models.store import Store
 
@@ -410,10 +410,9 @@ class _Transfer:
         status = response.status_code
         if status in (200, 206):
             return
-        if status in RETRYABLE_STATUS:
-            raise _Transient(
-                f"the server answered {status}", parse_retry_after(response.headers.get("Retry-After"))
-            )
+        again, retry_after = status_verdict(status, response.headers)
+        if again:
+            raise _Transient(f"the server answered {status}", retry_after)
         url = str(response.url).split("?", 1)[0]
         if status in (401, 403):
             raise UserError(

@@ -9,7 +9,7 @@ from urllib.parse import quote
 import httpx2
 
 from alex_models import __version__
-from alex_models._retry import RETRYABLE_STATUS, RetryPolicy, parse_retry_after
+from alex_models._retry import RetryPolicy, status_verdict
 from alex_models.errors import RemoteError
 
 USER_AGENT = f"alex-models/{__version__}"
@@ -40,8 +40,7 @@ def new_client(headers: Mapping[str, str] | None = None) -> httpx2.Client:
 
 def _retryable(exc: Exception) -> tuple[bool, float | None]:
     if isinstance(exc, httpx2.HTTPStatusError):
-        status = exc.response.status_code
-        return status in RETRYABLE_STATUS, parse_retry_after(exc.response.headers.get("Retry-After"))
+        return status_verdict(exc.response.status_code, exc.response.headers)
     return isinstance(exc, httpx2.TransportError), None
 
 

@@ -12,7 +12,6 @@ errors that say what to do.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -28,7 +27,8 @@ from huggingface_hub.errors import (
 )
 
 from alex_models import __version__
-from alex_models._retry import RETRYABLE_STATUS, RetryPolicy, parse_retry_after
+from alex_models._ids import COMMIT_RE, SHA256_RE
+from alex_models._retry import RETRYABLE_STATUS, RetryPolicy, status_verdict
 from alex_models.errors import AlexModelsError, IntegrityError, RemoteError, UserError
 from alex_models.fetch import (
     USER_AGENT,
@@ -41,8 +41,6 @@ from alex_models.fetch import (
 from alex_models.remote import RemoteFile, RepoSnapshot, UrlFile
 
 T = TypeVar("T")
-_COMMIT_RE = re.compile(r"[0-9a-f]{40}")
-_SHA256_RE = re.compile(r"[0-9a-f]{64}")
 
 
 class HubRemote:
@@ -94,7 +92,7 @@ class HubRemote:
         if not info.sha or info.siblings is None:
             raise RemoteError(f"{self.endpoint} answered no commit or no file list for {repo}@{revision}")
         commit = info.sha
-        if not isinstance(commit, str) or not _COMMIT_RE.fullmatch(commit):
+        if not isinstance(commit, str) or not COMMIT_RE.fullmatch(commit):
             raise RemoteError(f"{self.endpoint} answered {commit!r} as the commit of {repo}@{revision}")
         if all(sibling.size is not None for sibling in info.siblings):
             files = [
@@ -106,7 +104,7 @@ class HubRemote:
             files = self._tree(repo, commit)
         for remote_file in files:
             if remote_file.size < 0 or (
-                remote_file.sha256 is not None and not _SHA256_RE.fullmatch(remote_file.sha256)
+                remote_file.sha256 is not None and not SHA256_RE.fullmatch(remote_file.sha256)
             ):
                 raise RemoteError(
                     f"{self.endpoint} listed {repo} file {remote_file.path!r} with size {remote_file.size} "
@@ -233,6 +231,5 @@ def hub_token() -> str | None:
 
 def _retryable(exc: Exception) -> tuple[bool, float | None]:
     if isinstance(exc, HfHubHTTPError) and exc.response is not None:
-        status = exc.response.status_code
-        return status in RETRYABLE_STATUS, parse_retry_after(exc.response.headers.get("Retry-After"))
+        return status_verdict(exc.response.status_code, exc.response.headers)
     return isinstance(exc, httpx2.TransportError), None

@@ -31,6 +31,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap
 
 from alex_models._fs import relpath_problem
+from alex_models._ids import COMMIT_RE, SHA256_RE
 from alex_models._yaml import load_document, position, validate_document
 from alex_models.errors import UserError
 
@@ -40,10 +41,8 @@ EMIT_FORMATS = ("llama-server", "llama-server-env", "router-preset", "llama-swap
 
 _REPO_PART = r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9])?"
 _REPO_ID_RE = re.compile(rf"{_REPO_PART}/{_REPO_PART}")
-_COMMIT_RE = re.compile(r"[0-9a-f]{40}")
 _MODEL_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 _QUANT_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
-_SHA256_RE = re.compile(r"[0-9a-f]{64}")
 # Git ref names (git-check-ref-format): no control characters, spaces, ~^:?*[\ or "..", "@{",
 # no segment starting with "." or ending with ".lock", no leading/trailing "/" or "//".
 _BAD_REF_CHARS = re.compile(r"[\x00-\x20\x7f~^:?*\[\\]|\.\.|@\{|//")
@@ -68,7 +67,7 @@ def _check_repo_id(value: str) -> str:
 
 
 def _check_revision(value: str) -> str:
-    if _COMMIT_RE.fullmatch(value):
+    if COMMIT_RE.fullmatch(value):
         return value
     segments = value.split("/")
     if (
@@ -104,7 +103,7 @@ def _check_quant(value: str) -> str:
 
 def _check_sha256(value: str) -> str:
     lowered = value.lower()
-    if not _SHA256_RE.fullmatch(lowered):
+    if not SHA256_RE.fullmatch(lowered):
         raise ValueError(f"{value!r} is not a SHA256 (64 hex digits)")
     return lowered
 

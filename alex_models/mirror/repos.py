@@ -32,10 +32,10 @@ from pathlib import Path, PurePosixPath
 from typing import Literal
 
 from alex_models._fs import atomic_write, safe_relpath, sha256_file
+from alex_models._ids import COMMIT_RE
 from alex_models.errors import UserError
 from alex_models.hubfiles import DEFAULT_LFS_THRESHOLD, git_blob_sha1, is_lfs_path, lfs_pointer
 
-COMMIT_RE = re.compile(r"[0-9a-f]{40}")
 REPO_PART_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}")
 
 
