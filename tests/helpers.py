@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
+
+import pytest
 
 CLI = Path(sys.executable).parent / "alex-models"
 
@@ -32,3 +35,24 @@ def cli(cwd: Path, *args: str, timeout: float = 60) -> subprocess.CompletedProce
         timeout=timeout,
         check=False,
     )
+
+
+@contextlib.contextmanager
+def small_disk(mount_point: Path, size: int, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """ALEX_MODELS_HOME on a tmpfs of ``size`` bytes, unmounted afterwards."""
+    mount_point.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mount_point)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if mounted.returncode != 0:
+        pytest.fail(
+            f"cannot mount a {size}-byte tmpfs for a disk-space test (needs root): {mounted.stderr.strip()}"
+        )
+    try:
+        monkeypatch.setenv("ALEX_MODELS_HOME", str(mount_point))
+        yield mount_point
+    finally:
+        subprocess.run(["umount", "-l", str(mount_point)], check=True)

@@ -10,14 +10,13 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
-import subprocess
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx2
 import pytest
-from helpers import write_manifest
+from helpers import small_disk, write_manifest
 
 from alex_models import api
 from alex_models.errors import IntegrityError, UsageError, UserError
@@ -704,21 +703,8 @@ SMALL_DISK = 4 * 1024 * 1024
 @pytest.fixture
 def small_disk_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """ALEX_MODELS_HOME on a real 4 MiB tmpfs. Needs root (or CAP_SYS_ADMIN): fails loudly without."""
-    mount_point = tmp_path / "small-disk"
-    mount_point.mkdir()
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={SMALL_DISK}", "tmpfs", str(mount_point)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if mounted.returncode != 0:
-        pytest.fail(f"cannot mount a 4 MiB tmpfs for the disk-space test: {mounted.stderr.strip()}")
-    try:
-        monkeypatch.setenv("ALEX_MODELS_HOME", str(mount_point))
-        yield mount_point
-    finally:
-        subprocess.run(["umount", str(mount_point)], check=True)
+    with small_disk(tmp_path / "small-disk", SMALL_DISK, monkeypatch) as home:
+        yield home
 
 
 def test_sync_fails_early_naming_the_bytes_needed_when_the_disk_is_too_small(

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import CLI, write_manifest
+from helpers import CLI, cli, write_manifest
 
 from alex_models.ggufinfo import write_tiny_gguf
 from alex_models.mirror import MirrorRoot, MirrorServer, RequestRecord
@@ -41,6 +41,23 @@ def publish(root: MirrorRoot, folder: Path, paddings: Iterable[int]) -> list[Mod
         data = made.read_bytes()
         root.commit(f"org/{key}", {name: made})
         models.append(Model(key, f"org/{key}", name, len(data), hashlib.sha256(data).hexdigest()))
+    return models
+
+
+def locked_project(
+    mirror_root: MirrorRoot,
+    mirror: MirrorServer,
+    project: Path,
+    folder: Path,
+    paddings: Iterable[int],
+    monkeypatch: pytest.MonkeyPatch,
+) -> list[Model]:
+    """GGUFs of these paddings on the mirror, and ``project`` naming them all, locked against it."""
+    monkeypatch.setenv("HF_ENDPOINT", mirror.url)
+    models = publish(mirror_root, folder, paddings)
+    manifest(project, models)
+    locked = cli(project, "lock")
+    assert locked.returncode == 0, locked.stderr
     return models
 
 

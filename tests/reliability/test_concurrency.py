@@ -12,9 +12,8 @@ from faultkit import (
     blob_files,
     cdn_gets,
     home,
-    manifest,
+    locked_project,
     progress_done,
-    publish,
     report,
     settled_log,
     sha_file,
@@ -34,10 +33,9 @@ def test_four_syncs_at_once_on_one_store_all_succeed_and_each_blob_is_downloaded
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setenv("HF_ENDPOINT", mirror.url)
-    models = publish(mirror_root, tmp_path / "ggufs", [3 * MB, 4 * MB, 5 * MB])
-    manifest(project, models)
-    assert cli(project, "lock").returncode == 0
+    models = locked_project(
+        mirror_root, mirror, project, tmp_path / "ggufs", [3 * MB, 4 * MB, 5 * MB], monkeypatch
+    )
     mirror.faults.add("bandwidth=4MB,on=cdn")  # each file takes a second or so: the runs overlap
 
     runs = [start(project, "sync", "--json") for _ in range(4)]
@@ -67,10 +65,9 @@ def test_gc_during_a_sync_removes_nothing_the_lock_needs_and_the_sync_completes(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setenv("HF_ENDPOINT", mirror.url)
-    present, pending = publish(mirror_root, tmp_path / "ggufs", [2 * MB, 8 * MB])
-    manifest(project, [present, pending])
-    assert cli(project, "lock").returncode == 0
+    present, pending = locked_project(
+        mirror_root, mirror, project, tmp_path / "ggufs", [2 * MB, 8 * MB], monkeypatch
+    )
     assert cli(project, "sync", "--only", present.key).returncode == 0
     mirror.faults.add("bandwidth=2MB,on=cdn")
     record = home() / "tmp" / f"{pending.sha256}.json"

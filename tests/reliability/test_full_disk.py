@@ -3,40 +3,28 @@ without): too small from the start, and filled up by someone else mid-download."
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
-import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from faultkit import MB, blob, blob_files, cdn_gets, home, manifest, progress_done, publish, sha_file, start
+from faultkit import (
+    MB,
+    blob,
+    blob_files,
+    cdn_gets,
+    home,
+    locked_project,
+    progress_done,
+    sha_file,
+    start,
+)
 from faultkit import wait_for as wait_until
-from helpers import cli
+from helpers import cli, small_disk
 
 from alex_models.mirror import MirrorRoot, MirrorServer
 
 MiB = 1024 * 1024
-
-
-@contextlib.contextmanager
-def small_disk(mount_point: Path, size: int, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """ALEX_MODELS_HOME on a tmpfs of ``size`` bytes, unmounted afterwards."""
-    mount_point.mkdir()
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mount_point)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if mounted.returncode != 0:
-        pytest.fail(f"cannot mount a {size}-byte tmpfs for the disk-space test: {mounted.stderr.strip()}")
-    try:
-        monkeypatch.setenv("ALEX_MODELS_HOME", str(mount_point))
-        yield mount_point
-    finally:
-        subprocess.run(["umount", "-l", str(mount_point)], check=True)
 
 
 def fill(path: Path) -> int:
@@ -65,10 +53,7 @@ def test_a_disk_too_small_fails_early_naming_the_bytes_needed_and_fetches_nothin
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setenv("HF_ENDPOINT", mirror.url)
-    models = publish(mirror_root, tmp_path / "ggufs", [3 * MB, 3 * MB])
-    manifest(project, models)
-    assert cli(project, "lock").returncode == 0
+    models = locked_project(mirror_root, mirror, project, tmp_path / "ggufs", [3 * MB, 3 * MB], monkeypatch)
 
     with small_disk(tmp_path / "small-disk", 4 * MiB, monkeypatch) as store:
         result = cli(project, "sync")
@@ -89,10 +74,7 @@ def test_a_disk_filled_mid_download_is_a_clear_error_keeps_no_blob_and_the_next_
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setenv("HF_ENDPOINT", mirror.url)
-    [model] = publish(mirror_root, tmp_path / "ggufs", [8 * MB])
-    manifest(project, [model])
-    assert cli(project, "lock").returncode == 0
+    [model] = locked_project(mirror_root, mirror, project, tmp_path / "ggufs", [8 * MB], monkeypatch)
     mirror.faults.add("bandwidth=2MB,on=cdn")
 
     with small_disk(tmp_path / "small-disk", 16 * MiB, monkeypatch) as store:

@@ -17,8 +17,7 @@ from faultkit import (
     blob_files,
     cdn_gets,
     home,
-    manifest,
-    publish,
+    locked_project,
     report,
     settled_log,
     sha_file,
@@ -55,11 +54,10 @@ def test_sync_killed_20_times_at_random_moments_resumes_and_stores_exactly_the_l
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setenv("HF_ENDPOINT", mirror.url)
-    models = publish(mirror_root, tmp_path / "ggufs", [10 * MB, 11 * MB, 12 * MB])
+    models = locked_project(
+        mirror_root, mirror, project, tmp_path / "ggufs", [10 * MB, 11 * MB, 12 * MB], monkeypatch
+    )
     locked_size = sum(m.size for m in models)
-    manifest(project, models)
-    assert cli(project, "lock").returncode == 0
     mirror.faults.add("bandwidth=2MB,on=cdn")
     rng = random.Random(SEED)  # noqa: S311 - a reproducible kill schedule, not security
     began = time.monotonic()
