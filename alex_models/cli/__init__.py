@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 
 from alex_models import __version__
-from alex_models.cli import emit, project, store
+from alex_models.cli import demo, emit, project, store
 from alex_models.cli.errors import run_guarded
 from alex_models.cli.mirror import mirror_app
 
@@ -35,6 +35,7 @@ for command in (
     store.pull,
     emit.emit,
     emit.probe,
+    demo.demo,
 ):
     app.command()(command)
 app.add_typer(mirror_app, name="mirror")
