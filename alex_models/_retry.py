@@ -32,7 +32,8 @@ class RetryPolicy:
     def call(self, action: Callable[[], T], retryable: Callable[[Exception], tuple[bool, float | None]]) -> T:
         """Run ``action``; on an exception ``retryable`` accepts, wait and run it again.
 
-        ``retryable(exc)`` returns (retry?, Retry-After seconds or None). The last failure is raised.
+        ``retryable(exc)`` returns (retry?, seconds to wait, e.g. Retry-After, or None for the backoff).
+        The last failure is raised.
         """
         failures = 0
         while True:

@@ -38,10 +38,22 @@ def new_client(headers: Mapping[str, str] | None = None) -> httpx2.Client:
     return httpx2.Client(timeout=DEFAULT_TIMEOUT, follow_redirects=True, headers=dict(headers or {}))
 
 
+# Nobody listening, no route, no DNS: a blip clears within a second or not for minutes, so a few
+# quick tries, then the error, instead of the full backoff (seconds of silence at a terminal).
+_CONNECT_RETRY_WAIT = 0.2
+
+
+def transport_verdict(exc: Exception) -> tuple[bool, float | None]:
+    """Whether a failed request without an HTTP answer is worth another try, and the wait before it."""
+    if isinstance(exc, httpx2.ConnectError):
+        return True, _CONNECT_RETRY_WAIT
+    return isinstance(exc, httpx2.TransportError), None
+
+
 def _retryable(exc: Exception) -> tuple[bool, float | None]:
     if isinstance(exc, httpx2.HTTPStatusError):
         return status_verdict(exc.response.status_code, exc.response.headers)
-    return isinstance(exc, httpx2.TransportError), None
+    return transport_verdict(exc)
 
 
 def stream_sha256(

@@ -37,6 +37,7 @@ from alex_models.fetch import (
     file_url,
     new_client,
     stream_sha256,
+    transport_verdict,
 )
 from alex_models.remote import RemoteFile, RepoSnapshot, UrlFile
 
@@ -205,13 +206,14 @@ class HubRemote:
             status = exc.response.status_code
             if status == 401:
                 return UserError(
-                    f"{self.endpoint} refused the token", hint="set a valid HF_TOKEN, or unset it"
+                    f"{self.endpoint} refused the token for {repo}",
+                    hint="set a valid HF_TOKEN (or run 'hf auth login'), or unset it",
                 )
             return RemoteError(f"{where}@{revision}: the endpoint answered {status}", hint="retry later")
         if isinstance(exc, httpx2.HTTPError | OSError):
             return RemoteError(
                 f"cannot reach {self.endpoint} for {repo}: {type(exc).__name__}: {exc}",
-                hint="check the network and HF_ENDPOINT",
+                hint="check the network and HF_ENDPOINT; 'alex-models sync --offline' uses only the store",
             )
         if isinstance(exc, ValueError | TypeError | KeyError | AttributeError):
             # huggingface_hub parses the answer into its own classes: malformed JSON, or JSON of
@@ -232,4 +234,4 @@ def hub_token() -> str | None:
 def _retryable(exc: Exception) -> tuple[bool, float | None]:
     if isinstance(exc, HfHubHTTPError) and exc.response is not None:
         return status_verdict(exc.response.status_code, exc.response.headers)
-    return isinstance(exc, httpx2.TransportError), None
+    return transport_verdict(exc)

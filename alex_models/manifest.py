@@ -286,12 +286,18 @@ def load_manifest(path: Path) -> Manifest:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ManifestError(
-            f"{path}: no such file", hint="run 'alex-models init' to write a starter models.yaml"
-        ) from None
+        raise manifest_not_found(path) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ManifestError(f"{path}: cannot read it: {exc}") from None
     return parse_manifest(text, str(path))
+
+
+def manifest_not_found(path: Path) -> ManifestError:
+    """The first error in a folder with no manifest: the absolute path looked at, and both fixes."""
+    return ManifestError(
+        f"no manifest at {path.absolute()}",
+        hint="run 'alex-models init' to write a starter models.yaml, or pass -f PATH to use another",
+    )
 
 
 def parse_manifest(text: str, filename: str = "models.yaml") -> Manifest:

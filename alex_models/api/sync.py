@@ -19,7 +19,7 @@ from alex_models.download import Downloader, DownloadOptions, FileJob, NoProgres
 from alex_models.errors import UsageError, UserError
 from alex_models.fetch import download_headers, file_url
 from alex_models.lock import Lock, LockedFile, LockedModel, drift
-from alex_models.manifest import load_manifest
+from alex_models.manifest import load_manifest, manifest_not_found
 from alex_models.remote import Remote
 from alex_models.settings import Settings
 from alex_models.store import Store
@@ -378,5 +378,7 @@ def require_lock(manifest_path: Path, lock_path: Path | None) -> tuple[Path, Loc
     lock_path = lock_path or default_lock_path(manifest_path)
     current = read_lock(lock_path)
     if current is None:
+        if not manifest_path.exists():  # a folder with neither file: the manifest is what to fix first
+            raise manifest_not_found(manifest_path)
         raise UserError(f"{lock_path} does not exist", hint="run 'alex-models lock'")
     return lock_path, current

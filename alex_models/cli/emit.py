@@ -7,8 +7,8 @@ from typing import Annotated
 
 import typer
 
-from alex_models.cli.options import JsonOpt, ManifestOpt
-from alex_models.cli.render import say, warn
+from alex_models.cli.options import JsonOpt, ManifestOpt, complete_model_name
+from alex_models.cli.render import labelled, say, warn
 
 
 def emit(
@@ -26,7 +26,10 @@ def emit(
     into: Annotated[
         Path | None, typer.Option("--into", help="alex: merge into this app config, keeping its comments.")
     ] = None,
-    only: Annotated[list[str] | None, typer.Option("--only", help="Just this model (repeatable).")] = None,
+    only: Annotated[
+        list[str] | None,
+        typer.Option("--only", help="Just this model (repeatable).", autocompletion=complete_model_name),
+    ] = None,
     base_url: Annotated[
         str | None, typer.Option("--base-url", help="alex: the URL the app talks to.")
     ] = None,
@@ -58,7 +61,7 @@ def emit(
             )
         ]
     for line in dict.fromkeys(w for result in results for w in result.warnings):
-        warn(f"warning: {line}")
+        labelled("warning", line)
     for result in results:
         if result.path is None:
             typer.echo(result.text, nl=False)
@@ -67,7 +70,7 @@ def emit(
         else:
             say(f"{'wrote' if result.changed else 'unchanged'}: {result.path}")
     if check and any(result.changed for result in results):
-        warn("hint: run 'alex-models emit' (or 'alex-models sync') to rewrite them")
+        labelled("hint", "run 'alex-models emit' (or 'alex-models sync') to rewrite them")
         raise typer.Exit(1)
 
 
@@ -75,7 +78,10 @@ def probe(
     base_url: Annotated[
         str | None, typer.Option("--base-url", help="The server's OpenAI URL (default: from models.yaml).")
     ] = None,
-    name: Annotated[str | None, typer.Option("--name", help="The locked model to look for.")] = None,
+    name: Annotated[
+        str | None,
+        typer.Option("--name", help="The locked model to look for.", autocompletion=complete_model_name),
+    ] = None,
     manifest: ManifestOpt = Path("models.yaml"),
     json_output: JsonOpt = False,
 ) -> None:

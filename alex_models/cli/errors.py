@@ -1,7 +1,9 @@
 """The CLI's single error boundary: an ``AlexModelsError`` becomes one line, a hint and an exit code.
 
 Exit codes (DESIGN.md): 0 ok, 1 user error, 2 usage, 3 integrity failure, 4 network or remote
-failure. Tracebacks are shown only with ``-v``/``--verbose`` or ``ALEX_MODELS_DEBUG=1``.
+failure. Tracebacks are shown only with ``-v``/``--verbose`` or ``ALEX_MODELS_DEBUG=1``. With
+``--json`` the error is also printed on stdout as a JSON object of kind ``error``, so a script
+reading stdout always gets one whole object (the stderr lines stay for the person watching).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import sys
 import traceback
 from collections.abc import Callable, Sequence
 
+from alex_models.cli.render import REQUESTED, labelled, print_json
 from alex_models.errors import AlexModelsError
 
 
@@ -21,15 +24,23 @@ def _debug(argv: Sequence[str] | None) -> bool:
 
 def run_guarded(command: Callable[[], object], argv: Sequence[str] | None) -> None:
     """Run the CLI; turn our errors into a message on stderr and their exit code."""
+    REQUESTED.json = False
     try:
         command()
     except AlexModelsError as exc:
         if _debug(argv):
             traceback.print_exc()
-        print(f"error: {exc.message}", file=sys.stderr)
+        if REQUESTED.json:
+            print_json("error", {"error": _error_json(exc)})
+        labelled("error", exc.message)
         if exc.hint:
-            print(f"hint: {exc.hint}", file=sys.stderr)
+            labelled("hint", exc.hint)
         raise SystemExit(exc.exit_code) from None
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         raise SystemExit(130) from None
+
+
+def _error_json(exc: AlexModelsError) -> dict[str, object]:
+    """The stable fields of an error: its class name (the code to branch on) and exit code."""
+    return {"type": type(exc).__name__, "exit_code": exc.exit_code, "message": exc.message, "hint": exc.hint}

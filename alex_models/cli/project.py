@@ -7,18 +7,21 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from alex_models.cli.options import JsonOpt, ManifestOpt
-from alex_models.cli.render import print_json, say, warn
+from alex_models.cli.options import JsonOpt, ManifestOpt, complete_model_name
+from alex_models.cli.render import labelled, print_json, say, warn
 
 if TYPE_CHECKING:
     from alex_models.api import LockResult
 
 
-def init(manifest: ManifestOpt = Path("models.yaml")) -> None:
+def init(manifest: ManifestOpt = Path("models.yaml"), json_output: JsonOpt = False) -> None:
     """Write a commented starter models.yaml."""
     from alex_models import api
 
     path = api.init(manifest)
+    if json_output:
+        print_json("init", {"manifest": str(path.absolute())})
+        return
     say(f"Wrote {path}. Next: edit it, then run 'alex-models lock'.")
 
 
@@ -57,7 +60,10 @@ def lock(
         bool, typer.Option("--upgrade", help="Re-resolve every model, not only changed ones.")
     ] = False,
     upgrade_model: Annotated[
-        list[str] | None, typer.Option("--upgrade-model", help="Re-resolve this model (repeatable).")
+        list[str] | None,
+        typer.Option(
+            "--upgrade-model", help="Re-resolve this model (repeatable).", autocompletion=complete_model_name
+        ),
     ] = None,
     manifest: ManifestOpt = Path("models.yaml"),
     json_output: JsonOpt = False,
@@ -74,7 +80,7 @@ def lock(
             warn(f"{result.lock_path} is out of date with {manifest}:")
             for change in result.drift:
                 warn(f"  {change.describe()}")
-            warn("hint: run 'alex-models lock' and commit models.lock")
+            labelled("hint", "run 'alex-models lock' and commit models.lock")
         else:
             say(f"{result.lock_path} is up to date with {manifest}.")
     elif result.written:

@@ -7,8 +7,8 @@ from typing import Annotated
 
 import typer
 
-from alex_models.cli.options import JsonOpt, ManifestOpt
-from alex_models.cli.render import print_json, say, warn
+from alex_models.cli.options import JsonOpt, ManifestOpt, complete_model_name
+from alex_models.cli.render import labelled, print_json, say, warn
 
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")]
 
@@ -20,7 +20,8 @@ def sync(
     frozen: Annotated[bool, typer.Option("--frozen", help="Use the lock as it is; never resolve.")] = False,
     offline: Annotated[bool, typer.Option("--offline", help="Never touch the network.")] = False,
     only: Annotated[
-        list[str] | None, typer.Option("--only", help="Sync just this model (repeatable).")
+        list[str] | None,
+        typer.Option("--only", help="Sync just this model (repeatable).", autocompletion=complete_model_name),
     ] = None,
     jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, max=64, help="Files downloaded at once.")] = 4,
     hf_cache: Annotated[
@@ -71,7 +72,7 @@ def sync(
         )
         return
     for line in result.warnings:
-        warn(f"warning: {line}")
+        labelled("warning", line)
     if not quiet:
         for path in result.emitted:
             say(f"wrote: {path}")
@@ -136,18 +137,25 @@ def verify(manifest: ManifestOpt = Path("models.yaml"), json_output: JsonOpt = F
     if result.corrupt:
         raise typer.Exit(3)
     if result.missing:
-        warn("hint: run 'alex-models sync'")
+        labelled("hint", "run 'alex-models sync'")
         raise typer.Exit(1)
 
 
 def path(
-    name: Annotated[str, typer.Argument(help="A model name from models.yaml.")],
+    name: Annotated[
+        str, typer.Argument(help="A model name from models.yaml.", autocompletion=complete_model_name)
+    ],
     manifest: ManifestOpt = Path("models.yaml"),
+    json_output: JsonOpt = False,
 ) -> None:
     """Print the absolute path of a model's main file (the first shard of a split model)."""
     from alex_models import api
 
-    say(str(api.model_path(name, manifest)))
+    found = api.model_path(name, manifest)
+    if json_output:
+        print_json("path", {"name": name, "path": str(found)})
+        return
+    say(str(found))
 
 
 def gc(
@@ -188,11 +196,15 @@ def pull(
     ] = None,
     sha256: Annotated[str | None, typer.Option(help="Expected SHA256 of the file.")] = None,
     quiet: QuietOpt = False,
+    json_output: JsonOpt = False,
 ) -> None:
     """Download one file without a manifest, verified, through the store; print its path."""
     from alex_models import api
     from alex_models.cli.progress import progress_for
 
-    with progress_for(quiet) as progress:
+    with progress_for(quiet or json_output) as progress:
         found = api.pull(repo, file, revision=revision, directory=directory, sha256=sha256, progress=progress)
+    if json_output:
+        print_json("pull", {"repo": repo, "file": file, "revision": revision, "path": str(found)})
+        return
     say(str(found))
