@@ -4,14 +4,21 @@ from __future__ import annotations
 
 import itertools
 import re
+import shlex
+import subprocess
+import sys
 from pathlib import Path
+from typing import Any, cast, get_args
 
 import pytest
 from ruamel.yaml import YAML
+from typer.core import TyperGroup
 
+from alex_models.cli import app, reference
 from alex_models.emit import FORMATS
 from alex_models.emit.flags import KNOWN_ENV
-from alex_models.manifest import EmitTarget, ModelSpec, Runtime, parse_manifest
+from alex_models.lock import Lock, LockedFile, LockedModel, Role
+from alex_models.manifest import Defaults, EmitTarget, Manifest, ModelSpec, Runtime, parse_manifest
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / "docs" / "reference" / "CONFIG.md"
@@ -115,3 +122,181 @@ def test_every_variable_in_env_example_has_a_comment_line_above_it() -> None:
         if _VARIABLE_RE.match(line):
             assert above.startswith("# "), line
             assert not _VARIABLE_RE.match(above), line
+
+
+# --- The CLI reference and the guides, against the command tree ---
+
+CLI_MD = ROOT / "docs" / "reference" / "cli.md"
+GUIDES = [ROOT / "docs" / "guides" / "ci.md", ROOT / "docs" / "guides" / "air-gapped.md"]
+COMMANDS = {entry.words: entry for entry in reference.walk(app)}
+_SHELL_OPERATORS = {"&&", "||", "|", ";", "&"}
+_ASSIGNMENT_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
+_YAML_KEY_RE = re.compile(r"^\s*(?:-\s+)?[\w-]+:\s+")  # `run: …`, `entry: …`: the value is the command
+
+
+def fenced(doc: Path, language: str | None = None) -> list[str]:
+    text = doc.read_text(encoding="utf-8")
+    return [body for lang, body in _FENCE_RE.findall(text) if language is None or lang == language]
+
+
+def command_lines(doc: Path) -> list[list[str]]:
+    """The arguments after ``alex-models`` of every command it runs in the doc's code blocks."""
+    found: list[list[str]] = []
+    for block in fenced(doc):
+        for line in block.splitlines():
+            if "alex-models" not in line:
+                continue
+            lexer = shlex.shlex(_YAML_KEY_RE.sub("", line), posix=True, punctuation_chars=True)
+            lexer.whitespace_split = True
+            segment: list[str] = []
+            for token in [*lexer, ";"]:
+                if token not in _SHELL_OPERATORS:
+                    segment.append(token)
+                    continue
+                words = list(itertools.dropwhile(_ASSIGNMENT_RE.match, segment))  # HF_ENDPOINT=… alex-models
+                if words and words[0] == "alex-models":
+                    found.append(words[1:])
+                segment = []
+    return found
+
+
+def split_command(args: list[str]) -> tuple[reference.Entry, list[str]]:
+    """The deepest command ``args`` name, and the arguments left for it."""
+    depth = max(n for n in range(len(args) + 1) if tuple(args[:n]) in COMMANDS)
+    return COMMANDS[tuple(args[:depth])], args[depth:]
+
+
+def test_cli_md_is_what_the_generator_prints_now() -> None:
+    generated = subprocess.run(
+        [sys.executable, "-m", "alex_models.cli.reference"], capture_output=True, text=True, check=True
+    ).stdout
+
+    assert generated == CLI_MD.read_text(encoding="utf-8"), (
+        f"{CLI_MD.relative_to(ROOT)} is out of date with the CLI; regenerate it: {reference.REGENERATE}"
+    )
+
+
+@pytest.mark.parametrize("words", list(COMMANDS), ids=lambda words: " ".join(words) or "alex-models")
+def test_the_cli_reference_has_every_command_and_option(words: tuple[str, ...]) -> None:
+    entry = COMMANDS[words]
+    title = " ".join(("alex-models", *words))
+    page = reference.render(reference.walk(app))
+
+    section = page if not words else page.split(f"## `{title}`\n", 1)[1].split("\n## ", 1)[0]
+
+    assert f"```\n{title} [OPTIONS]" in section
+    for param in entry.command.params:
+        if not getattr(param, "hidden", False):
+            names = param.opts if param.param_type_name == "option" else [param.metavar or param.name]
+            assert all(f"`{name}" in section or f" {name}" in section for name in names), param.name
+            if param.envvar:
+                assert str(param.envvar) in section
+
+
+@pytest.mark.parametrize("doc", GUIDES, ids=lambda doc: doc.name)
+def test_each_guide_runs_alex_models(doc: Path) -> None:
+    assert len(command_lines(doc)) >= 4
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        pytest.param(args, id=f"{doc.name}: {shlex.join(args)}")
+        for doc in GUIDES
+        for args in command_lines(doc)
+    ],
+)
+def test_every_command_in_the_guides_parses_against_the_cli(args: list[str]) -> None:
+    entry, rest = split_command(args)
+
+    assert not isinstance(entry.command, TyperGroup), f"'alex-models {shlex.join(args)}' names no command"
+    # Parses options and arguments as the real CLI would, without running the command: an unknown
+    # option, a missing required one or a value of the wrong type raises here.
+    entry.command.make_context(entry.context.command_path, rest)
+
+
+@pytest.mark.parametrize("doc", GUIDES, ids=lambda doc: doc.name)
+def test_every_option_named_inline_in_the_guides_exists(doc: Path) -> None:
+    for span in re.findall(r"`alex-models ([^`]+)`", doc.read_text(encoding="utf-8")):
+        entry, rest = split_command(span.split())
+        names = {name for param in entry.command.params for name in (*param.opts, *param.secondary_opts)}
+
+        assert [word for word in rest if word.startswith("-") and word not in names] == [], span
+
+
+@pytest.mark.parametrize("doc", GUIDES, ids=lambda doc: doc.name)
+def test_every_yaml_block_in_the_guides_is_valid_yaml(doc: Path) -> None:
+    for block in fenced(doc, "yaml"):
+        YAML(typ="safe").load(block)
+
+
+def guide_yaml(doc: Path, top_key: str) -> dict[str, Any]:
+    [document] = [d for d in map(YAML(typ="safe").load, fenced(doc, "yaml")) if top_key in d]
+    return cast("dict[str, Any]", document)
+
+
+def run_lines(steps: list[dict[str, Any]]) -> list[str]:
+    return [str(step.get("run", "")) for step in steps]
+
+
+def test_the_ci_workflow_checks_caches_on_the_lock_and_syncs_locked() -> None:
+    job = guide_yaml(GUIDES[0], "jobs")["jobs"]["models"]
+    steps: list[dict[str, Any]] = job["steps"]
+    [cache] = [step for step in steps if str(step.get("uses", "")).startswith("actions/cache@")]
+    runs = run_lines(steps)
+
+    assert "hashFiles('models.lock')" in cache["with"]["key"]
+    assert cache["with"]["path"] == "${{ env.ALEX_MODELS_HOME }}"
+    assert "ALEX_MODELS_HOME" in job["env"]
+    assert job["env"]["HF_TOKEN"] == "${{ secrets.HF_TOKEN }}"
+    # The offline check first, then the cache, then the download into it.
+    assert (
+        runs.index("alex-models lock --check") < steps.index(cache) < runs.index("alex-models sync --locked")
+    )
+
+
+def test_the_ci_deploy_job_syncs_frozen() -> None:
+    deploy = guide_yaml(GUIDES[0], "jobs")["jobs"]["deploy"]
+
+    assert "alex-models sync --frozen" in run_lines(deploy["steps"])
+
+
+def test_the_pre_commit_hook_runs_lock_check_on_the_manifest_and_lock_only() -> None:
+    [local] = [repo for repo in guide_yaml(GUIDES[0], "repos")["repos"] if repo["repo"] == "local"]
+    [hook] = local["hooks"]
+    files = re.compile(hook["files"])
+
+    assert hook["entry"] == "alex-models lock --check"
+    assert hook["language"] in {"system", "unsupported"}
+    assert hook["pass_filenames"] is False  # lock --check takes no file arguments
+    assert [name for name in ("models.yaml", "models.lock") if not files.search(name)] == []
+    assert [name for name in ("models.yaml.bak", "docs/models.yaml", "README.md") if files.search(name)] == []
+
+
+# --- The lockfile and top-level manifest references, against the models ---
+
+LOCKFILE_MD = ROOT / "docs" / "reference" / "lockfile.md"
+
+
+def test_config_md_documents_every_top_level_and_defaults_key() -> None:
+    text = CONFIG.read_text(encoding="utf-8")
+
+    keys = [*Manifest.model_fields, *Defaults.model_fields]
+
+    assert [key for key in keys if f"| `{key}` |" not in text] == []
+
+
+def test_lockfile_md_documents_every_field_of_a_lock() -> None:
+    table = LOCKFILE_MD.read_text(encoding="utf-8").split("## Fields", 1)[1].split("\n## ", 1)[0]
+    fields = [f"`{key}`" for key in (*Lock.model_fields, *LockedModel.model_fields) if key != "files"]
+    fields += [f"`files[].{key}`" for key in LockedFile.model_fields]
+
+    assert [field for field in fields if field not in table] == []
+
+
+def test_lockfile_md_names_every_file_role() -> None:
+    [row] = [
+        line for line in LOCKFILE_MD.read_text(encoding="utf-8").splitlines() if "| `files[].role` |" in line
+    ]
+
+    assert [role for role in get_args(Role) if f"`{role}`" not in row] == []
