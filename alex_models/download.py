@@ -9,11 +9,13 @@ How one file is fetched:
   moments after the last byte (no second pass over a finished file). On resume it rebuilds its
   state from the bytes already in the partial file.
 * Progress (each segment's on-disk length) is checkpointed to ``tmp/<sha256>.json`` after an
-  ``fdatasync``, by a thread of its own every ``checkpoint_seconds``: a run killed at any moment
-  resumes from the last checkpoint, with ``Range``, and loses at most that much time. Workers
-  never wait for the disk, and each flush also starts the write-back the final ``fsync`` needs.
-  (A flush per few MiB, from the workers, cost 2.5 s per GiB here; one per half second costs
-  nothing measurable.)
+  ``fdatasync``, by a thread of its own, soon after bytes are written and at most once per
+  ``checkpoint_seconds``: a run killed at any moment resumes from the last checkpoint, with
+  ``Range``, and loses about that much time. Workers never wait for the disk, and each flush
+  also starts the write-back the final ``fsync`` needs. (A flush per 4 MiB, from the workers,
+  cost 2.5 s per GiB here; one per half second costs nothing measurable.)
+* Bodies are read from the connection in large pieces, not through h11's 64 KiB events (see
+  ``_body``): that halved the CPU a download takes.
 * Transient failures (connection errors, timeouts, 408/429/5xx, a body cut short) are retried
   per segment with backoff and ``Retry-After``; the budget resets whenever bytes arrive.
 * A server that ignores ``Range`` is detected (200 to a ranged request) and the file is fetched
@@ -30,12 +32,14 @@ import json
 import os
 import re
 import threading
-from collections.abc import Callable, Mapping
+import time
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+import httpcore2
 import httpx2
 
 from alex_models._fs import atomic_write
@@ -261,6 +265,45 @@ def _size_mismatch(job: FileJob, offered: int) -> IntegrityError:
     )
 
 
+def _body(response: httpx2.Response, length: int, options: DownloadOptions) -> Iterator[bytes]:
+    """The body of a download, read in large pieces straight from the connection where that is
+    certainly the same bytes; otherwise through httpx.
+
+    Through httpx every 64 KiB read passes h11's buffers in Python: that was two thirds of the
+    CPU a download took here. A plain HTTP/1.1 body of a known length can be read from the
+    connection's stream (httpcore's documented ``network_stream``; TLS is handled there) once
+    h11 has handed over what it had buffered, which its first body event does: it always yields
+    every buffered body byte. The connection is then closed, never reused, as h11 did not see
+    the whole body.
+    """
+    stream = response.extensions.get("network_stream")
+    plain = (
+        response.http_version == "HTTP/1.1"
+        and response.headers.get("Content-Length") == str(length)
+        and "Transfer-Encoding" not in response.headers
+        and response.headers.get("Content-Encoding", "identity").strip().lower() == "identity"
+    )
+    if stream is None or not plain:
+        yield from response.iter_bytes()
+        return
+    # Not a for-loop with a break: leaving iter_raw closes the response, and the connection.
+    raw = response.iter_raw()
+    first = next(raw, b"")
+    received = len(first)
+    yield first
+    try:
+        while received < length:
+            piece = stream.read(min(options.chunk, length - received), timeout=options.read_timeout)
+            if not piece:
+                return  # the connection was closed early; the caller sees the shortfall
+            received += len(piece)
+            yield piece
+    except httpcore2.TimeoutException as exc:
+        raise _Transient(f"no byte for {options.read_timeout:g} s: {exc}") from None
+    except httpcore2.NetworkError as exc:
+        raise _Transient(f"the connection failed: {exc}") from None
+
+
 class _Transfer:
     """One attempt at one file: segment workers, the hasher, checkpoints."""
 
@@ -392,14 +435,22 @@ class _Transfer:
             expected = segment.remaining
             self._check_length(response, expected, segment)
             pending = bytearray()
+            flushed = time.monotonic()
             try:
-                for piece in response.iter_bytes():
+                for piece in _body(response, expected, self.options):
                     if self.stop.is_set():
                         return
                     pending += piece
-                    if len(pending) >= self.options.chunk:
+                    # Large writes on a fast link; on a slow one, bytes wait no longer than a
+                    # fraction of a checkpoint interval, so a kill loses little.
+                    now = time.monotonic()
+                    if (
+                        len(pending) >= self.options.chunk
+                        or now - flushed >= self.options.checkpoint_seconds / 4
+                    ):
                         self._write(segment, pending)
                         pending.clear()
+                        flushed = now
             finally:
                 # Bytes that arrived before a dropped connection are kept, so the retry resumes after
                 # them: iter_bytes(chunk) would lose up to a chunk per drop, and a link that drops
@@ -461,10 +512,19 @@ class _Transfer:
             raise _size_mismatch(self.job, int(declared) + segment.position)
 
     def _checkpoint_every(self, workers_done: threading.Event) -> None:
-        """Checkpoint on a clock until the workers are done; a failure stops the transfer."""
+        """Checkpoint soon after bytes are written, at most once per ``checkpoint_seconds``, until
+        the workers are done; a failure stops the transfer."""
         try:
-            while not workers_done.wait(self.options.checkpoint_seconds):
+            while True:
+                with self.changed:
+                    self.changed.wait_for(
+                        lambda: workers_done.is_set() or sum(s.done for s in self.segments) > self.saved
+                    )
+                if workers_done.is_set():
+                    return
                 self._checkpoint()
+                if workers_done.wait(self.options.checkpoint_seconds):
+                    return
         except BaseException as exc:  # handed to run(), which raises it in the caller's thread
             self.checkpoint_failure = exc
             self.stop.set()

@@ -196,7 +196,7 @@ def test_second_downloader_resumes_a_failed_fetch(
 ) -> None:
     job = publish(HUGE)
     mirror.faults.add("drop-after=3MB,times=1,on=cdn")
-    with pytest.raises(RemoteError, match="gave up after 1 failed attempt"):
+    with pytest.raises(RemoteError, match="gave up on .* after 1 failed attempt"):
         downloader(store, client, retry=RetryPolicy(attempts=1, base=0.01)).fetch(job)
     assert store.partial_path(job.sha256).exists()
     record = json.loads(store.progress_path(job.sha256).read_text(encoding="utf-8"))
