@@ -51,6 +51,8 @@ from alex_models.store import Store
 MiB = 1024 * 1024
 _CONTENT_RANGE_RE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
 _PROGRESS_VERSION = 1
+_PIECES_PER_CONNECTION = 4
+"""More pieces keep the hasher closer behind the downloads; fewer cost fewer requests."""
 
 
 @dataclass(frozen=True)
@@ -118,7 +120,7 @@ class DownloadOptions:
     connections: int = 8
     """Parallel range requests for one large file."""
     min_segment: int = 32 * MiB
-    """A file is split only into segments at least this large."""
+    """A file is split only into pieces at least this large."""
     checkpoint_seconds: float = 0.5
     """How often the bytes written so far are flushed and recorded for a resume."""
     chunk: int = MiB
@@ -197,13 +199,17 @@ class Downloader:
             os.close(fd)
 
     def _plan(self, size: int) -> list[_Segment]:
-        count = max(1, min(self.options.connections, size // self.options.min_segment))
-        step = -(-size // count) if size else 0
-        return (
-            [_Segment(start, min(start + step, size)) for start in range(0, size, step)]
-            if size
-            else [_Segment(0, 0)]
-        )
+        """Pieces that ``connections`` workers take in file order, each a ranged request.
+
+        Bytes then arrive roughly in order and the hasher keeps up. With one segment per
+        connection it could only pass the first segment's end when that was done, and on a
+        capped link hashed seven eighths of the file after the last byte arrived.
+        """
+        if size == 0:
+            return [_Segment(0, 0)]
+        per_piece = -(-size // (self.options.connections * _PIECES_PER_CONNECTION))
+        step = max(self.options.min_segment, per_piece)
+        return [_Segment(start, min(start + step, size)) for start in range(0, size, step)]
 
     def _load_progress(self, job: FileJob) -> list[_Segment] | None:
         try:
@@ -317,6 +323,8 @@ class _Transfer:
         self.stop = threading.Event()
         self.saved = sum(s.done for s in segments)
         self.checkpoint_failure: BaseException | None = None
+        self.source: tuple[str, Mapping[str, str]] = (job.url, job.headers)
+        """Where pieces are asked for, and with which headers: the file's URL, or where it led."""
         self.digest = hashlib.sha256()
         self.hashed = 0
 
@@ -352,12 +360,15 @@ class _Transfer:
     def _run_workers(self, pending: list[_Segment]) -> None:
         if not pending:
             return
-        with ThreadPoolExecutor(max_workers=len(pending)) as pool:
+        # The pool's queue is first in, first out: each free connection takes the next piece.
+        with ThreadPoolExecutor(max_workers=min(self.options.connections, len(pending))) as pool:
             futures = [pool.submit(self._worker, segment) for segment in pending]
             done, _ = wait(futures, return_when=FIRST_EXCEPTION)
             failure = next((f.exception() for f in done if f.exception() is not None), None)
             if failure is not None:
-                self.stop.set()  # the other segments stop at their next chunk
+                self.stop.set()  # the pieces in flight stop at their next chunk
+                for future in futures:
+                    future.cancel()
                 wait(futures)
                 raise failure
 
@@ -422,12 +433,18 @@ class _Transfer:
 
     def _stream(self, segment: _Segment) -> None:
         whole_file = segment.start == 0 and segment.end == self.job.size
-        headers = dict(self.job.headers)
+        url, sent = self.source
+        headers = dict(sent)
         if segment.position > 0 or not whole_file:
             headers["Range"] = f"bytes={segment.position}-{segment.end - 1}"
         timeout = httpx2.Timeout(self.options.read_timeout, connect=min(10.0, self.options.read_timeout))
-        with self.downloader.client.stream("GET", self.job.url, headers=headers, timeout=timeout) as response:
+        with self.downloader.client.stream("GET", url, headers=headers, timeout=timeout) as response:
+            if response.status_code >= 400 and url != self.job.url:
+                # A remembered CDN address expired (signed URLs do): ask the file's own URL again.
+                self.source = (self.job.url, self.job.headers)
+                raise _Transient(f"{url.split('?', 1)[0]} answered {response.status_code}", retry_after=0)
             self._check_status(response)
+            self._remember_redirect(url, response)
             if response.status_code == 200 and "Range" in headers:
                 if not whole_file:
                     raise _RangesIgnored
@@ -459,6 +476,17 @@ class _Transfer:
                     self._write(segment, pending)
         if segment.remaining > 0:
             raise _Transient(f"the body ended {segment.remaining} bytes early")
+
+    def _remember_redirect(self, url: str, response: httpx2.Response) -> None:
+        """Send the next pieces straight where ``url`` redirected (the Hub's CDN), saving a request
+        to the API each; without the token when that is another origin, as httpx does."""
+        final = response.url
+        if str(final) == url:
+            return
+        first = httpx2.URL(self.job.url)
+        same_origin = (final.scheme, final.host, final.port) == (first.scheme, first.host, first.port)
+        headers = {k: v for k, v in self.job.headers.items() if same_origin or k.lower() != "authorization"}
+        self.source = (str(final), headers)
 
     def _write(self, segment: _Segment, data: bytearray) -> None:
         if len(data) > segment.remaining:

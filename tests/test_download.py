@@ -6,6 +6,7 @@ import hashlib
 import itertools
 import json
 import re
+import secrets
 import stat
 import threading
 import time
@@ -16,7 +17,7 @@ import httpx2
 import pytest
 
 from alex_models._retry import RetryPolicy
-from alex_models.download import Downloader, DownloadOptions, FileJob, MiB
+from alex_models.download import Downloader, DownloadOptions, FileJob, MiB, NoProgress
 from alex_models.errors import IntegrityError, RemoteError, UserError
 from alex_models.fetch import download_headers, file_url, new_client
 from alex_models.ggufinfo import NotGGUFError, check_gguf
@@ -128,7 +129,7 @@ def test_second_fetch_returns_false_without_a_request(
     assert mirror.log == []
 
 
-def test_large_file_is_fetched_as_several_ranges(
+def test_large_file_is_fetched_as_pieces_in_several_ranges(
     publish: Callable[..., FileJob], store: Store, client: httpx2.Client, mirror: MirrorServer
 ) -> None:
     job = publish(LARGE)
@@ -136,14 +137,59 @@ def test_large_file_is_fetched_as_several_ranges(
     assert downloader(store, client, min_segment=MiB, connections=4).fetch(job) is True
 
     assert_stored(store, job, LARGE)
-    gets = cdn_gets(settled(mirror, 4))
+    log = settled(mirror, 6)
+    gets = cdn_gets(log)
     assert all(r.status == 206 for r in gets)
     spans = sorted((range_start(r), int(r.range.rsplit("-", 1)[1])) for r in gets if r.range)
-    assert len(gets) == len(spans) == len(set(spans)) == 4
+    assert len(gets) == len(spans) == len(set(spans)) == 6  # pieces of min_segment
     # The ranges tile the file: each starts where the previous ended.
     assert spans[0][0] == 0
     assert spans[-1][1] == len(LARGE) - 1
     assert all(prev[1] + 1 == nxt[0] for prev, nxt in itertools.pairwise(spans))
+
+
+def test_later_pieces_go_straight_to_the_cdn_without_the_token(
+    publish: Callable[..., FileJob],
+    mirror_root: MirrorRoot,
+    store: Store,
+    client: httpx2.Client,
+    mirror: MirrorServer,
+) -> None:
+    mirror_root.create_repo("org/private", private=True, tokens=["hf_secret"])
+    job = publish(LARGE, repo="org/private", token="hf_secret")
+
+    assert downloader(store, client, min_segment=MiB, connections=1).fetch(job) is True
+
+    assert_stored(store, job, LARGE)
+    log = settled(mirror, 6)
+    resolves = [r for r in log if r.origin == "api" and "/resolve/" in r.path]
+    assert len(resolves) == 1, "one redirect, remembered for the other five pieces"
+    assert resolves[0].authorization
+    assert not any(r.authorization for r in cdn_gets(log))
+
+
+def test_an_expired_cdn_address_is_asked_for_again(
+    publish: Callable[..., FileJob], store: Store, client: httpx2.Client, mirror: MirrorServer
+) -> None:
+    job = publish(LARGE)
+
+    class RotateKeyOnce(NoProgress):
+        """Once the first bytes are written, every CDN address handed out so far stops working."""
+
+        rotated = False
+
+        def advanced(self, job: FileJob, received: int) -> None:
+            if not self.rotated:
+                mirror._signing_key = secrets.token_bytes(32)
+                self.rotated = True
+
+    options = DownloadOptions(min_segment=MiB, connections=1)
+    assert Downloader(store, client, options=options, progress=RotateKeyOnce()).fetch(job) is True
+
+    assert_stored(store, job, LARGE)
+    log = settled(mirror, 6)
+    assert [r.status for r in cdn_gets(log)].count(403) == 1
+    assert len([r for r in log if r.origin == "api" and "/resolve/" in r.path]) == 2
 
 
 def test_zero_byte_file(publish: Callable[..., FileJob], store: Store, client: httpx2.Client) -> None:
@@ -196,7 +242,7 @@ def test_second_downloader_resumes_a_failed_fetch(
 ) -> None:
     job = publish(HUGE)
     mirror.faults.add("drop-after=3MB,times=1,on=cdn")
-    with pytest.raises(RemoteError, match="gave up on .* after 1 failed attempt"):
+    with pytest.raises(RemoteError, match=r"gave up on .* after 1 failed attempt"):
         downloader(store, client, retry=RetryPolicy(attempts=1, base=0.01)).fetch(job)
     assert store.partial_path(job.sha256).exists()
     record = json.loads(store.progress_path(job.sha256).read_text(encoding="utf-8"))
