@@ -52,6 +52,8 @@ MiB = 1024 * 1024
 _CONTENT_RANGE_RE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
 _PROGRESS_VERSION = 1
 _PIECES_PER_CONNECTION = 4
+_READ_SIZE = 256 * 1024
+"""Bytes asked of the connection at once: few calls per MiB, and little memory per connection."""
 """More pieces keep the hasher closer behind the downloads; fewer cost fewer requests."""
 
 
@@ -299,7 +301,7 @@ def _body(response: httpx2.Response, length: int, options: DownloadOptions) -> I
     yield first
     try:
         while received < length:
-            piece = stream.read(min(options.chunk, length - received), timeout=options.read_timeout)
+            piece = stream.read(min(_READ_SIZE, length - received), timeout=options.read_timeout)
             if not piece:
                 return  # the connection was closed early; the caller sees the shortfall
             received += len(piece)
