@@ -199,7 +199,7 @@ def test_demo_steps_are_what_the_mirror_serves_and_the_store_holds(
     assert not result.kept
     assert not result.workspace.exists()
     assert list(scratch.iterdir()) == []
-    assert "HF_ENDPOINT" not in os.environ  # set for the sync only, then put back as it was
+    assert "HF_ENDPOINT" not in os.environ  # the endpoint is passed, never set in the environment
     assert_closed(int(served["endpoint"].rsplit(":", 1)[1]))
 
 

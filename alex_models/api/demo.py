@@ -26,12 +26,10 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Generator, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
-
-import httpx2
 
 from alex_models._fs import atomic_write
 from alex_models.api.emit import emit
@@ -39,7 +37,6 @@ from alex_models.api.project import lock, read_lock
 from alex_models.api.sync import sync
 from alex_models.emit.flags import ServerFlags, detect
 from alex_models.errors import RemoteError, UsageError, UserError
-from alex_models.fetch import new_client
 from alex_models.lock import LockedFile
 from alex_models.settings import Settings
 
@@ -186,11 +183,8 @@ def demo(
         port = _free_port()
         atomic_write(manifest, _MANIFEST.format(name=NAME, repo=REPO, port=port).encode())
         done(_lock(manifest, served.endpoint))
-        # api.sync reads the endpoint from the environment only; the client keeps the user's
-        # Hugging Face token (HF_TOKEN, a saved login) from the mirror, which would refuse it.
-        with _endpoint(served.endpoint), new_client() as client:
-            client.auth = _NoToken()
-            synced = sync(manifest, store_home=store, client=client)
+        # No token: the user's Hugging Face token has no business with the demo's mirror.
+        synced = sync(manifest, store_home=store, endpoint=served.endpoint, token="")
         (model,) = synced.models
         if model.main is None:  # the manifest asks for one model file: sync links its view
             raise UserError(f"sync linked no model file for {NAME}")
@@ -237,28 +231,6 @@ def _lock(manifest: Path, endpoint: str) -> LockStep:
         raise UserError(f"{result.lock_path} was not written")
     entry = locked.models[NAME]
     return LockStep(result.lock_path, REPO, str(entry.commit), tuple(entry.files))
-
-
-@contextlib.contextmanager
-def _endpoint(url: str) -> Iterator[None]:
-    """``HF_ENDPOINT`` set to ``url`` for the block only."""
-    saved = os.environ.get("HF_ENDPOINT")
-    os.environ["HF_ENDPOINT"] = url
-    try:
-        yield
-    finally:
-        if saved is None:
-            os.environ.pop("HF_ENDPOINT", None)
-        else:
-            os.environ["HF_ENDPOINT"] = saved
-
-
-class _NoToken(httpx2.Auth):
-    """Sends every request without its ``Authorization`` header."""
-
-    def auth_flow(self, request: httpx2.Request) -> Generator[httpx2.Request, httpx2.Response, None]:
-        request.headers.pop("Authorization", None)
-        yield request
 
 
 def _free_port() -> int:

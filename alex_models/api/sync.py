@@ -73,8 +73,13 @@ def sync(
     client: httpx2.Client | None = None,
     options: DownloadOptions | None = None,
     hf_cache: Path | None = None,
+    endpoint: str | None = None,
+    token: str | None = None,
 ) -> SyncResult:
     """Make the store hold exactly the locked bytes of the selected models, and their views.
+
+    Files come from ``endpoint`` (default: ``HF_ENDPOINT``, else the Hub) with ``token`` (default:
+    ``HF_TOKEN`` or the saved login; ``""``: none). Locking, when needed, asks ``remote``.
 
     With ``hf_cache``, the synced repo files also appear in that Hugging Face cache, linked to the
     verified blobs (no copies), for huggingface_hub, transformers and ``llama-server -hf --offline``.
@@ -96,9 +101,10 @@ def sync(
         _check_emitted(manifest_path, current, store)
     # Registered before anything is fetched, so a gc running meanwhile keeps what this sync brings.
     store.register_lock(lock_path)
-    wanted = download_jobs(current, names, settings.endpoint)
+    endpoint = (endpoint or settings.endpoint).rstrip("/")
+    wanted = download_jobs(current, names, endpoint)
     missing = with_token(
-        [job for job in wanted.values() if not store.has_blob(job.sha256, job.size)], settings.endpoint
+        [job for job in wanted.values() if not store.has_blob(job.sha256, job.size)], endpoint, token
     )
     if missing and offline:
         labels = ", ".join(job.label for job in missing[:_LISTED_AT_MOST])
@@ -236,16 +242,18 @@ def download_jobs(current: Lock, names: list[str], endpoint: str) -> dict[str, F
     return jobs
 
 
-def with_token(jobs: list[FileJob], endpoint: str) -> list[FileJob]:
+def with_token(jobs: list[FileJob], endpoint: str, token: str | None = None) -> list[FileJob]:
     """The jobs, with the Hub token on those that go to the endpoint (never to another host).
 
-    Looking the token up loads huggingface_hub, so a sync with nothing to fetch never does.
+    ``token`` None looks it up, which loads huggingface_hub, so a sync with nothing to fetch
+    never does; ``""`` sends none.
     """
     if not any(job.url.startswith(f"{endpoint}/") for job in jobs):
         return jobs
-    from alex_models.hub import hub_token  # noqa: PLC0415
+    if token is None:
+        from alex_models.hub import hub_token  # noqa: PLC0415
 
-    token = hub_token()
+        token = hub_token()
     return [
         replace(job, headers=download_headers(token)) if job.url.startswith(f"{endpoint}/") else job
         for job in jobs
