@@ -14,11 +14,20 @@ import pytest
 from ruamel.yaml import YAML
 from typer.core import TyperGroup
 
+from alex_models.api import lock, read_lock
 from alex_models.cli import app, reference
 from alex_models.emit import FORMATS
 from alex_models.emit.flags import KNOWN_ENV
 from alex_models.lock import Lock, LockedFile, LockedModel, Role
-from alex_models.manifest import Defaults, EmitTarget, Manifest, ModelSpec, Runtime, parse_manifest
+from alex_models.manifest import (
+    Defaults,
+    EmitTarget,
+    Manifest,
+    ModelSpec,
+    Runtime,
+    load_manifest,
+    parse_manifest,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / "docs" / "reference" / "CONFIG.md"
@@ -128,6 +137,7 @@ def test_every_variable_in_env_example_has_a_comment_line_above_it() -> None:
 
 CLI_MD = ROOT / "docs" / "reference" / "cli.md"
 GUIDES = [ROOT / "docs" / "guides" / "ci.md", ROOT / "docs" / "guides" / "air-gapped.md"]
+README = ROOT / "README.md"
 COMMANDS = {entry.words: entry for entry in reference.walk(app)}
 _SHELL_OPERATORS = {"&&", "||", "|", ";", "&"}
 _ASSIGNMENT_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
@@ -154,7 +164,7 @@ def command_lines(doc: Path) -> list[list[str]]:
                     segment.append(token)
                     continue
                 words = list(itertools.dropwhile(_ASSIGNMENT_RE.match, segment))  # HF_ENDPOINT=… alex-models
-                if words and words[0] == "alex-models":
+                if words and words[0].rsplit("/", 1)[-1] == "alex-models":  # or .venv/bin/alex-models
                     found.append(words[1:])
                 segment = []
     return found
@@ -202,7 +212,7 @@ def test_each_guide_runs_alex_models(doc: Path) -> None:
     "args",
     [
         pytest.param(args, id=f"{doc.name}: {shlex.join(args)}")
-        for doc in GUIDES
+        for doc in [*GUIDES, README]
         for args in command_lines(doc)
     ],
 )
@@ -215,7 +225,7 @@ def test_every_command_in_the_guides_parses_against_the_cli(args: list[str]) -> 
     entry.command.make_context(entry.context.command_path, rest)
 
 
-@pytest.mark.parametrize("doc", GUIDES, ids=lambda doc: doc.name)
+@pytest.mark.parametrize("doc", [*GUIDES, README], ids=lambda doc: doc.name)
 def test_every_option_named_inline_in_the_guides_exists(doc: Path) -> None:
     for span in re.findall(r"`alex-models ([^`]+)`", doc.read_text(encoding="utf-8")):
         entry, rest = split_command(span.split())
@@ -300,3 +310,37 @@ def test_lockfile_md_names_every_file_role() -> None:
     ]
 
     assert [role for role in get_args(Role) if f"`{role}`" not in row] == []
+
+
+# --- The README and the repository's own example project ---
+
+
+def test_the_readme_quickstart_runs_the_repository_example() -> None:
+    assert [args[0] for args in command_lines(README) if args] == [
+        "demo", "lock", "sync", "emit", "probe",
+    ]  # fmt: skip
+
+
+def test_the_readme_test_command_is_the_one_ci_runs_last() -> None:
+    [command] = [b.strip() for b in fenced(README, "sh") if b.strip().endswith(".venv/bin/pytest")]
+    ci_lines = [line for line in (ROOT / ".ci" / "run").read_text(encoding="utf-8").splitlines() if line]
+
+    assert ci_lines[-1] == command
+
+
+def test_the_repository_example_lock_is_current_and_intact() -> None:
+    result = lock(ROOT / "models.yaml", check=True)  # no network: compares by meaning
+    pinned = read_lock(ROOT / "models.lock")  # fully validated on read
+
+    assert result.drift == ()
+    assert pinned is not None
+    [entry] = pinned.models.values()
+    assert [(f.path, f.role) for f in entry.files] == [("qwen2.5-0.5b-instruct-q4_k_m.gguf", "model")]
+
+
+def test_the_readme_shows_the_repository_manifest(tmp_path: Path) -> None:
+    [block] = fenced(README, "yaml")
+    shown = tmp_path / "models.yaml"
+    shown.write_text(block, encoding="utf-8")
+
+    assert load_manifest(shown) == load_manifest(ROOT / "models.yaml")
