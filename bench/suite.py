@@ -110,6 +110,10 @@ def median(samples: Sequence[float]) -> float:
     return statistics.median(samples)
 
 
+def runs(samples: Sequence[float]) -> str:
+    return "runs " + ", ".join(f"{s:.2f}" for s in samples)
+
+
 def mbps(size: int, seconds: float) -> str:
     return f"{size / seconds / 1e6:.0f} MB/s"
 
@@ -231,7 +235,8 @@ def cold(config: Config) -> list[Row]:
     ours, curl, snap = (median(times[k]) for k in ("ours", "curl", "snapshot"))
     label = f"cold sync, 3 x {_size(sizes[0])}"
     return [
-        Row(label, f"{ours:.2f} s ({mbps(total, ours)})", f"curl -o: {curl:.2f} s ({mbps(total, curl)})",
+        Row(label, f"{ours:.2f} s ({mbps(total, ours)}; {runs(times['ours'])})",
+            f"curl -o: {curl:.2f} s ({mbps(total, curl)}; {runs(times['curl'])})",
             f"{curl / ours:.2f}x", ">= 0.9x", curl / ours >= 0.9),
         Row(label, f"{ours:.2f} s", f"snapshot_download: {snap:.2f} s ({mbps(total, snap)})",
             f"{snap / ours:.2f}x", ">= 1.5x", snap / ours >= 1.5),
@@ -279,10 +284,11 @@ def capped(config: Config) -> list[Row]:
     label = f"cold sync, 1 x {_size(size)}, 50 MB/s per connection"
     peak = max(rss)
     return [
-        Row(label, f"{ours:.2f} s ({mbps(size, ours)})",
+        Row(label, f"{ours:.2f} s ({mbps(size, ours)}; {runs(times['ours'])})",
             f"snapshot_download: {snap:.2f} s ({mbps(size, snap)}, {config.snapshot_runs} run(s))",
             f"{snap / ours:.2f}x", ">= 4x", snap / ours >= 4),
-        Row(label, f"{ours:.2f} s", f"aria2c -x8 -s8: {aria2c:.2f} s ({mbps(size, aria2c)})",
+        Row(label, f"{ours:.2f} s",
+            f"aria2c -x8 -s8: {aria2c:.2f} s ({mbps(size, aria2c)}; {runs(times['aria2c'])})",
             f"{aria2c / ours:.2f}x", ">= 1.0x", aria2c / ours >= 1.0),
         Row("peak RSS of that sync", f"{peak / 1e6:.0f} MB (max of {len(rss)})", "-", "-", "<= 150 MB",
             peak <= 150e6),
