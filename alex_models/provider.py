@@ -7,6 +7,8 @@ Keyless by default: a local provider must never receive a remote key. ``llama.cp
 
 from __future__ import annotations
 
+import subprocess
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -78,6 +80,27 @@ class LlamaCppClient:
                 return Health(ok=True, status="ok")
         status = _json(response).get("status") or _json(response).get("error", {}).get("message") or "?"
         return Health(ok=response.status_code == 200, status=str(status))
+
+    def wait_healthy(self, timeout: float, process: subprocess.Popen[bytes] | None = None) -> None:
+        """Poll ``/health`` until the server is ready; a ``RemoteError`` naming the last answer when
+        ``process`` (the server, if we started it) exits first or ``timeout`` seconds pass."""
+        deadline = time.monotonic() + timeout
+        last = "no answer yet"
+        while True:
+            code = process.poll() if process is not None else None
+            if code is not None:
+                raise RemoteError(f"llama-server exited with code {code} before it was ready")
+            try:
+                health = self.health()
+            except RemoteError as exc:
+                last = exc.message
+            else:
+                if health.ok:
+                    return
+                last = health.status
+            if time.monotonic() > deadline:
+                raise RemoteError(f"llama-server was not ready after {timeout:.0f} s ({last})")
+            time.sleep(0.1)  # a model loads in well under a second; polling faster only burns CPU
 
     def models(self) -> list[str]:
         """The model ids the server answers to (``/v1/models``)."""

@@ -11,6 +11,7 @@ import os
 import re
 import socket
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -30,7 +31,7 @@ from alex_models.api.demo import (
     find_llama_server,
 )
 from alex_models.api.project import read_lock
-from alex_models.errors import UsageError
+from alex_models.errors import RemoteError, UsageError
 from alex_models.lock import LockedFile
 from alex_models.provider import LlamaCppClient
 
@@ -298,3 +299,24 @@ def test_demo_stops_llama_server_when_interrupted_while_it_runs(scratch: Path, l
     assert chat.base_url is not None
     assert_closed(int(chat.base_url.rsplit(":", 1)[1].removesuffix("/v1")))
     assert list(scratch.iterdir()) == []
+
+
+# -- waiting for a server -------------------------------------------------------------------------
+
+
+def test_waiting_for_a_server_that_exited_says_so_with_its_exit_code() -> None:
+    process = subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"])
+    process.wait()
+    with LlamaCppClient("http://127.0.0.1:9/v1") as client, pytest.raises(RemoteError) as caught:
+        client.wait_healthy(60, process)
+
+    assert caught.value.message == "llama-server exited with code 3 before it was ready"
+
+
+def test_waiting_for_a_server_that_never_answers_names_the_last_answer() -> None:
+    with LlamaCppClient("http://127.0.0.1:9/v1") as client, pytest.raises(RemoteError) as caught:
+        client.wait_healthy(0)
+
+    assert caught.value.message.startswith(
+        "llama-server was not ready after 0 s (no llama.cpp server answers"
+    )

@@ -20,7 +20,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -126,24 +125,11 @@ def stop(process: subprocess.Popen[bytes]) -> None:
 
 def wait_healthy(server: Server) -> None:
     """Poll ``/health`` until it answers 200, the process dies, or HEALTH_TIMEOUT passes."""
-    deadline = time.monotonic() + HEALTH_TIMEOUT
-    last = "no answer yet"
     with LlamaCppClient(server.base_url, timeout=5) as client:
-        while True:
-            code = server.process.poll()
-            if code is not None:
-                pytest.fail(f"the server exited with {code} before it was healthy:\n{server.log_tail()}")
-            try:
-                health = client.health()
-            except RemoteError as exc:
-                last = exc.message
-            else:
-                if health.ok:
-                    return
-                last = health.status
-            if time.monotonic() > deadline:
-                pytest.fail(f"not healthy after {HEALTH_TIMEOUT:.0f} s ({last}):\n{server.log_tail()}")
-            time.sleep(0.1)
+        try:
+            client.wait_healthy(HEALTH_TIMEOUT, server.process)
+        except RemoteError as exc:
+            pytest.fail(f"{exc.message}:\n{server.log_tail()}")
 
 
 # -- the project -----------------------------------------------------------------------------------

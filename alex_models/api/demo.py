@@ -265,24 +265,11 @@ def _chat(
     from alex_models.provider import LlamaCppClient  # noqa: PLC0415 - the HTTP stack
 
     began = time.monotonic()
-    deadline = began + health_timeout
-    last = "no answer yet"
     with LlamaCppClient(base_url, timeout=60) as client:
-        while True:
-            code = process.poll()
-            if code is not None:
-                _fail(f"llama-server exited with code {code} before it was ready", log)
-            try:
-                health = client.health()
-            except RemoteError as exc:
-                last = exc.message
-            else:
-                if health.ok:
-                    break
-                last = health.status
-            if time.monotonic() > deadline:
-                _fail(f"llama-server was not ready after {health_timeout:.0f} s ({last})", log)
-            time.sleep(0.1)  # a model loads in well under a second; polling faster only burns CPU
+        try:
+            client.wait_healthy(health_timeout, process)
+        except RemoteError as exc:
+            _fail(exc.message, log)
         reply = client.chat([{"role": "user", "content": PROMPT}], model=NAME, max_tokens=16)
     return ChatStep(binary, base_url, PROMPT, reply.text, time.monotonic() - began)
 
