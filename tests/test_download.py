@@ -7,10 +7,13 @@ import itertools
 import json
 import re
 import secrets
+import ssl
 import stat
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx2
@@ -481,3 +484,55 @@ def test_failing_check_leaves_nothing_stored(
 
     assert_nothing_stored(store, job)
     assert list((store.home / "tmp").iterdir()) == []
+
+
+# -- TLS --------------------------------------------------------------------------------------------
+
+
+class _RangeFileHandler(BaseHTTPRequestHandler):
+    """Serves ``server.payload`` at any path, honouring one ``Range``, as a CDN does."""
+
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self) -> None:
+        payload: bytes = self.server.payload  # type: ignore[attr-defined]
+        match = re.fullmatch(r"bytes=(\d+)-(\d+)", self.headers.get("Range", ""))
+        start, end = (int(match[1]), int(match[2])) if match else (0, len(payload) - 1)
+        self.send_response(206 if match else 200)
+        if match:
+            self.send_header("Content-Range", f"bytes {start}-{end}/{len(payload)}")
+        self.send_header("Content-Length", str(end - start + 1))
+        self.end_headers()
+        self.wfile.write(payload[start : end + 1])
+
+    def log_message(self, *args: object) -> None:
+        """Quiet."""
+
+
+def test_pieces_arrive_intact_over_tls(store: Store, tmp_path: Path) -> None:
+    # The Hub's CDN is HTTPS: the body is then read from httpcore's TLS stream, not a bare socket.
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _RangeFileHandler)
+    server.payload = LARGE  # type: ignore[attr-defined]
+    served = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    served.load_cert_chain(cert, key)
+    server.socket = served.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    trusted = ssl.create_default_context(cafile=str(cert))
+    job = FileJob(
+        hashlib.sha256(LARGE).hexdigest(), len(LARGE), f"https://127.0.0.1:{server.server_port}/f", "tls"
+    )
+    try:
+        with httpx2.Client(verify=trusted) as client:
+            options = DownloadOptions(min_segment=MiB, connections=3)
+            assert Downloader(store, client, options=options).fetch(job) is True
+    finally:
+        server.shutdown()
+        server.server_close()
+
+    assert_stored(store, job, LARGE)
