@@ -5,9 +5,11 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import socket
 import subprocess
 import sys
-from collections.abc import Iterator, Mapping
+import time
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import pytest
@@ -56,3 +58,39 @@ def small_disk(mount_point: Path, size: int, monkeypatch: pytest.MonkeyPatch) ->
         yield mount_point
     finally:
         subprocess.run(["umount", "-l", str(mount_point)], check=True)
+
+
+def home() -> Path:
+    """This test's store (``ALEX_MODELS_HOME``, set by the ``isolated_home`` fixture)."""
+    return Path(os.environ["ALEX_MODELS_HOME"])
+
+
+def blob(digest: str) -> Path:
+    return home() / "blobs" / "sha256" / digest[:2] / digest
+
+
+def progress_done(record: Path) -> int:
+    """Bytes a progress record says are on disk (0 while it does not exist or is being replaced)."""
+    try:
+        segments = json.loads(record.read_text(encoding="utf-8"))["segments"]
+    except (FileNotFoundError, ValueError, KeyError, TypeError):
+        return 0
+    return sum(int(done) for _, _, done in segments)
+
+
+def wait_for(condition: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
+    """Poll ``condition()`` every 20 ms until it holds; fail naming ``what`` after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.02)
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on now (bound, then released): for a server to take, or
+    for a client to be refused on."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port

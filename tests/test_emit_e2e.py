@@ -7,14 +7,13 @@ import json
 import os
 import re
 import shlex
-import socket
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from helpers import cli
+from helpers import cli, free_port
 from ruamel.yaml import YAML
 
 from alex_models import api
@@ -139,14 +138,6 @@ def view(hub: Hub, repo: str, path: str) -> Path:
 def store_paths(text: str) -> set[Path]:
     """Every path into the store that ``text`` mentions."""
     return {Path(found) for found in re.findall(re.escape(str(home())) + r"[^\s\"',]+", text)}
-
-
-def closed_port() -> int:
-    """A loopback port nothing listens on (bound, then released)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def targets(manifest: Path) -> dict[str, Path]:
@@ -566,7 +557,7 @@ def test_cli_sync_prints_wrote_for_emitted_targets_and_warning_lines(hub: Hub, p
 def test_cli_probe_of_a_closed_port_exits_1_saying_down(tmp_path: Path) -> None:
     empty = tmp_path / "nowhere"
     empty.mkdir()
-    url = f"http://127.0.0.1:{closed_port()}/v1"
+    url = f"http://127.0.0.1:{free_port()}/v1"
 
     result = cli(empty, "probe", "--base-url", url)
 

@@ -8,13 +8,12 @@ import json
 import os
 import re
 import select
-import socket
 import subprocess
 from pathlib import Path
 
 import httpx2
 import pytest
-from helpers import CLI, cli, small_disk, write_manifest
+from helpers import CLI, cli, free_port, small_disk, write_manifest
 from reliability.faultkit import locked_project
 
 from alex_models.fetch import transport_verdict
@@ -133,17 +132,10 @@ def test_a_disk_too_small_names_needed_free_where_and_the_fix(
 # -- e) no network ---------------------------------------------------------------------------------
 
 
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
-
-
 def test_no_network_fails_fast_naming_the_endpoint_and_the_way_out(
     project: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    endpoint = f"http://127.0.0.1:{closed_port()}"
+    endpoint = f"http://127.0.0.1:{free_port()}"
     monkeypatch.setenv("HF_ENDPOINT", endpoint)
     write_manifest(project, ONE_MODEL)
 
@@ -163,7 +155,7 @@ def test_no_network_during_sync_names_the_host_and_says_it_resumes(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     [model] = locked_project(mirror_root, mirror, project, tmp_path / "ggufs", [1000], monkeypatch)
-    endpoint = f"http://127.0.0.1:{closed_port()}"
+    endpoint = f"http://127.0.0.1:{free_port()}"
     monkeypatch.setenv("HF_ENDPOINT", endpoint)
 
     error, hint = one_error(cli(project, "sync", "--frozen", "--quiet"), 4)

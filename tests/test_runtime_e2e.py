@@ -17,7 +17,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator, Mapping, Sequence
@@ -25,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from helpers import write_manifest
+from helpers import free_port, write_manifest
 
 from alex_models import api
 from alex_models.emit.flags import ServerFlags, detect
@@ -70,13 +69,6 @@ def llama_server() -> Path:
 def flags(llama_server: Path) -> ServerFlags:
     """The option names this llama-server's --help shows, as ``emit`` follows them."""
     return detect(str(llama_server))
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @dataclass

@@ -10,13 +10,12 @@ import os
 import signal
 import stat
 import subprocess
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from helpers import CLI, cli, write_manifest
+from helpers import CLI, blob, cli, home, progress_done, wait_for, write_manifest
 
 from alex_models.ggufinfo import write_tiny_gguf
 from alex_models.mirror import MirrorRoot, MirrorServer, RequestRecord
@@ -60,16 +59,8 @@ def start(cwd: Path, *args: str) -> subprocess.Popen[str]:
         )
 
 
-def home() -> Path:
-    return Path(os.environ["ALEX_MODELS_HOME"])
-
-
 def sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def blob(digest: str) -> Path:
-    return home() / "blobs" / "sha256" / digest[:2] / digest
 
 
 def view(hub: Hub, repo: str, path: str) -> Path:
@@ -249,24 +240,6 @@ def test_gc_dry_run_says_what_it_would_free_and_removes_nothing(hub: Hub, projec
 # -- interruptions and concurrency ---------------------------------------------------------------
 
 BIG_FILE = "big-Q4_K_M.gguf"
-
-
-def progress_done(record: Path) -> int:
-    """Bytes a progress record says are on disk (0 while it does not exist or is being replaced)."""
-    try:
-        segments = json.loads(record.read_text(encoding="utf-8"))["segments"]
-    except (FileNotFoundError, ValueError, KeyError):
-        return 0
-    return sum(int(done) for _, _, done in segments)
-
-
-def wait_for(condition: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
-    """Poll ``condition()`` every 20 ms until it holds; fail naming ``what`` after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.02)
 
 
 @pytest.mark.slow

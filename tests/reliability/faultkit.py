@@ -8,13 +8,13 @@ import json
 import os
 import subprocess
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import CLI, cli, write_manifest
+from helpers import CLI, blob, cli, home, progress_done, write_manifest
 
 from alex_models.ggufinfo import write_tiny_gguf
 from alex_models.mirror import MirrorRoot, MirrorServer, RequestRecord
@@ -65,14 +65,6 @@ def manifest(project: Path, models: Iterable[Model]) -> Path:
     return write_manifest(project, {m.key: {"repo": m.repo, "quant": "Q4_K_M"} for m in models})
 
 
-def home() -> Path:
-    return Path(os.environ["ALEX_MODELS_HOME"])
-
-
-def blob(digest: str) -> Path:
-    return home() / "blobs" / "sha256" / digest[:2] / digest
-
-
 def blob_files() -> list[Path]:
     return sorted(p for p in (home() / "blobs").rglob("*") if p.is_file())
 
@@ -101,15 +93,6 @@ def start(cwd: Path, *args: str, **popen: Any) -> tuple[subprocess.Popen[str], P
     return process, err_path
 
 
-def progress_done(record: Path) -> int:
-    """Bytes a progress record says are on disk (0 while it does not exist or is being replaced)."""
-    try:
-        segments = json.loads(record.read_text(encoding="utf-8"))["segments"]
-    except (FileNotFoundError, ValueError, KeyError, TypeError):
-        return 0
-    return sum(int(done) for _, _, done in segments)
-
-
 def stored_bytes(models: Iterable[Model]) -> int:
     """Bytes the store holds for ``models``: whole blobs plus checkpointed partials."""
     total = 0
@@ -119,15 +102,6 @@ def stored_bytes(models: Iterable[Model]) -> int:
         else:
             total += progress_done(home() / "tmp" / f"{m.sha256}.json")
     return total
-
-
-def wait_for(condition: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
-    """Poll ``condition()`` every 20 ms until it holds; fail naming ``what`` after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.02)
 
 
 def cdn_gets(log: list[RequestRecord], name: str | None = None) -> list[RequestRecord]:

@@ -18,9 +18,8 @@ from faultkit import (
     settled_log,
     sha_file,
     start,
-    wait_for,
 )
-from helpers import cli
+from helpers import cli, wait_for
 
 from alex_models.mirror import MirrorRoot, MirrorServer
 

@@ -19,8 +19,8 @@ from faultkit import (
     sha_file,
     start,
 )
-from faultkit import wait_for as wait_until
 from helpers import cli, small_disk
+from helpers import wait_for as wait_until
 
 from alex_models.mirror import MirrorRoot, MirrorServer
 

@@ -23,9 +23,8 @@ from faultkit import (
     sha_file,
     start,
     stored_bytes,
-    wait_for,
 )
-from helpers import cli
+from helpers import cli, wait_for
 
 from alex_models.mirror import MirrorRoot, MirrorServer
 
