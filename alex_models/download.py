@@ -15,7 +15,7 @@ How one file is fetched:
   also starts the write-back the final ``fsync`` needs. (A flush per 4 MiB, from the workers,
   cost 2.5 s per GiB here; one per half second costs nothing measurable.)
 * Bodies are read from the connection in large pieces, not through h11's 64 KiB events (see
-  ``_body``): that halved the CPU a download takes.
+  ``_body``): user CPU per GiB went from 1.65 s to 0.95 s here.
 * Transient failures (connection errors, timeouts, 408/429/5xx, a body cut short) are retried
   per segment with backoff and ``Retry-After``; the budget resets whenever bytes arrive.
 * A server that ignores ``Range`` is detected (200 to a ranged request) and the file is fetched
@@ -278,8 +278,8 @@ def _body(response: httpx2.Response, length: int, options: DownloadOptions) -> I
     """The body of a download, read in large pieces straight from the connection where that is
     certainly the same bytes; otherwise through httpx.
 
-    Through httpx every 64 KiB read passes h11's buffers in Python: that was two thirds of the
-    CPU a download took here. A plain HTTP/1.1 body of a known length can be read from the
+    Through httpx every 64 KiB read passes h11's buffers in Python: about 0.7 s of user CPU per
+    GiB here, of 1.65 s. A plain HTTP/1.1 body of a known length can be read from the
     connection's stream (httpcore's documented ``network_stream``; TLS is handled there) once
     h11 has handed over what it had buffered, which its first body event does: it always yields
     every buffered body byte. The connection is then closed, never reused, as h11 did not see
