@@ -10,6 +10,8 @@ that names the next thing to do. The CLI maps each class to an exit code and pri
     ├── IntegrityError              exit 3  bytes that do not match their hash or size
     └── RemoteError                 exit 4  the network or the remote server failed
 
+    Interrupted (a KeyboardInterrupt)  exit 130 for Ctrl-C (SIGINT), 143 for SIGTERM
+
 Code that catches errors catches ``AlexModelsError`` and lets everything else (bugs) surface.
 """
 
@@ -56,3 +58,23 @@ class RemoteError(AlexModelsError, OSError):
     """The network or a remote server failed, or answered something we cannot use."""
 
     exit_code = 4
+
+
+class Interrupted(KeyboardInterrupt):
+    """The user (Ctrl-C) or the system (SIGTERM) stopped the work. A ``KeyboardInterrupt``, so every
+    ``finally`` and ``except KeyboardInterrupt`` that cleans up after Ctrl-C runs for SIGTERM too.
+
+    ``message`` says what was kept and how to go on ("3.2 MB kept; run sync again to resume").
+    A use case that stops on an interrupt re-raises it as ``Interrupted`` with its own message and
+    the same ``exit_code``.
+    """
+
+    def __init__(self, message: str = "interrupted", *, exit_code: int = 130) -> None:
+        super().__init__(message)
+        self.message = message
+        self.exit_code = exit_code
+
+
+def exit_code_of(interrupt: KeyboardInterrupt) -> int:
+    """130 for Ctrl-C, 143 for SIGTERM (128 + the signal number, as shells report it)."""
+    return interrupt.exit_code if isinstance(interrupt, Interrupted) else 130

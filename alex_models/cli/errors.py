@@ -9,12 +9,16 @@ reading stdout always gets one whole object (the stderr lines stay for the perso
 from __future__ import annotations
 
 import os
+import signal
 import sys
+import threading
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from types import FrameType
 
 from alex_models.cli.render import REQUESTED, labelled, print_json
-from alex_models.errors import AlexModelsError
+from alex_models.errors import AlexModelsError, Interrupted, exit_code_of
 
 
 def _debug(argv: Sequence[str] | None) -> bool:
@@ -26,7 +30,8 @@ def run_guarded(command: Callable[[], object], argv: Sequence[str] | None) -> No
     """Run the CLI; turn our errors into a message on stderr and their exit code."""
     REQUESTED.json = False
     try:
-        command()
+        with _sigterm_interrupts():
+            command()
     except AlexModelsError as exc:
         if _debug(argv):
             traceback.print_exc()
@@ -36,9 +41,28 @@ def run_guarded(command: Callable[[], object], argv: Sequence[str] | None) -> No
         if exc.hint:
             labelled("hint", exc.hint)
         raise SystemExit(exc.exit_code) from None
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        raise SystemExit(130) from None
+    except KeyboardInterrupt as exc:
+        message = exc.message if isinstance(exc, Interrupted) else "interrupted"
+        print(message, file=sys.stderr, flush=True)
+        raise SystemExit(exit_code_of(exc)) from None
+
+
+@contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """SIGTERM raises ``Interrupted`` (exit 143) in the main thread, as Ctrl-C raises
+    ``KeyboardInterrupt``: a service manager's stop then checkpoints and cleans up like Ctrl-C."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can only be set from the main thread (an embedding test runner)
+        return
+
+    def terminate(signum: int, frame: FrameType | None) -> None:
+        raise Interrupted("terminated", exit_code=128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _error_json(exc: AlexModelsError) -> dict[str, object]:
