@@ -57,7 +57,9 @@ def test_bad_fault_spec_is_a_usage_error_exit_2(tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr
 
 
-def test_mirror_module_serves_with_command_line_faults_and_stops_on_sigterm(mirror_root: MirrorRoot) -> None:
+def test_mirror_module_serves_with_command_line_faults_and_exits_143_on_sigterm(
+    mirror_root: MirrorRoot,
+) -> None:
     commit = mirror_root.commit("org/tiny", {"config.json": b"{}"})
     process = subprocess.Popen(
         [sys.executable, "-m", "alex_models.mirror", "--root", str(mirror_root.root), "--port", "0",
@@ -80,5 +82,6 @@ def test_mirror_module_serves_with_command_line_faults_and_stops_on_sigterm(mirr
     finally:
         process.send_signal(signal.SIGTERM)
         _, stderr = process.communicate(timeout=30)
-    assert process.returncode == 0
+    assert process.returncode == 143
     assert "GET api /org/tiny/resolve/main/config.json 503" in stderr
+    assert stderr.splitlines()[-1] == f"interrupted; stopped serving {match[1]}"

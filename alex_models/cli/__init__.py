@@ -13,13 +13,14 @@ import typer
 
 from alex_models import __version__
 from alex_models.cli import demo, emit, project, store
-from alex_models.cli.errors import run_guarded
+from alex_models.cli.errors import GuardedGroup, run_guarded
 from alex_models.cli.mirror import mirror_app
 
 app = typer.Typer(
     name="alex-models",
     help="A lockfile for local LLM weights: pinned Hugging Face commits, verified files, llama.cpp config.",
     no_args_is_help=True,
+    cls=GuardedGroup,
     pretty_exceptions_enable=False,  # errors are rendered by cli.errors, tracebacks only with -v
     context_settings={"help_option_names": ["-h", "--help"]},
 )

@@ -16,6 +16,9 @@ import traceback
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from types import FrameType
+from typing import Any
+
+from typer.core import TyperCommand, TyperGroup
 
 from alex_models.cli.render import REQUESTED, labelled, print_json
 from alex_models.errors import AlexModelsError, Interrupted, exit_code_of
@@ -41,10 +44,41 @@ def run_guarded(command: Callable[[], object], argv: Sequence[str] | None) -> No
         if exc.hint:
             labelled("hint", exc.hint)
         raise SystemExit(exc.exit_code) from None
-    except KeyboardInterrupt as exc:
-        message = exc.message if isinstance(exc, Interrupted) else "interrupted"
+    except _Stopped as stopped:
+        interrupt = stopped.interrupt
+        message = interrupt.message if isinstance(interrupt, Interrupted) else "interrupted"
         print(message, file=sys.stderr, flush=True)
-        raise SystemExit(exit_code_of(exc)) from None
+        raise SystemExit(exit_code_of(interrupt)) from None
+
+
+class _Stopped(BaseException):
+    """An interrupt on its way out of typer, which would turn a ``KeyboardInterrupt`` into a silent
+    exit 130 (for SIGTERM too) before ``run_guarded`` could say what was kept."""
+
+    def __init__(self, interrupt: KeyboardInterrupt) -> None:
+        super().__init__()
+        self.interrupt = interrupt
+
+
+def _escaping_typer(invoke: Callable[[Any], Any], ctx: Any) -> Any:
+    try:
+        return invoke(ctx)
+    except KeyboardInterrupt as exc:
+        raise _Stopped(exc) from None
+
+
+class GuardedGroup(TyperGroup):
+    """The command group: an interrupt in any command reaches ``run_guarded`` whole."""
+
+    def invoke(self, ctx: Any) -> Any:  # a typer.Context; typed Any, as typer's vendored click types it
+        return _escaping_typer(super().invoke, ctx)
+
+
+class GuardedCommand(TyperCommand):
+    """A command run on its own (``python -m alex_models.mirror``), guarded as the group is."""
+
+    def invoke(self, ctx: Any) -> Any:  # a typer.Context; typed Any, as typer's vendored click types it
+        return _escaping_typer(super().invoke, ctx)
 
 
 @contextmanager

@@ -7,8 +7,9 @@ injection (``alex_models.mirror.faults``) the way reliability tests make a netwo
 """
 
 from alex_models.mirror.faults import Fault, Faults
+from alex_models.mirror.messages import RequestRecord
 from alex_models.mirror.repos import DirectorySource, MirrorRoot, RepoSettings
-from alex_models.mirror.server import MirrorServer, RequestRecord
+from alex_models.mirror.server import MirrorServer
 
 __all__ = [
     "DirectorySource",

@@ -1,0 +1,71 @@
+"""File answers: the whole file or one ``Range``, and the header lies the fault knobs tell."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Literal
+from urllib.parse import quote
+
+from alex_models.mirror.faults import FaultKind, RequestInfo
+from alex_models.mirror.messages import HubError, HubRequest, Response
+from alex_models.mirror.repos import RepoFile
+
+if TYPE_CHECKING:
+    from alex_models.mirror.server import MirrorServer
+
+HEADER_LIES: tuple[FaultKind, ...] = ("ignore-range", "wrong-range", "bad-length")
+
+
+def file_response(
+    mirror: MirrorServer, request: HubRequest, item: RepoFile, headers: dict[str, str]
+) -> Response:
+    info = RequestInfo(request.scope, item.path)
+    lies: set[FaultKind] = {kind for kind in HEADER_LIES if mirror.faults.take(kind, info)}
+    request.applied.extend(sorted(lies))
+    filename = item.path.rsplit("/", 1)[-1]
+    headers = {
+        **headers,
+        "Accept-Ranges": "bytes",
+        "Content-Type": "application/octet-stream",
+        "Content-Disposition": f"inline; filename*=UTF-8''{quote(filename)}; filename=\"{_ascii(filename)}\"",
+    }
+    short = 1 if "bad-length" in lies else 0  # a consistent lie: one byte short, Content-Length agreeing
+    byte_range = None if "ignore-range" in lies else parse_range(request.range_header, item.size)
+    if "ignore-range" in lies:
+        del headers["Accept-Ranges"]
+    if byte_range is None:
+        return Response(200, headers, file=item, start=0, length=max(0, item.size - short))
+    if byte_range == "unsatisfiable":
+        raise HubError(416, None, "Range Not Satisfiable", {"Content-Range": f"bytes */{item.size}"})
+    start, end = byte_range
+    shift = 1 if "wrong-range" in lies else 0
+    headers["Content-Range"] = f"bytes {start + shift}-{end + shift}/{item.size}"
+    return Response(206, headers, file=item, start=start, length=max(0, end - start + 1 - short))
+
+
+def _ascii(name: str) -> str:
+    return "".join(c if " " <= c <= "~" and c not in '"\\' else "_" for c in name)
+
+
+def parse_range(header: str | None, size: int) -> tuple[int, int] | Literal["unsatisfiable"] | None:
+    """One ``bytes=`` range as (first, last) inclusive; None means serve the whole file.
+
+    A malformed or multi-range header is ignored (RFC 9110 lets a server do so), which also
+    exercises clients that must cope with a 200 to a Range request.
+    """
+    if header is None or not header.startswith("bytes=") or "," in header:
+        return None
+    first, sep, last = header[6:].strip().partition("-")
+    if not sep or not (first.isdigit() or last.isdigit()) or (first and not first.isdigit()):
+        return None
+    if last and not last.isdigit():
+        return None
+    if not first:  # suffix range: the last N bytes
+        suffix = int(last)
+        if suffix == 0 or size == 0:
+            return "unsatisfiable"
+        return max(0, size - suffix), size - 1
+    start = int(first)
+    end = min(int(last), size - 1) if last else size - 1
+    if start >= size or (last and int(last) < start):
+        return "unsatisfiable" if start >= size else None
+    return start, end

@@ -1,0 +1,235 @@
+"""The mirror's HTTP layer: one threaded server per origin, request parsing, and the bytes on the
+wire (sendfile, or paced, cut or corrupted by the fault knobs). What to answer is the routes' job."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sys
+import time
+import traceback
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import TYPE_CHECKING, Any, BinaryIO
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from alex_models.errors import UserError
+from alex_models.mirror.faults import RequestInfo
+from alex_models.mirror.messages import HubError, HubRequest, Origin, RequestRecord, Response
+from alex_models.mirror.routes import route
+from alex_models.mirror.stderr import write_stderr
+
+if TYPE_CHECKING:
+    from alex_models.mirror.server import MirrorServer
+
+_SEND_CHUNK = 1024 * 1024
+_CORRUPT_STRIDE = 64 * 1024  # the first byte of every 64 KiB block of a body is flipped
+
+
+class OriginServer(ThreadingHTTPServer):
+    daemon_threads = True
+    block_on_close = False
+    request_queue_size = 256
+
+    def __init__(self, host: str, port: int, mirror: MirrorServer, origin: Origin) -> None:
+        self.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.mirror = mirror
+        self.origin: Origin = origin
+        super().__init__((host, port), HubHandler)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that hangs up is normal (a downloader stopping a range); anything else is shown."""
+        if isinstance(sys.exc_info()[1], ConnectionError | TimeoutError):
+            return
+        super().handle_error(request, client_address)
+
+
+class HubHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: OriginServer
+    server_version = "alex-models-mirror"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Silenced: the mirror keeps its own structured request log."""
+
+    def do_GET(self) -> None:
+        self._serve()
+
+    def do_HEAD(self) -> None:
+        self._serve()
+
+    def do_POST(self) -> None:
+        self._serve()
+
+    def _serve(self) -> None:
+        mirror = self.server.mirror
+        request = parse_request(self, self.server.origin)
+        applied = request.applied
+        bytes_sent = 0
+        try:
+            response = route(mirror, request, applied)
+        except HubError as exc:
+            response = exc.response()
+        except UserError as exc:  # a broken repo.json or refs.json in the root: the admin's to fix
+            write_stderr(f"mirror: {exc}")  # the full path goes to the admin only
+            response = HubError(
+                500, None, "Internal Error: the mirror's repository files are broken"
+            ).response()
+        except Exception:
+            write_stderr(traceback.format_exc().rstrip("\n"))
+            response = HubError(500, None, "Internal Error").response()
+        try:
+            bytes_sent = self._write(mirror, request, response, applied)
+        except (BrokenPipeError, ConnectionResetError, TimeoutError) as exc:
+            self.close_connection = True
+            bytes_sent = getattr(exc, "bytes_sent", 0)
+        finally:
+            mirror.record(
+                RequestRecord(
+                    method=self.command,
+                    origin=self.server.origin,
+                    path=request.path,
+                    query=request.query_string,
+                    range=self.headers.get("Range"),
+                    status=response.status,
+                    bytes_sent=bytes_sent,
+                    authorization=self.headers.get("Authorization") is not None,
+                    faults=tuple(applied),
+                )
+            )
+
+    def _write(
+        self, mirror: MirrorServer, request: HubRequest, response: Response, applied: list[str]
+    ) -> int:
+        length = len(response.body) if response.file is None else response.length
+        self.send_response(response.status)
+        for name, value in response.headers.items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(length))
+        self.end_headers()
+        if self.command == "HEAD" or length == 0:
+            return 0
+        if response.file is None:
+            self.wfile.write(response.body)
+            return length
+        return self._send_file(mirror, request, response, applied)
+
+    def _send_file(
+        self, mirror: MirrorServer, request: HubRequest, response: Response, applied: list[str]
+    ) -> int:
+        if response.file is None:
+            return 0
+        info = RequestInfo(request.scope, response.file.path)
+        bandwidth = mirror.faults.take("bandwidth", info)
+        drop = mirror.faults.take("drop-after", info)
+        corrupt = mirror.faults.take("corrupt", info)
+        stall = mirror.faults.take("stall", info)
+        applied.extend(f.kind for f in (bandwidth, drop, corrupt, stall) if f is not None)
+        limit = response.length if drop is None else min(response.length, int(drop.value))
+        sent = 0
+        with response.file.disk_path.open("rb") as body:
+            try:
+                if bandwidth is None and corrupt is None and stall is None:
+                    sent = self._sendfile(body, response.start, limit)
+                else:
+                    rate = None if bandwidth is None else bandwidth.value
+                    pause = None if stall is None else stall.value
+                    sent = self._send_paced(body, response.start, limit, rate, corrupt is not None, pause)
+            except OSError as exc:
+                if not hasattr(exc, "bytes_sent"):  # _send_paced counts what went out before the error
+                    exc.bytes_sent = sent  # type: ignore[attr-defined]
+                raise
+        if sent < response.length:
+            # The drop-after fault: cut the connection mid-body, as a flaky link would.
+            self.close_connection = True
+            self.connection.shutdown(socket.SHUT_RDWR)
+        return sent
+
+    def _sendfile(self, body: BinaryIO, start: int, count: int) -> int:
+        """Send with sendfile(2), counting as it goes, so a client that hangs up is logged with
+        the bytes it really got (resume tests measure what is fetched again)."""
+        sent = 0
+        while sent < count:
+            try:
+                chunk = os.sendfile(self.connection.fileno(), body.fileno(), start + sent, count - sent)
+            except OSError as exc:
+                exc.bytes_sent = sent  # type: ignore[attr-defined]
+                raise
+            if chunk == 0:
+                break
+            sent += chunk
+        return sent
+
+    def _send_paced(
+        self, body: BinaryIO, start: int, count: int, rate: float | None, corrupt: bool, stall: float | None
+    ) -> int:
+        """Send in chunks: no faster than ``rate``, corrupted, and/or silent for ``stall`` seconds
+        after the first chunk (a connection that stays open but stops delivering)."""
+        chunk_size = _SEND_CHUNK if rate is None else max(1, min(_SEND_CHUNK, int(rate) // 50))
+        began = time.monotonic()
+        sent = 0
+        body.seek(start)
+        while sent < count:
+            chunk = body.read(min(chunk_size, count - sent))
+            if not chunk:
+                break
+            if corrupt:
+                chunk = _corrupt(chunk, sent)  # from the body's start: a short Range is corrupted too
+            try:
+                self.connection.sendall(chunk)
+            except OSError as exc:  # the client hung up: log the bytes it was sent until then
+                exc.bytes_sent = sent  # type: ignore[attr-defined]
+                raise
+            sent += len(chunk)
+            if stall is not None:
+                time.sleep(stall)
+                stall = None
+            if rate is not None:
+                ahead = sent / rate - (time.monotonic() - began)
+                if ahead > 0:
+                    time.sleep(ahead)
+        return sent
+
+
+def _corrupt(chunk: bytes, offset: int) -> bytes:
+    data = bytearray(chunk)
+    first = (-offset) % _CORRUPT_STRIDE
+    for i in range(first, len(data), _CORRUPT_STRIDE):
+        data[i] ^= 0xFF
+    return bytes(data)
+
+
+def parse_request(handler: HubHandler, origin: Origin) -> HubRequest:
+    split = urlsplit(handler.path)
+    # Split before decoding: a revision like "feature%2Fx" is one segment (HUB_PROTOCOL §1).
+    segments = [unquote(s) for s in split.path.split("/")[1:]]
+    auth = handler.headers.get("Authorization", "")
+    token = auth[7:].strip() if auth.lower().startswith("bearer ") else None
+    request = HubRequest(
+        method=handler.command,
+        origin=origin,
+        path=split.path,
+        query_string=split.query,
+        segments=segments,
+        query=parse_qs(split.query, keep_blank_values=True),
+        token=token or None,
+        host=handler.headers.get("Host"),
+        range_header=handler.headers.get("Range"),
+        scope="cdn" if origin == "cdn" else "api",
+    )
+    if handler.command == "POST":
+        request.form = read_form(handler)
+    return request
+
+
+def read_form(handler: HubHandler) -> dict[str, Any]:
+    length = int(handler.headers.get("Content-Length") or 0)
+    raw = handler.rfile.read(length) if length else b""
+    content_type = handler.headers.get("Content-Type", "")
+    if "json" in content_type:
+        try:
+            value = json.loads(raw or b"{}")
+        except json.JSONDecodeError:
+            raise HubError(400, "BadRequest", "Invalid JSON body") from None
+        return value if isinstance(value, dict) else {}
+    return dict(parse_qs(raw.decode("utf-8", "replace"), keep_blank_values=True))
