@@ -50,7 +50,6 @@ def _print_version(value: bool) -> None:
 
 @app.callback()
 def _root(
-    ctx: typer.Context,
     version: Annotated[
         bool,
         typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit."),
@@ -59,7 +58,8 @@ def _root(
         bool, typer.Option("--verbose", "-v", help="Show tracebacks and debug detail.")
     ] = False,
 ) -> None:
-    ctx.obj = {"verbose": verbose}
+    """Options before the command. ``--verbose`` is read by the error boundary (cli.errors), which
+    runs outside typer, from the command line itself."""
 
 
 def main(argv: Sequence[str] | None = None, prog_name: str = "alex-models") -> None:

@@ -12,10 +12,10 @@ from collections.abc import Iterator
 
 import httpx2
 import pytest
+from helpers import CLI, wait_for
 
 from alex_models.mirror import MirrorRoot
 from alex_models.mirror.stderr import write_stderr
-from tests.helpers import CLI, wait_for
 
 _LOG_LINE = re.compile(r"(GET|HEAD|POST) (api|cdn) /\S* \d{3} \d+B( \[[a-z,-]+\])?")
 
