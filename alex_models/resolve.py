@@ -22,6 +22,7 @@ from fnmatch import fnmatchcase
 from urllib.parse import unquote, urlsplit
 
 from alex_models._fs import relpath_problem
+from alex_models._ids import SPLIT_RE
 from alex_models.errors import UserError
 from alex_models.lock import LOCK_VERSION, Lock, LockedFile, LockedModel, Role
 from alex_models.manifest import Manifest, ModelInput
@@ -30,8 +31,6 @@ from alex_models.remote import Facts, RemoteFile, RepoSnapshot
 Upgrade = bool | frozenset[str]
 """``True`` re-resolves every model; a set of names re-resolves just those."""
 
-# Exactly the names llama.cpp's llama_split_path writes and looks for: case matters.
-_SPLIT_RE = re.compile(r"(?P<stem>.+)-(?P<no>\d{5})-of-(?P<count>\d{5})\.gguf")
 _LISTED_AT_MOST = 12
 
 
@@ -168,13 +167,13 @@ def _by_quant(where: str, quant: str, files: Mapping[str, RemoteFile]) -> list[s
 
 def _model_key(path: str) -> str:
     """Shards of one split model share a key; any other file is its own."""
-    split = _SPLIT_RE.fullmatch(path)
+    split = SPLIT_RE.fullmatch(path)
     return path if split is None else f"{split['stem']}\0{split['count']}"
 
 
 def _with_shards(where: str, path: str, files: Mapping[str, RemoteFile]) -> list[str]:
     """``path`` alone, or every shard of the split model it belongs to (all must exist)."""
-    split = _SPLIT_RE.fullmatch(path)
+    split = SPLIT_RE.fullmatch(path)
     if split is None:
         return [path]
     count = int(split["count"])

@@ -45,8 +45,8 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
-from alex_models.ggufinfo import write_tiny_gguf
 from alex_models.mirror.repos import MirrorRoot
+from alex_models.tinymodels import write_tiny_gguf
 
 GiB = 1024**3
 BIN = Path(sys.executable).parent

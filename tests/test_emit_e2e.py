@@ -19,9 +19,9 @@ from ruamel.yaml import YAML
 from alex_models import api
 from alex_models.emit.flags import ServerFlags
 from alex_models.errors import UserError
-from alex_models.ggufinfo import write_tiny_gguf
 from alex_models.mirror import MirrorRoot, MirrorServer
 from alex_models.provider import PROVIDER
+from alex_models.tinymodels import write_tiny_gguf
 
 CLI = Path(sys.executable).parent / "alex-models"
 FLAGS = ServerFlags()  # the built-in names, whatever llama-server this machine has

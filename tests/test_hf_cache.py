@@ -9,9 +9,9 @@ import pytest
 from huggingface_hub import hf_hub_download, snapshot_download
 
 from alex_models import api
-from alex_models.ggufinfo import write_tiny_gguf
 from alex_models.hubfiles import git_blob_sha1
 from alex_models.mirror import MirrorRoot, MirrorServer
+from alex_models.tinymodels import write_tiny_gguf
 
 REPO = "org/tiny-GGUF"
 

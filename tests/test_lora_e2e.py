@@ -9,8 +9,9 @@ from helpers import write_manifest
 
 from alex_models import api
 from alex_models.emit.flags import ServerFlags
-from alex_models.ggufinfo import NotGGUFError, write_tiny_gguf
+from alex_models.ggufinfo import NotGGUFError
 from alex_models.mirror import MirrorRoot, MirrorServer
+from alex_models.tinymodels import write_tiny_gguf
 
 REPO = "org/tuned-GGUF"
 

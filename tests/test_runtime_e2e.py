@@ -29,9 +29,10 @@ from helpers import free_port, write_manifest
 from alex_models import api
 from alex_models.emit.flags import ServerFlags, detect
 from alex_models.errors import RemoteError
-from alex_models.ggufinfo import read_gguf, write_tiny_llama
+from alex_models.ggufinfo import read_gguf
 from alex_models.mirror import MirrorRoot, MirrorServer
 from alex_models.provider import LlamaCppClient
+from alex_models.tinymodels import write_tiny_llama
 
 pytestmark = pytest.mark.runtime
 

@@ -20,8 +20,9 @@ from helpers import small_disk, write_manifest
 
 from alex_models import api
 from alex_models.errors import IntegrityError, UsageError, UserError
-from alex_models.ggufinfo import NotGGUFError, write_tiny_gguf
+from alex_models.ggufinfo import NotGGUFError
 from alex_models.mirror import MirrorRoot, MirrorServer, RequestRecord
+from alex_models.tinymodels import write_tiny_gguf
 
 HARNESSES = "/api/agent-harnesses"  # huggingface_hub's own lookup, not ours
 SETTLE = "/__settle__"

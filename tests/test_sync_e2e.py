@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 from helpers import CLI, blob, cli, home, progress_done, wait_for, write_manifest
 
-from alex_models.ggufinfo import write_tiny_gguf
 from alex_models.mirror import MirrorRoot, MirrorServer, RequestRecord
+from alex_models.tinymodels import write_tiny_gguf
 
 ALPHA, BETA = "org/alpha", "org/beta"
 ALPHA_FILE, BETA_FILE = "alpha-Q4_K_M.gguf", "beta-Q4_K_M.gguf"

@@ -205,8 +205,8 @@ def demo(
 @contextlib.contextmanager
 def _mirror(scratch: Path) -> Iterator[MirrorStep]:
     """The mirror server, serving the tiny llama as ``REPO``, until the block ends."""
-    from alex_models.ggufinfo import write_tiny_llama  # noqa: PLC0415 - numpy and gguf
     from alex_models.mirror import MirrorRoot, MirrorServer  # noqa: PLC0415
+    from alex_models.tinymodels import write_tiny_llama  # noqa: PLC0415 - numpy and gguf
 
     built = scratch / "built"
     built.mkdir()

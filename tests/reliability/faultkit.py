@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 from helpers import CLI, blob, cli, home, progress_done, write_manifest
 
-from alex_models.ggufinfo import write_tiny_gguf
 from alex_models.mirror import MirrorRoot, MirrorServer, RequestRecord
+from alex_models.tinymodels import write_tiny_gguf
 
 MB = 1000 * 1000
 

@@ -26,13 +26,13 @@ from pydantic import ValidationError
 from alex_models import api
 from alex_models._retry import RetryPolicy
 from alex_models.errors import AlexModelsError, UserError
-from alex_models.ggufinfo import write_tiny_gguf
 from alex_models.hub import HubRemote
 from alex_models.lock import LockedFile, LockedModel, LockError, loads
 from alex_models.manifest import ManifestError, ModelInput, parse_manifest
 from alex_models.mirror import MirrorRoot, MirrorServer
 from alex_models.resolve import ResolveError, select
 from alex_models.store import Store
+from alex_models.tinymodels import write_tiny_gguf
 
 REPO = "org/fuzz"
 SHA = "ab" * 32

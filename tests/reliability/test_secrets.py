@@ -17,8 +17,8 @@ import pytest
 from helpers import cli, write_manifest
 from ruamel.yaml import YAML
 
-from alex_models.ggufinfo import write_tiny_gguf
 from alex_models.mirror import MirrorRoot, MirrorServer, RequestRecord
+from alex_models.tinymodels import write_tiny_gguf
 
 TOKEN = "hf_secret_for_tests_123"
 REPO = "org/private"
