@@ -1,12 +1,14 @@
 """A small typed client for an OpenAI-compatible llama.cpp server (``llama-server``, or
 ``llama_cpp.server``): health, served models, properties, one chat completion.
 
-Keyless by default: a local provider must never receive a remote key. ``llama.cpp``,
-``llamacpp``, ``llama-cpp`` and ``llama_cpp`` name the same provider.
+Keyless by default: a local provider must never receive a remote key. Also ``detect_flags``: how
+the installed ``llama-server`` spells its options, read from its ``--help``.
 """
 
 from __future__ import annotations
 
+import functools
+import shutil
 import subprocess
 import time
 from collections.abc import Mapping, Sequence
@@ -16,16 +18,9 @@ from urllib.parse import quote
 
 import httpx2
 
+from alex_models.emit import DEFAULT_BASE_URL
+from alex_models.emit.flags import ServerFlags, parse_help
 from alex_models.errors import RemoteError
-
-DEFAULT_BASE_URL = "http://127.0.0.1:8080/v1"
-PROVIDER = "llama.cpp"
-PROVIDER_ALIASES = frozenset({"llama.cpp", "llamacpp", "llama-cpp", "llama_cpp"})
-
-
-def is_llama_cpp(provider: object) -> bool:
-    """Whether ``provider`` names the llama.cpp provider, under any of its spellings."""
-    return isinstance(provider, str) and provider.strip().lower() in PROVIDER_ALIASES
 
 
 @dataclass(frozen=True)
@@ -157,3 +152,20 @@ def _json(response: httpx2.Response) -> dict[str, Any]:
     except ValueError:
         return {}
     return value if isinstance(value, dict) else {}
+
+
+@functools.cache
+def detect_flags(binary: str | None = None) -> ServerFlags:
+    """The installed llama-server's names (``binary``, else the one on PATH), or the built-in ones.
+
+    Here, not among the emitters, which stay pure: this runs a program.
+    """
+    path = binary or shutil.which("llama-server")
+    if path is None:
+        return ServerFlags()
+    try:
+        # The user's own llama-server, found on PATH or named by them: nothing untrusted runs here.
+        done = subprocess.run([path, "--help"], capture_output=True, text=True, timeout=20, check=False)  # noqa: S603
+    except (OSError, subprocess.SubprocessError):
+        return ServerFlags()
+    return parse_help(done.stdout + done.stderr, source=f"{path} --help")

@@ -9,12 +9,11 @@ from pathlib import Path
 import pytest
 from ruamel.yaml import YAML
 
-from alex_models.emit import ServerSpec, single
+from alex_models.emit import PROVIDER_ALIASES, ServerSpec, single
 from alex_models.emit import llama_cpp as render
 from alex_models.emit.flags import KNOWN_ENV, ServerFlags, parse_help
 from alex_models.errors import UserError
 from alex_models.manifest import Runtime
-from alex_models.provider import PROVIDER_ALIASES
 
 BUILT_IN = ServerFlags()
 HEADER = render.HEADER

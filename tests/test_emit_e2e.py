@@ -17,10 +17,10 @@ from helpers import cli, free_port
 from ruamel.yaml import YAML
 
 from alex_models import api
+from alex_models.emit import PROVIDER
 from alex_models.emit.flags import ServerFlags
 from alex_models.errors import UserError
 from alex_models.mirror import MirrorRoot, MirrorServer
-from alex_models.provider import PROVIDER
 from alex_models.tinymodels import write_tiny_gguf
 
 CLI = Path(sys.executable).parent / "alex-models"

@@ -27,11 +27,11 @@ import pytest
 from helpers import free_port, write_manifest
 
 from alex_models import api
-from alex_models.emit.flags import ServerFlags, detect
+from alex_models.emit.flags import ServerFlags
 from alex_models.errors import RemoteError
 from alex_models.ggufinfo import read_gguf
 from alex_models.mirror import MirrorRoot, MirrorServer
-from alex_models.provider import LlamaCppClient
+from alex_models.provider import LlamaCppClient, detect_flags
 from alex_models.tinymodels import write_tiny_llama
 
 pytestmark = pytest.mark.runtime
@@ -69,7 +69,7 @@ def llama_server() -> Path:
 @pytest.fixture(scope="session")
 def flags(llama_server: Path) -> ServerFlags:
     """The option names this llama-server's --help shows, as ``emit`` follows them."""
-    return detect(str(llama_server))
+    return detect_flags(str(llama_server))
 
 
 @dataclass

@@ -35,9 +35,10 @@ from alex_models._fs import atomic_write
 from alex_models.api.emit import emit
 from alex_models.api.project import lock, read_lock
 from alex_models.api.sync import sync
-from alex_models.emit.flags import ServerFlags, detect
+from alex_models.emit.flags import ServerFlags
 from alex_models.errors import RemoteError, UsageError, UserError
 from alex_models.lock import LockedFile
+from alex_models.provider import detect_flags
 from alex_models.settings import Settings
 
 LLAMA_SERVER_VARIABLE = "ALEX_MODELS_LLAMA_SERVER"
@@ -189,7 +190,7 @@ def demo(
         if model.main is None:  # the manifest asks for one model file: sync links its view
             raise UserError(f"sync linked no model file for {NAME}")
         done(SyncStep(synced.store, synced.downloaded, synced.bytes_received, synced.seconds, model.main))
-        flags = detect(str(binary)) if binary is not None else ServerFlags()
+        flags = detect_flags(str(binary)) if binary is not None else ServerFlags()
         emitted = emit("llama-server", manifest, as_json=True, store_home=store, flags=flags)
         argv = tuple(json.loads(emitted.text)["argv"])
         done(EmitStep(argv))

@@ -10,10 +10,11 @@ from alex_models._fs import atomic_write
 from alex_models.api.sync import require_lock, store_for
 from alex_models.emit import FORMATS, ServerSpec, server_specs, single
 from alex_models.emit import llama_cpp as render
-from alex_models.emit.flags import ServerFlags, detect
+from alex_models.emit.flags import ServerFlags
 from alex_models.errors import UsageError, UserError
 from alex_models.lock import Lock
 from alex_models.manifest import EmitTarget, Manifest, load_manifest
+from alex_models.provider import detect_flags
 from alex_models.store import Store
 
 
@@ -67,7 +68,7 @@ def emit(
         destination=into or out,
         check=check,
         as_json=as_json,
-        flags=flags or detect(),
+        flags=flags or detect_flags(),
     )
 
 
@@ -101,7 +102,7 @@ def emit_targets(
                 destination=destination,
                 check=check,
                 as_json=False,
-                flags=flags or detect(),
+                flags=flags or detect_flags(),
             )
         )
     return results

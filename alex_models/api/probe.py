@@ -7,10 +7,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from alex_models.api.sync import require_lock, store_for
-from alex_models.emit import server_specs
+from alex_models.emit import DEFAULT_BASE_URL, server_specs
 from alex_models.errors import RemoteError
 from alex_models.manifest import load_manifest
-from alex_models.provider import DEFAULT_BASE_URL, LlamaCppClient
+from alex_models.provider import LlamaCppClient
 from alex_models.store import Store
 
 

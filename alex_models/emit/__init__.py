@@ -17,6 +17,11 @@ from alex_models.manifest import Manifest, Runtime
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
+DEFAULT_BASE_URL = f"http://{DEFAULT_HOST}:{DEFAULT_PORT}/v1"
+"""Where the app talks to llama-server when the manifest names no host or port."""
+PROVIDER = "llama.cpp"
+"""The app config's ``runtime.llm_provider``; these spellings all name it:"""
+PROVIDER_ALIASES = frozenset({"llama.cpp", "llamacpp", "llama-cpp", "llama_cpp"})
 FORMATS = ("llama-server", "llama-server-env", "router-preset", "llama-swap", "llama-cpp-python", "alex")
 ViewPath = Callable[[LockedModel, LockedFile], Path]
 
@@ -107,6 +112,11 @@ def _main_view(entry: LockedModel, view_path: ViewPath, name: str) -> Path:
             hint="point it at a .gguf with 'quant:' or 'file:'",
         )
     return view_path(entry, models[0])  # files are sorted: a split model's first shard comes first
+
+
+def is_llama_cpp(provider: object) -> bool:
+    """Whether ``provider`` names the llama.cpp provider, under any of its spellings."""
+    return isinstance(provider, str) and provider.strip().lower() in PROVIDER_ALIASES
 
 
 def single(specs: list[ServerSpec], format_name: str) -> ServerSpec:

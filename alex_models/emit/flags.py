@@ -2,15 +2,13 @@
 
 Names drift between builds (the draft model option became ``--spec-draft-model``, keeping
 ``-md/--model-draft`` as an alias), so when a ``llama-server`` is on ``PATH`` its ``--help`` is
-read once and followed; without one, the long-standing names are used.
+read once and followed (``provider.detect_flags`` runs it); without one, the long-standing names
+are used.
 """
 
 from __future__ import annotations
 
-import functools
 import re
-import shutil
-import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -67,17 +65,3 @@ def parse_help(text: str, source: str = "llama-server --help") -> ServerFlags:
     if draft == "--spec-draft-model" and draft in env:
         merged["--model-draft"] = env[draft]
     return ServerFlags(draft=draft, env=merged, source=source)
-
-
-@functools.cache
-def detect(binary: str | None = None) -> ServerFlags:
-    """The installed llama-server's names (``binary``, else the one on PATH), or the built-in ones."""
-    path = binary or shutil.which("llama-server")
-    if path is None:
-        return ServerFlags()
-    try:
-        # The user's own llama-server, found on PATH or named by them: nothing untrusted runs here.
-        done = subprocess.run([path, "--help"], capture_output=True, text=True, timeout=20, check=False)  # noqa: S603
-    except (OSError, subprocess.SubprocessError):
-        return ServerFlags()
-    return parse_help(done.stdout + done.stderr, source=f"{path} --help")
