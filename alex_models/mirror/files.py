@@ -2,22 +2,17 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 from urllib.parse import quote
 
 from alex_models.mirror.faults import FaultKind, RequestInfo
-from alex_models.mirror.messages import HubError, HubRequest, Response
+from alex_models.mirror.messages import HubError, HubRequest, Mirror, Response
 from alex_models.mirror.repos import RepoFile
-
-if TYPE_CHECKING:
-    from alex_models.mirror.server import MirrorServer
 
 HEADER_LIES: tuple[FaultKind, ...] = ("ignore-range", "wrong-range", "bad-length")
 
 
-def file_response(
-    mirror: MirrorServer, request: HubRequest, item: RepoFile, headers: dict[str, str]
-) -> Response:
+def file_response(mirror: Mirror, request: HubRequest, item: RepoFile, headers: dict[str, str]) -> Response:
     info = RequestInfo(request.scope, item.path)
     lies: set[FaultKind] = {kind for kind in HEADER_LIES if mirror.faults.take(kind, info)}
     request.applied.extend(sorted(lies))

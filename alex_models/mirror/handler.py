@@ -10,17 +10,14 @@ import sys
 import time
 import traceback
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import Any, BinaryIO
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from alex_models.errors import UserError
 from alex_models.mirror.faults import RequestInfo
-from alex_models.mirror.messages import HubError, HubRequest, Origin, RequestRecord, Response
+from alex_models.mirror.messages import HubError, HubRequest, Mirror, Origin, RequestRecord, Response
 from alex_models.mirror.routes import route
 from alex_models.mirror.stderr import write_stderr
-
-if TYPE_CHECKING:
-    from alex_models.mirror.server import MirrorServer
 
 _SEND_CHUNK = 1024 * 1024
 _CORRUPT_STRIDE = 64 * 1024  # the first byte of every 64 KiB block of a body is flipped
@@ -31,7 +28,7 @@ class OriginServer(ThreadingHTTPServer):
     block_on_close = False
     request_queue_size = 256
 
-    def __init__(self, host: str, port: int, mirror: MirrorServer, origin: Origin) -> None:
+    def __init__(self, host: str, port: int, mirror: Mirror, origin: Origin) -> None:
         self.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self.mirror = mirror
         self.origin: Origin = origin
@@ -98,9 +95,7 @@ class HubHandler(BaseHTTPRequestHandler):
                 )
             )
 
-    def _write(
-        self, mirror: MirrorServer, request: HubRequest, response: Response, applied: list[str]
-    ) -> int:
+    def _write(self, mirror: Mirror, request: HubRequest, response: Response, applied: list[str]) -> int:
         length = len(response.body) if response.file is None else response.length
         self.send_response(response.status)
         for name, value in response.headers.items():
@@ -114,9 +109,7 @@ class HubHandler(BaseHTTPRequestHandler):
             return length
         return self._send_file(mirror, request, response, applied)
 
-    def _send_file(
-        self, mirror: MirrorServer, request: HubRequest, response: Response, applied: list[str]
-    ) -> int:
+    def _send_file(self, mirror: Mirror, request: HubRequest, response: Response, applied: list[str]) -> int:
         if response.file is None:
             return 0
         info = RequestInfo(request.scope, response.file.path)

@@ -7,11 +7,31 @@ import json
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
-from alex_models.mirror.repos import RepoFile
+from alex_models.mirror.faults import Faults
+from alex_models.mirror.repos import DirectorySource, RepoFile
 
 Origin = Literal["api", "cdn"]
+
+
+class Mirror(Protocol):
+    """What the HTTP layer and the routes need of the server (``server.MirrorServer``), so that
+    neither imports it back."""
+
+    source: DirectorySource
+    faults: Faults
+    page_size: int
+    expand_page_size: int
+
+    @property
+    def url(self) -> str: ...
+
+    def sign(self, repo: str, commit: str, path: str, expires: int) -> str: ...
+
+    def cdn_location(self, request_host: str | None, repo: str, commit: str, path: str) -> str: ...
+
+    def record(self, record: RequestRecord) -> None: ...
 
 
 @dataclass(frozen=True)

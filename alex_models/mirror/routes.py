@@ -9,16 +9,13 @@ import hmac
 import json
 import time
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlencode
 
 from alex_models.mirror.faults import RequestInfo
 from alex_models.mirror.files import file_response
-from alex_models.mirror.messages import HubError, HubRequest, Response, iso_date, json_body
+from alex_models.mirror.messages import HubError, HubRequest, Mirror, Response, iso_date, json_body
 from alex_models.mirror.repos import NoSuchRepo, NoSuchRevision, Repo, RepoDir, RepoFile, Snapshot
-
-if TYPE_CHECKING:
-    from alex_models.mirror.server import MirrorServer
 
 _MODEL_INFO_KEYS = (
     "author", "cardData", "createdAt", "disabled", "downloads", "gated", "lastModified", "likes",
@@ -26,7 +23,7 @@ _MODEL_INFO_KEYS = (
 )  # fmt: skip
 
 
-def route(mirror: MirrorServer, request: HubRequest, applied: list[str]) -> Response:
+def route(mirror: Mirror, request: HubRequest, applied: list[str]) -> Response:
     segments = request.segments
     if request.origin == "cdn":
         return _guarded(mirror, request, applied, None, lambda: _cdn_file(mirror, request))
@@ -40,7 +37,7 @@ def route(mirror: MirrorServer, request: HubRequest, applied: list[str]) -> Resp
 
 
 def _guarded(
-    mirror: MirrorServer,
+    mirror: Mirror,
     request: HubRequest,
     applied: list[str],
     file: str | None,
@@ -65,7 +62,7 @@ def _guarded(
     return answer()
 
 
-def _api(mirror: MirrorServer, request: HubRequest) -> Response:
+def _api(mirror: Mirror, request: HubRequest) -> Response:
     segments = request.segments[1:]
     if segments == ["agent-harnesses"]:
         return _ok({"standardEnvVars": [], "harnesses": {}})
@@ -106,7 +103,7 @@ def _ok(value: object, headers: Mapping[str, str] | None = None) -> Response:
     )
 
 
-def _check_token(mirror: MirrorServer, request: HubRequest, repo: Repo | None = None) -> None:
+def _check_token(mirror: Mirror, request: HubRequest, repo: Repo | None = None) -> None:
     """A token no repo knows is refused everywhere, as the Hub refuses an invalid token."""
     if request.token is None or (repo is not None and request.token in repo.settings.tokens):
         return
@@ -124,7 +121,7 @@ def _repo_not_found(request: HubRequest, repo_id: str) -> HubError:
     return HubError(401 if request.token is None else 404, "RepoNotFound", message)
 
 
-def _open_repo(mirror: MirrorServer, request: HubRequest, repo_id: str, *, files: bool = False) -> Repo:
+def _open_repo(mirror: Mirror, request: HubRequest, repo_id: str, *, files: bool = False) -> Repo:
     try:
         repo = mirror.source.repo(repo_id)
     except NoSuchRepo:
@@ -227,7 +224,7 @@ def _entry(item: RepoFile | RepoDir, snapshot: Snapshot, expand: bool) -> dict[s
     return entry
 
 
-def _tree(mirror: MirrorServer, repo: Repo, request: HubRequest, revision: str, base: str) -> Response:
+def _tree(mirror: Mirror, repo: Repo, request: HubRequest, revision: str, base: str) -> Response:
     snapshot = _snapshot(repo, revision)
     if base and base not in snapshot.dirs:
         raise HubError(404, "EntryNotFound", f'{base} does not exist on "{revision}"')
@@ -318,7 +315,7 @@ def _commits(repo: Repo, revision: str) -> Response:
     return _ok([entry])
 
 
-def _resolve(mirror: MirrorServer, request: HubRequest) -> Response:
+def _resolve(mirror: Mirror, request: HubRequest) -> Response:
     if request.method == "POST":
         raise HubError(405, None, "Method Not Allowed")
     org, name, _, revision, *path_parts = request.segments
@@ -347,7 +344,7 @@ def _resolve(mirror: MirrorServer, request: HubRequest) -> Response:
     return file_response(mirror, request, item, {**commit_header, "ETag": f'"{item.git_oid}"'})
 
 
-def _cdn_file(mirror: MirrorServer, request: HubRequest) -> Response:
+def _cdn_file(mirror: Mirror, request: HubRequest) -> Response:
     if request.method == "POST" or len(request.segments) < 4:
         raise HubError(404, None, "Not Found")
     org, name, commit, *path_parts = request.segments
