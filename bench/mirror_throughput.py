@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 from alex_models.mirror.faults import Fault
-from alex_models.mirror.repos import MirrorRoot
+from alex_models.mirror.root import MirrorRoot
 
 REPO = "bench/throughput"
 FILE = "model.gguf"

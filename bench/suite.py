@@ -45,7 +45,7 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
-from alex_models.mirror.repos import MirrorRoot
+from alex_models.mirror.root import MirrorRoot
 from alex_models.tinymodels import write_tiny_gguf
 
 GiB = 1024**3

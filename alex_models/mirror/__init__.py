@@ -8,7 +8,8 @@ injection (``alex_models.mirror.faults``) the way reliability tests make a netwo
 
 from alex_models.mirror.faults import Fault, Faults
 from alex_models.mirror.messages import RequestRecord
-from alex_models.mirror.repos import DirectorySource, MirrorRoot, RepoSettings
+from alex_models.mirror.repos import DirectorySource, RepoSettings
+from alex_models.mirror.root import MirrorRoot
 from alex_models.mirror.server import MirrorServer
 
 __all__ = [
