@@ -1,4 +1,4 @@
-"""Repositories the mirror serves, read from (and written to) a plain directory.
+"""Repositories the mirror serves, read from a plain directory.
 
 Layout of a mirror root::
 
