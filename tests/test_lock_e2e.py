@@ -648,6 +648,37 @@ def test_cli_add_of_a_missing_repo_fails_and_leaves_the_manifest_byte_identical(
     assert listing(project) == ["models.yaml"]
 
 
+
+@pytest.mark.parametrize(
+    ("files", "quant", "message", "hint"),
+    [
+        (
+            [],
+            None,
+            "nothing to add from org/plain: give the files to add, or --quant",
+            "e.g. 'alex-models add org/plain --quant Q4_K_M' (or name a file: '… org/plain model.gguf')",
+        ),
+        (
+            ["a.gguf"],
+            "Q8_0",
+            "give the files to add from org/plain, or --quant, but not both",
+            "e.g. 'alex-models add org/plain --quant Q8_0'",
+        ),
+    ],
+    ids=["neither", "both"],
+)
+def test_add_says_which_of_files_or_quant_is_wrong(
+    project: Path, files: list[str], quant: str | None, message: str, hint: str
+) -> None:
+    manifest = write_manifest(project, PLAIN_ONLY)
+    before = manifest.read_bytes()
+
+    with pytest.raises(UserError) as caught:
+        api.add(PLAIN, files, quant=quant, manifest_path=manifest)
+
+    assert (caught.value.message, caught.value.hint) == (message, hint)
+    assert manifest.read_bytes() == before
+
 def test_cli_init_writes_a_starter_manifest_that_parses(project: Path) -> None:
     result = cli(project, "init")
 

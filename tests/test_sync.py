@@ -19,7 +19,7 @@ import pytest
 from helpers import small_disk, write_manifest
 
 from alex_models import api
-from alex_models.errors import IntegrityError, UsageError, UserError
+from alex_models.errors import IntegrityError, RemoteError, UsageError, UserError
 from alex_models.ggufinfo import NotGGUFError, write_tiny_gguf
 from alex_models.mirror import MirrorRoot, MirrorServer, RequestRecord
 
@@ -694,6 +694,19 @@ def test_pull_with_the_right_sha256_in_upper_case_succeeds(hub: Hub) -> None:
 
     assert found.read_bytes() == alpha
 
+
+
+def test_pull_in_offline_mode_says_pull_needs_the_network_not_lock(
+    hub: Hub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+    with pytest.raises(RemoteError) as caught:
+        api.pull(ALPHA, ALPHA_FILE)
+
+    assert "offline mode is on (HF_HUB_OFFLINE)" in caught.value.message
+    assert caught.value.hint == "pull needs the network: unset HF_HUB_OFFLINE to pull"
+    assert hub.settled() == []
 
 # -- disk space ------------------------------------------------------------------------------------
 

@@ -263,7 +263,11 @@ def pull(
     safe_relpath(file, what="file to pull")  # refused before any request, as in a manifest
     settings = Settings.from_env()
     owned = remote is None
-    source = remote or HubRemote(settings.endpoint, offline=settings.offline)
+    source = remote or HubRemote(
+        settings.endpoint,
+        offline=settings.offline,
+        offline_hint="pull needs the network: unset HF_HUB_OFFLINE to pull",
+    )
     try:
         snapshot = source.snapshot(repo, revision)
         picked = select(f"{repo}/{file}", ModelInput(repo=repo, revision=revision, file=file), snapshot)
