@@ -82,9 +82,7 @@ class HubRemote:
 
     def _online(self, what: str) -> None:
         if self._offline:
-            raise RemoteError(
-                f"cannot {what}: offline mode is on (HF_HUB_OFFLINE)", hint=self._offline_hint
-            )
+            raise RemoteError(f"cannot {what}: offline mode is on (HF_HUB_OFFLINE)", hint=self._offline_hint)
 
     def snapshot(self, repo: str, revision: str) -> RepoSnapshot:
         self._online(f"resolve {repo}@{revision}")

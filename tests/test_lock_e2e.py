@@ -648,7 +648,6 @@ def test_cli_add_of_a_missing_repo_fails_and_leaves_the_manifest_byte_identical(
     assert listing(project) == ["models.yaml"]
 
 
-
 @pytest.mark.parametrize(
     ("files", "quant", "message", "hint"),
     [
@@ -678,6 +677,7 @@ def test_add_says_which_of_files_or_quant_is_wrong(
 
     assert (caught.value.message, caught.value.hint) == (message, hint)
     assert manifest.read_bytes() == before
+
 
 def test_cli_init_writes_a_starter_manifest_that_parses(project: Path) -> None:
     result = cli(project, "init")

@@ -695,7 +695,6 @@ def test_pull_with_the_right_sha256_in_upper_case_succeeds(hub: Hub) -> None:
     assert found.read_bytes() == alpha
 
 
-
 def test_pull_in_offline_mode_says_pull_needs_the_network_not_lock(
     hub: Hub, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -707,6 +706,7 @@ def test_pull_in_offline_mode_says_pull_needs_the_network_not_lock(
     assert "offline mode is on (HF_HUB_OFFLINE)" in caught.value.message
     assert caught.value.hint == "pull needs the network: unset HF_HUB_OFFLINE to pull"
     assert hub.settled() == []
+
 
 # -- disk space ------------------------------------------------------------------------------------
 

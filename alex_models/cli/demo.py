@@ -64,7 +64,8 @@ def _show(step: DemoStep) -> None:
     elif isinstance(step, SyncStep):
         count = len(step.downloaded)
         files = f"{count} file{'s' if count != 1 else ''}"
-        say(f"sync: downloaded {files} ({human_size(step.bytes_received)}) in {step.seconds:.1f}s into {step.store}")
+        size = human_size(step.bytes_received)
+        say(f"sync: downloaded {files} ({size}) in {step.seconds:.1f}s into {step.store}")
         say(f"      verified by SHA256; llama.cpp reads {step.model}")
     elif isinstance(step, EmitStep):
         say(f"emit: {shlex.join(step.argv)}")
