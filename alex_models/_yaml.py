@@ -8,6 +8,7 @@ closest known one as a hint.
 from __future__ import annotations
 
 import difflib
+import io
 import types
 from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, TypeVar, Union, get_args, get_origin
@@ -15,6 +16,7 @@ from typing import Annotated, Any, TypeVar, Union, get_args, get_origin
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
 from alex_models.errors import AlexModelsError
@@ -179,3 +181,36 @@ def _unwrap(annotation: Any) -> Any:
             annotation = next(a for a in get_args(annotation) if a is not type(None))
         else:
             return annotation
+
+
+def with_entry_appended(text: str, mapping: CommentedMap, key: str, value: Mapping[str, Any]) -> str | None:
+    """``text`` with ``key: value`` written right after the last entry of ``mapping``, a non-empty
+    block mapping loaded from ``text`` by ``load_document``; None where its layout is unknown.
+
+    Done on the text, not by ruamel: ruamel keeps the comments that follow the last entry attached
+    to it (a commented-out example, or the rest of the file), and would write a new entry after
+    them. Lines indented under the last key stay with it; comments after them follow the new entry.
+    """
+    last = list(mapping)[-1]
+    found = mapping.lc.key(last)
+    if found is None or mapping.fa.flow_style():
+        return None
+    key_line, key_col = found
+    lines = text.splitlines(keepends=True)
+    end = key_line  # the last line of the last entry: everything indented under its key
+    for number in range(key_line + 1, len(lines)):
+        stripped = lines[number].lstrip(" ")
+        indent = len(lines[number]) - len(stripped)
+        if indent > key_col and stripped.strip():
+            end = number
+        elif stripped.strip() and not stripped.startswith("#"):
+            break  # the next key: a comment at the margin does not end the entry, a key does
+    out = io.StringIO()
+    yaml = YAML(typ="rt")
+    yaml.width = 4096
+    yaml.dump({key: dict(value)}, out)
+    block = "".join(
+        " " * key_col + line if line.strip() else line for line in out.getvalue().splitlines(True)
+    )
+    head = "".join(lines[: end + 1])
+    return (head if head.endswith("\n") else head + "\n") + block + "".join(lines[end + 1 :])

@@ -333,6 +333,41 @@ def test_with_model_keeps_comments_and_order() -> None:
     assert list(parse(out).models) == ["zed", "alpha"]
 
 
+def test_with_model_adds_after_the_last_entry_before_the_comments_that_follow_it() -> None:
+    text = (
+        "version: 1\n"
+        "models:\n"
+        "  zed:\n"
+        "    repo: a/b\n"
+        "    quant: Q8_0   # the big one\n"
+        "    # runtime: {ctx_size: 8192}\n"
+        "  # old:\n"
+        "  #   repo: a/old\n"
+        "\n"
+        "# emit:\n"
+        "#   - {format: llama-swap, path: x.yaml}\n"
+    )
+    out = with_model(text, "alpha", {"repo": "o/x", "files": ["a.gguf", "b.gguf"]}, FILENAME)
+    assert out == (
+        "version: 1\n"
+        "models:\n"
+        "  zed:\n"
+        "    repo: a/b\n"
+        "    quant: Q8_0   # the big one\n"
+        "    # runtime: {ctx_size: 8192}\n"
+        "  alpha:\n"
+        "    repo: o/x\n"
+        "    files:\n"
+        "    - a.gguf\n"
+        "    - b.gguf\n"
+        "  # old:\n"
+        "  #   repo: a/old\n"
+        "\n"
+        "# emit:\n"
+        "#   - {format: llama-swap, path: x.yaml}\n"
+    )
+
+
 def test_with_model_refuses_a_duplicate_name() -> None:
     with pytest.raises(UserError) as caught:
         with_model(USER_FILE, "zed", {"repo": "o/x", "quant": "Q4_K_M"}, FILENAME)
