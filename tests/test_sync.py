@@ -695,6 +695,43 @@ def test_pull_with_the_right_sha256_in_upper_case_succeeds(hub: Hub) -> None:
     assert found.read_bytes() == alpha
 
 
+def test_gc_keeps_what_pull_fetched_until_the_pull_is_forgotten(hub: Hub) -> None:
+    alpha = hub.files[f"{ALPHA}/{ALPHA_FILE}"]
+    found = api.pull(ALPHA, ALPHA_FILE)
+    pull_lock = home() / "pulls" / "org--alpha--alpha-Q4_K_M.gguf.lock"
+
+    kept = api.gc()
+
+    assert (kept.removed_blobs, kept.removed_views) == (0, 0)
+    assert found.read_bytes() == alpha
+    assert kept.kept_locks == (str(pull_lock),)
+
+    dry = api.gc(dry_run=True, forget_pulls=True)
+
+    assert dry.forgotten_pulls == (pull_lock,)
+    assert found.exists()
+
+    forgot = api.gc(forget_pulls=True)
+
+    assert [item.path for item in forgot.blobs] == [blob(alpha)]
+    assert [item.path for item in forgot.views] == [found]
+    assert forgot.bytes_freed == len(alpha)
+    assert not found.exists()
+    assert list((home() / "pulls").iterdir()) == []
+
+
+def test_deleting_one_pull_lock_lets_gc_reclaim_that_file_alone(hub: Hub) -> None:
+    alpha = api.pull(ALPHA, ALPHA_FILE)
+    beta = api.pull(BETA, BETA_FILE)
+    (home() / "pulls" / "org--alpha--alpha-Q4_K_M.gguf.lock").unlink()
+
+    result = api.gc()
+
+    assert [item.path for item in result.views] == [alpha]
+    assert not alpha.exists()
+    assert beta.read_bytes() == hub.files[f"{BETA}/{BETA_FILE}"]
+
+
 def test_pull_in_offline_mode_says_pull_needs_the_network_not_lock(
     hub: Hub, monkeypatch: pytest.MonkeyPatch
 ) -> None:
