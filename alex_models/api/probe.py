@@ -137,7 +137,7 @@ def _ask(url: str, specs: list[ServerSpec], *, could_be: bool) -> list[ProbeResu
             ]
         else:
             results = [_result(url, health.status, served, spec, props) for spec in specs]
-            if len(specs) > 1:  # one file at a shared address: the models it is not are not wrong here
+            if len(specs) > 1:  # one model runs at a shared address: report the one it serves
                 results = [result for result in results if result.name in served or result.matches is True]
     if results:
         return results
@@ -148,6 +148,7 @@ def _ask(url: str, specs: list[ServerSpec], *, could_be: bool) -> list[ProbeResu
 
 
 def _not_up(url: str, status: str, specs: list[ServerSpec], *, could_be: bool) -> list[ProbeResult]:
+    """Each model looked for, down; one line naming them all when any of them could have been it."""
     if specs and not (could_be and len(specs) > 1):
         return [ProbeResult(url, False, status, (), spec.name, None, spec.model, None) for spec in specs]
     candidates = tuple(spec.name for spec in specs)
