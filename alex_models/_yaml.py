@@ -8,12 +8,15 @@ closest known one as a hint.
 from __future__ import annotations
 
 import difflib
+import io
 import types
 from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, TypeVar, Union, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
 from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
 from alex_models.errors import AlexModelsError
@@ -90,32 +93,52 @@ def _dotted(loc: Sequence[int | str]) -> str:
     return ".".join(f"[{part}]" if isinstance(part, int) else str(part) for part in loc).replace(".[", "[")
 
 
+MAX_PROBLEMS = 10
+"""Problems listed in one error; the rest are counted (a file of garbage should not fill the screen)."""
+
+
 def _validation_error(
     exc: ValidationError, root: type[BaseModel], document: Any, filename: str, error: type[E]
 ) -> E:
-    errors = exc.errors(include_url=False)
-    first = errors[0]
-    loc = [part for part in first["loc"] if isinstance(part, int | str)]
+    """One line per problem, each ``file:line:col: what``. A lone problem keeps its hint apart (the
+    CLI prints it as ``hint:``); among several, each line carries its own hint, in parentheses."""
+    # dict.fromkeys: a union field reports once per member, often in the same words.
+    problems = list(
+        dict.fromkeys(_problem(e, root, document, filename) for e in exc.errors(include_url=False))
+    )
+    if len(problems) == 1:
+        message, hint = problems[0]
+        return error(message, hint=hint)
+    lines = [message if hint is None else f"{message} ({hint})" for message, hint in problems[:MAX_PROBLEMS]]
+    if len(problems) > MAX_PROBLEMS:
+        lines.append(f"{filename}: and {len(problems) - MAX_PROBLEMS} more problems")
+    return error("\n".join(lines))
+
+
+def _problem(
+    item: ErrorDetails, root: type[BaseModel], document: Any, filename: str
+) -> tuple[str, str | None]:
+    """One pydantic error as ``file:line:col: what`` and a hint."""
+    loc = [part for part in item["loc"] if isinstance(part, int | str)]
     line, col = position(document, loc)
     where = f"{filename}:{line}:{col}"
-    more = f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})" if len(errors) > 1 else ""
-    kind = first["type"]
+    kind = item["type"]
     if kind == "extra_forbidden":
         key, parent = str(loc[-1]), loc[:-1]
         known = _known_keys(root, parent)
         close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
         inside = f" in {_dotted(parent)}" if parent else ""
         hint = f"did you mean {close[0]!r}?" if close else f"known keys here: {', '.join(known)}"
-        return error(f"{where}: unknown key {key!r}{inside}{more}", hint=hint)
+        return f"{where}: unknown key {key!r}{inside}", hint
     if kind == "missing":
         inside = f" in {_dotted(loc[:-1])}" if len(loc) > 1 else ""
         version_hint = "start the file with 'version: 1'" if loc == ["version"] else None
-        return error(f"{where}: missing key {str(loc[-1])!r}{inside}{more}", hint=version_hint)
-    message = first["msg"].removeprefix("Value error, ")
+        return f"{where}: missing key {str(loc[-1])!r}{inside}", version_hint
+    message = item["msg"].removeprefix("Value error, ")
     if kind.endswith("_type") or kind == "literal_error":
-        message = f"{message}, got {_describe(first.get('input'))}"
+        message = f"{message}, got {_describe(item.get('input'))}"
     subject = f"{_dotted(loc)}: " if loc else ""
-    return error(f"{where}: {subject}{message}{more}")
+    return f"{where}: {subject}{message}", None
 
 
 def _describe(value: Any) -> str:
@@ -158,3 +181,36 @@ def _unwrap(annotation: Any) -> Any:
             annotation = next(a for a in get_args(annotation) if a is not type(None))
         else:
             return annotation
+
+
+def with_entry_appended(text: str, mapping: CommentedMap, key: str, value: Mapping[str, Any]) -> str | None:
+    """``text`` with ``key: value`` written right after the last entry of ``mapping``, a non-empty
+    block mapping loaded from ``text`` by ``load_document``; None where its layout is unknown.
+
+    Done on the text, not by ruamel: ruamel keeps the comments that follow the last entry attached
+    to it (a commented-out example, or the rest of the file), and would write a new entry after
+    them. Lines indented under the last key stay with it; comments after them follow the new entry.
+    """
+    last = list(mapping)[-1]
+    found = mapping.lc.key(last)
+    if found is None or mapping.fa.flow_style():
+        return None
+    key_line, key_col = found
+    lines = text.splitlines(keepends=True)
+    end = key_line  # the last line of the last entry: everything indented under its key
+    for number in range(key_line + 1, len(lines)):
+        stripped = lines[number].lstrip(" ")
+        indent = len(lines[number]) - len(stripped)
+        if indent > key_col and stripped.strip():
+            end = number
+        elif stripped.strip() and not stripped.startswith("#"):
+            break  # the next key: a comment at the margin does not end the entry, a key does
+    out = io.StringIO()
+    yaml = YAML(typ="rt")
+    yaml.width = 4096
+    yaml.dump({key: dict(value)}, out)
+    block = "".join(
+        " " * key_col + line if line.strip() else line for line in out.getvalue().splitlines(True)
+    )
+    head = "".join(lines[: end + 1])
+    return (head if head.endswith("\n") else head + "\n") + block + "".join(lines[end + 1 :])

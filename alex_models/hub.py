@@ -53,12 +53,16 @@ class HubRemote:
         *,
         token: str | None = None,
         offline: bool = False,
+        offline_hint: str = "unset HF_HUB_OFFLINE to lock, or use 'sync --frozen' with the committed lock",
         retry: RetryPolicy | None = None,
     ) -> None:
+        """``offline_hint`` is what to do when offline mode refuses a request: it depends on the
+        command that asked (``lock`` can be avoided with the committed lock; ``pull`` cannot)."""
         self.endpoint = endpoint.rstrip("/")
         # An explicit token wins; otherwise huggingface_hub's own lookup (HF_TOKEN, saved login).
         self._token = token if token is not None else get_token()
         self._offline = offline
+        self._offline_hint = offline_hint
         self._retry = retry or RetryPolicy()
         self._api = HfApi(
             endpoint=self.endpoint,
@@ -78,10 +82,7 @@ class HubRemote:
 
     def _online(self, what: str) -> None:
         if self._offline:
-            raise RemoteError(
-                f"cannot {what}: offline mode is on (HF_HUB_OFFLINE)",
-                hint="unset HF_HUB_OFFLINE to lock, or use 'sync --frozen' with the committed lock",
-            )
+            raise RemoteError(f"cannot {what}: offline mode is on (HF_HUB_OFFLINE)", hint=self._offline_hint)
 
     def snapshot(self, repo: str, revision: str) -> RepoSnapshot:
         self._online(f"resolve {repo}@{revision}")

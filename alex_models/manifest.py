@@ -32,7 +32,7 @@ from ruamel.yaml.comments import CommentedMap
 
 from alex_models._fs import relpath_problem
 from alex_models._ids import COMMIT_RE, SHA256_RE
-from alex_models._yaml import load_document, position, validate_document
+from alex_models._yaml import load_document, position, validate_document, with_entry_appended
 from alex_models.errors import UserError
 
 MANIFEST_VERSION = 1
@@ -339,20 +339,22 @@ def _check_references(manifest: Manifest, document: Any, filename: str) -> None:
 STARTER_MANIFEST = """\
 # models.yaml: the local LLM weights this project runs, for alex-models.
 # Commit it with models.lock; CI runs 'alex-models lock --check' and 'alex-models sync --locked'.
+# Add a model with 'alex-models add REPO --quant Q4_K_M' (it locks too), or write one under
+# 'models:' like the examples there, then run 'alex-models lock'.
 version: 1
 
 defaults:
   revision: main            # branch, tag or 40-hex commit, for models that name none
   # runtime: {ctx_size: 4096}
 
-models:
+models: {}
   # The name is the llama-server alias and the app's llm_model.
-  qwen2.5-0.5b:
-    repo: Qwen/Qwen2.5-0.5B-Instruct-GGUF   # Hugging Face repo id
-    quant: Q4_K_M                           # or file: <path>, or files: [globs]
-    # mmproj: mmproj-f16.gguf               # projector of a vision model, same repo
-    # runtime: {ctx_size: 8192, n_gpu_layers: 99, args: ["--jinja"]}
-
+  # qwen2.5-0.5b:
+  #   repo: Qwen/Qwen2.5-0.5B-Instruct-GGUF   # Hugging Face repo id
+  #   quant: Q4_K_M                           # or file: <path>, or files: [globs]
+  #   mmproj: mmproj-f16.gguf                 # projector of a vision model, same repo
+  #   runtime: {ctx_size: 8192, n_gpu_layers: 99, args: ["--jinja"]}
+  #
   # tiny-draft:
   #   url: https://example.org/files/draft.gguf   # a plain HTTPS file
   #   sha256: <64 hex>                             # optional: pinned before lock
@@ -378,16 +380,22 @@ def model_name_for(repo: str) -> str:
 
 
 def with_model(text: str, name: str, entry: dict[str, object], filename: str) -> str:
-    """``text`` with model ``name`` added, comments and order kept; validated before it is returned."""
-    parse_manifest(text, filename)  # edit only a manifest that is valid as it stands
+    """``text`` with model ``name`` added at the end of ``models:``, comments and order kept;
+    validated before it is returned."""
+    current = parse_manifest(text, filename)  # edit only a manifest that is valid as it stands
+    if name in current.models:
+        raise UserError(f"{filename} already has a model named {name!r}", hint="pick another with --name")
     document = load_document(text, filename, ManifestError, what="'version' and 'models'")
     models = document.get("models")
+    if isinstance(models, CommentedMap) and models:
+        edited = with_entry_appended(text, models, name, entry)
+        if edited is not None and _adds_only(current, edited, name, filename):
+            return edited
+    # No entry to follow (or a layout the text edit misread): ruamel writes the mapping.
     if not isinstance(models, CommentedMap):  # no "models:" key yet, or "models:" left empty
         models = CommentedMap()
         document["models"] = models
     models.fa.set_block_style()  # "models: {}" is a flow mapping; entries read better as blocks
-    if name in models:
-        raise UserError(f"{filename} already has a model named {name!r}", hint="pick another with --name")
     models[name] = CommentedMap(entry)
     out = io.StringIO()
     yaml = YAML(typ="rt")
@@ -395,3 +403,15 @@ def with_model(text: str, name: str, entry: dict[str, object], filename: str) ->
     yaml.dump(document, out)
     parse_manifest(out.getvalue(), filename)
     return out.getvalue()
+
+
+def _adds_only(current: Manifest, edited: str, name: str, filename: str) -> bool:
+    """Whether ``edited`` says what ``current`` says plus model ``name``: the text edit's check."""
+    try:
+        after = parse_manifest(edited, filename)
+    except ManifestError:
+        return False  # the entry itself may be wrong: the other path reports it
+    return (
+        list(after.models) == [*current.models, name]
+        and after.model_copy(update={"models": current.models}) == current
+    )

@@ -8,6 +8,7 @@ Layout under the store home (``$ALEX_MODELS_HOME``, default ``~/.alex/models``):
     locks/<sha256>.lock                       one file lock per blob: one downloader at a time
     state/verified/<sha256>                   known-good stat record (size, mtime_ns, inode)
     state/locks.json                          lock files that synced into this store (for gc)
+    pulls/<org>--<name>--<file>.lock          what ``pull`` fetched, as one-model locks (gc keeps it)
     llama.cpp/hf/<org>/<name>/<commit>/<path> views: hard links (symlinks where impossible) to blobs
     llama.cpp/url/<sha256>/<file name>        views of plain-URL sources
 
@@ -45,7 +46,7 @@ class Store:
 
     def init(self) -> Store:
         self.home.mkdir(parents=True, exist_ok=True)
-        for sub in ("blobs/sha256", "tmp", "locks", "state/verified", "llama.cpp"):
+        for sub in ("blobs/sha256", "tmp", "locks", "state/verified", "llama.cpp", "pulls"):
             self._check_inside(self.home / sub)  # a planted symlink here would lead writes elsewhere
         tag = self.home / "CACHEDIR.TAG"
         if not tag.exists():
@@ -185,6 +186,13 @@ class Store:
             current.mkdir(exist_ok=True)
 
     # -- the registry of locks that synced here ----------------------------------------------------
+
+    def pull_lock_path(self, repo: str, file: str) -> Path:
+        """The lock ``pull`` writes for ``file`` of ``repo``: a flat name, whatever the slashes."""
+        return self.home / "pulls" / (f"{repo}/{file}".replace("/", "--") + ".lock")
+
+    def pull_locks(self) -> list[Path]:
+        return sorted((self.home / "pulls").glob("*.lock"))
 
     def register_lock(self, lock_path: Path) -> None:
         """Remember that ``lock_path`` synced into this store, so ``gc`` keeps what it references."""

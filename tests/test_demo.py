@@ -301,6 +301,23 @@ def test_demo_stops_llama_server_when_interrupted_while_it_runs(scratch: Path, l
     assert list(scratch.iterdir()) == []
 
 
+# -- how the steps read ---------------------------------------------------------------------------
+
+
+def test_step_sizes_are_said_in_human_units(capsys: pytest.CaptureFixture[str]) -> None:
+    from alex_models.cli.demo import _show
+
+    model = LockedFile(path="m.gguf", role="model", size=1_234_567, sha256="a" * 64)
+    _show(MirrorStep(endpoint="http://127.0.0.1:1", repo="o/r", file="m.gguf", size=812))
+    _show(LockStep(lock_path=Path("/p/models.lock"), repo="o/r", commit="c" * 40, files=(model,)))
+    _show(SyncStep(store=Path("/s"), downloaded=(), bytes_received=0, seconds=0.0, model=Path("/s/m")))
+
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "mirror: serving o/r (m.gguf, 812 B) at http://127.0.0.1:1"
+    assert lines[1] == f"lock: pinned o/r@{'c' * 12}, 1 file, 1.23 MB, in /p/models.lock"
+    assert lines[2] == "sync: downloaded 0 files (0 B) in 0.0s into /s"
+
+
 # -- waiting for a server -------------------------------------------------------------------------
 
 

@@ -648,9 +648,52 @@ def test_cli_add_of_a_missing_repo_fails_and_leaves_the_manifest_byte_identical(
     assert listing(project) == ["models.yaml"]
 
 
-def test_cli_init_writes_a_starter_manifest_that_parses(project: Path) -> None:
-    result = cli(project, "init")
+@pytest.mark.parametrize(
+    ("files", "quant", "message", "hint"),
+    [
+        (
+            [],
+            None,
+            "nothing to add from org/plain: give the files to add, or --quant",
+            "e.g. 'alex-models add org/plain --quant Q4_K_M' (or name a file: '… org/plain model.gguf')",
+        ),
+        (
+            ["a.gguf"],
+            "Q8_0",
+            "give the files to add from org/plain, or --quant, but not both",
+            "e.g. 'alex-models add org/plain --quant Q8_0'",
+        ),
+    ],
+    ids=["neither", "both"],
+)
+def test_add_says_which_of_files_or_quant_is_wrong(
+    project: Path, files: list[str], quant: str | None, message: str, hint: str
+) -> None:
+    manifest = write_manifest(project, PLAIN_ONLY)
+    before = manifest.read_bytes()
 
-    assert result.returncode == 0, result.stderr
-    manifest = parse_manifest((project / "models.yaml").read_text(encoding="utf-8"))
-    assert list(manifest.models) == ["qwen2.5-0.5b"]
+    with pytest.raises(UserError) as caught:
+        api.add(PLAIN, files, quant=quant, manifest_path=manifest)
+
+    assert (caught.value.message, caught.value.hint) == (message, hint)
+    assert manifest.read_bytes() == before
+
+
+def test_cli_init_then_add_locks_only_the_added_model_inside_models(hub: Hub, project: Path) -> None:
+    init = cli(project, "init")
+    starter = (project / "models.yaml").read_text(encoding="utf-8")
+
+    added = cli(project, "add", OTHER, "--quant", "Q4_K_M")
+
+    assert init.returncode == 0, init.stderr
+    assert parse_manifest(starter).models == {}  # the template's models are commented examples
+    assert added.returncode == 0, added.stderr
+    assert list(read_lock(project).models) == ["other"]
+    lines = (project / "models.yaml").read_text(encoding="utf-8").splitlines()
+    entry = lines.index("  other:")
+    assert lines[lines.index("models:") + 1] == "  other:"
+    assert lines[entry : entry + 3] == ["  other:", f"    repo: {OTHER}", "    quant: Q4_K_M"]
+    assert entry < lines.index("# emit:")
+    assert [line for line in lines if line.lstrip().startswith("#")] == [
+        line for line in starter.splitlines() if line.lstrip().startswith("#")
+    ]  # every comment kept, in order

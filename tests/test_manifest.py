@@ -237,10 +237,26 @@ def test_yaml_the_parser_chokes_on_is_a_manifest_error(text: str) -> None:
     assert error.hint == "fix the YAML syntax"
 
 
-def test_only_the_first_problem_is_located_and_the_rest_are_counted() -> None:
-    error = refused("version: 1\nmodels:\n  m: {repo: a/b, quant: Q, bad1: 1, bad2: 2, bad3: 3}\n")
-    assert error.message.startswith(f"{FILENAME}:3:")
-    assert error.message.endswith("(and 2 more problems)")
+def test_every_problem_is_shown_on_its_own_line_with_its_location_and_hint() -> None:
+    error = refused(
+        "version: 1\nmodels:\n  m: {repo: a/b, quant: Q, bad1: 1}\n  n:\n    repo: a/c\n    qaunt: Q\n"
+    )
+    known = "known keys here: repo, revision, file, files, quant, url, sha256, mmproj, lora, draft, runtime"
+    assert error.message.splitlines() == [
+        f"{FILENAME}:3:28: unknown key 'bad1' in models.m ({known})",
+        f"{FILENAME}:6:5: unknown key 'qaunt' in models.n (did you mean 'quant'?)",
+    ]
+    assert error.hint is None
+
+
+def test_problems_past_the_tenth_are_counted() -> None:
+    keys = ", ".join(f"x{n}: 1" for n in range(12))
+    error = refused(f"version: 1\nmodels:\n  m: {{repo: a/b, quant: Q, {keys}}}\n")
+    lines = error.message.splitlines()
+    assert len(lines) == 11
+    assert all(line.startswith(f"{FILENAME}:3:") for line in lines[:10])
+    assert [line.split("'")[1] for line in lines[:10]] == [f"x{n}" for n in range(10)]
+    assert lines[10] == f"{FILENAME}: and 2 more problems"
 
 
 # --- lock input normalization ---------------------------------------------------------------------
@@ -315,6 +331,41 @@ def test_with_model_keeps_comments_and_order() -> None:
         "emit: []\n"
     )
     assert list(parse(out).models) == ["zed", "alpha"]
+
+
+def test_with_model_adds_after_the_last_entry_before_the_comments_that_follow_it() -> None:
+    text = (
+        "version: 1\n"
+        "models:\n"
+        "  zed:\n"
+        "    repo: a/b\n"
+        "    quant: Q8_0   # the big one\n"
+        "    # runtime: {ctx_size: 8192}\n"
+        "  # old:\n"
+        "  #   repo: a/old\n"
+        "\n"
+        "# emit:\n"
+        "#   - {format: llama-swap, path: x.yaml}\n"
+    )
+    out = with_model(text, "alpha", {"repo": "o/x", "files": ["a.gguf", "b.gguf"]}, FILENAME)
+    assert out == (
+        "version: 1\n"
+        "models:\n"
+        "  zed:\n"
+        "    repo: a/b\n"
+        "    quant: Q8_0   # the big one\n"
+        "    # runtime: {ctx_size: 8192}\n"
+        "  alpha:\n"
+        "    repo: o/x\n"
+        "    files:\n"
+        "    - a.gguf\n"
+        "    - b.gguf\n"
+        "  # old:\n"
+        "  #   repo: a/old\n"
+        "\n"
+        "# emit:\n"
+        "#   - {format: llama-swap, path: x.yaml}\n"
+    )
 
 
 def test_with_model_refuses_a_duplicate_name() -> None:

@@ -176,7 +176,7 @@ def emitted(
 
 
 def assert_probe_matches(project: Project, name: str, base_url: str | None = None) -> api.ProbeResult:
-    result = api.probe(base_url, name, project.manifest)
+    [result] = api.probe(base_url, name, project.manifest).results
     assert result.up, result.status
     assert name in result.served
     assert result.matches is True, (result.model_path, result.expected)
@@ -256,6 +256,13 @@ def test_router_mode_serves_each_model_of_the_emitted_preset_by_name(
         for name in ("tiny", "tiny-split"):
             assert_probe_matches(proj, name, server.base_url)
             assert_chats(server.base_url, name)
+        every = api.probe(None, None, proj.manifest)  # no name: the router, asked once per model
+
+    assert [(r.name, r.base_url, r.matches) for r in every.results] == [
+        ("tiny", server.base_url, True),
+        ("tiny-split", server.base_url, True),
+    ]
+    assert every.ok
 
 
 def test_llama_server_runs_from_the_emitted_environment_alone(
@@ -292,7 +299,7 @@ def test_llama_cpp_python_serves_the_emitted_config(published: None, project: Pa
 
     with serving(argv, proj.port, tmp_path / "server.log") as server:
         for name in ("tiny", "tiny-split"):
-            result = api.probe(server.base_url, name, proj.manifest)
+            [result] = api.probe(server.base_url, name, proj.manifest).results
             assert result.up, result.status
             assert name in result.served
             # Its server names no model file anywhere (no /props): the served file cannot be compared.

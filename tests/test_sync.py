@@ -19,7 +19,7 @@ import pytest
 from helpers import small_disk, write_manifest
 
 from alex_models import api
-from alex_models.errors import IntegrityError, UsageError, UserError
+from alex_models.errors import IntegrityError, RemoteError, UsageError, UserError
 from alex_models.ggufinfo import NotGGUFError
 from alex_models.mirror import MirrorRoot, MirrorServer, RequestRecord
 from alex_models.tinymodels import write_tiny_gguf
@@ -694,6 +694,56 @@ def test_pull_with_the_right_sha256_in_upper_case_succeeds(hub: Hub) -> None:
     found = api.pull(ALPHA, ALPHA_FILE, sha256=sha(alpha).upper())
 
     assert found.read_bytes() == alpha
+
+
+def test_gc_keeps_what_pull_fetched_until_the_pull_is_forgotten(hub: Hub) -> None:
+    alpha = hub.files[f"{ALPHA}/{ALPHA_FILE}"]
+    found = api.pull(ALPHA, ALPHA_FILE)
+    pull_lock = home() / "pulls" / "org--alpha--alpha-Q4_K_M.gguf.lock"
+
+    kept = api.gc()
+
+    assert (kept.removed_blobs, kept.removed_views) == (0, 0)
+    assert found.read_bytes() == alpha
+    assert kept.kept_locks == (str(pull_lock),)
+
+    dry = api.gc(dry_run=True, forget_pulls=True)
+
+    assert dry.forgotten_pulls == (pull_lock,)
+    assert found.exists()
+
+    forgot = api.gc(forget_pulls=True)
+
+    assert [item.path for item in forgot.blobs] == [blob(alpha)]
+    assert [item.path for item in forgot.views] == [found]
+    assert forgot.bytes_freed == len(alpha)
+    assert not found.exists()
+    assert list((home() / "pulls").iterdir()) == []
+
+
+def test_deleting_one_pull_lock_lets_gc_reclaim_that_file_alone(hub: Hub) -> None:
+    alpha = api.pull(ALPHA, ALPHA_FILE)
+    beta = api.pull(BETA, BETA_FILE)
+    (home() / "pulls" / "org--alpha--alpha-Q4_K_M.gguf.lock").unlink()
+
+    result = api.gc()
+
+    assert [item.path for item in result.views] == [alpha]
+    assert not alpha.exists()
+    assert beta.read_bytes() == hub.files[f"{BETA}/{BETA_FILE}"]
+
+
+def test_pull_in_offline_mode_says_pull_needs_the_network_not_lock(
+    hub: Hub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+    with pytest.raises(RemoteError) as caught:
+        api.pull(ALPHA, ALPHA_FILE)
+
+    assert "offline mode is on (HF_HUB_OFFLINE)" in caught.value.message
+    assert caught.value.hint == "pull needs the network: unset HF_HUB_OFFLINE to pull"
+    assert hub.settled() == []
 
 
 # -- disk space ------------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from helpers import CLI, blob, cli, home, progress_done, wait_for, write_manifest
 
+from alex_models._units import human_size
 from alex_models.mirror import MirrorRoot, MirrorServer, RequestRecord
 from alex_models.tinymodels import write_tiny_gguf
 
@@ -225,15 +226,24 @@ def test_gc_dry_run_says_what_it_would_free_and_removes_nothing(hub: Hub, projec
 
     assert dry.returncode == 0, dry.stderr
     size = len(hub.files[BETA_FILE])
-    assert dry.stdout == (
-        f"Would free {size} bytes: 1 blob(s), 0 partial(s), 1 view(s). Locks still in use: 1.\n"
-    )
+    beta_view = view(hub, BETA, BETA_FILE)
+    assert dry.stdout.splitlines() == [
+        f"would remove blob {beta} ({human_size(size)})",
+        f"would remove view {beta_view} ({human_size(size)})",
+        f"Would free {human_size(size)}: 1 blob(s), 0 partial(s), 1 view(s). Locks still in use: 1.",
+    ]
     assert beta.exists()
-    assert view(hub, BETA, BETA_FILE).exists()
+    assert beta_view.exists()
 
     done = cli(project, "gc", "--json")
 
-    assert json.loads(done.stdout)["bytes_freed"] == size
+    report = json.loads(done.stdout)
+    assert report["bytes_freed"] == size
+    assert report["removed"] == {
+        "blobs": [{"path": str(beta), "bytes": size}],
+        "partials": [],
+        "views": [{"path": str(beta_view), "bytes": size}],
+    }
     assert not beta.exists()
 
 

@@ -5,7 +5,7 @@ store, downloader) and returns a frozen result; the CLI only renders it.
 """
 
 from alex_models.api.emit import Emitted, emit, emit_targets
-from alex_models.api.probe import ProbeResult, probe
+from alex_models.api.probe import ProbeReport, ProbeResult, probe
 from alex_models.api.project import AddResult, LockResult, add, default_lock_path, init, lock, read_lock
 from alex_models.api.store import GcResult, ModelStatus, VerifyResult, gc, model_path, pull, status, verify
 from alex_models.api.sync import SyncedModel, SyncResult, sync
@@ -16,6 +16,7 @@ __all__ = [
     "GcResult",
     "LockResult",
     "ModelStatus",
+    "ProbeReport",
     "ProbeResult",
     "SyncResult",
     "SyncedModel",

@@ -1,14 +1,28 @@
-"""Use case ``probe``: is a llama.cpp server up, and is it serving the locked file?"""
+"""Use case ``probe``: are the llama.cpp servers up, and is each serving its locked file?
+
+Without ``name``, every locked model that llama-server can serve is looked for at the address its
+``runtime`` gives (``ServerSpec.base_url``), each address asked once:
+
+- a router (``llama-server --models-preset``, ``/props`` says ``role: router``) serves several
+  models at one address: each model it should serve is asked for by name (``/props?model=``);
+- a plain server serves one file: when several models share its address, it is right if it
+  serves one of them (only one can run there at a time), and the report names which.
+
+With ``base_url`` and no ``name``, the server there is checked against every locked model it
+could be serving.
+"""
 
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from alex_models.api.sync import require_lock, store_for
-from alex_models.emit import DEFAULT_BASE_URL, server_specs
+from alex_models.emit import DEFAULT_BASE_URL, ServerSpec, server_specs
 from alex_models.errors import RemoteError
+from alex_models.lock import Lock, LockedFile, LockedModel
 from alex_models.manifest import load_manifest
 from alex_models.provider import LlamaCppClient
 from alex_models.store import Store
@@ -16,19 +30,25 @@ from alex_models.store import Store
 
 @dataclass(frozen=True)
 class ProbeResult:
+    """One model looked for at one address (or, with no locked model to look for, the server)."""
+
     base_url: str
     up: bool
     status: str
     served: tuple[str, ...]
     """Model ids the server answers to."""
     name: str | None
-    """The locked model probed for, if any."""
+    """The locked model probed for; None with no manifest, or when the server serves none of
+    ``candidates``."""
     model_path: str | None
     """The file the server says it loaded (llama-server's /props)."""
     expected: Path | None
-    """The locked view path of ``name``."""
+    """The locked file of ``name``."""
     matches: bool | None
     """True or False when the served file could be compared with the lock; None when it could not."""
+    candidates: tuple[str, ...] = ()
+    """The locked models looked for at this address, when the result names none of them (the
+    server serves none of them, or is not up to say which)."""
 
     @property
     def ok(self) -> bool:
@@ -36,37 +56,117 @@ class ProbeResult:
         return self.up and served and self.matches is not False
 
 
+@dataclass(frozen=True)
+class ProbeReport:
+    results: tuple[ProbeResult, ...]
+    """One per model looked for, in manifest order (one per server with nothing to look for)."""
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.results) and all(result.ok for result in self.results)
+
+
+def expected_path(store: Store, entry: LockedModel, file: LockedFile) -> Path:
+    """The file a server must have loaded to serve ``file`` of ``entry`` as locked: its view.
+
+    The one place probe learns it, so that a stricter notion of "synced" (blob verified, view in
+    place) can take over here.
+    """
+    return store.view_path(entry, file)
+
+
 def probe(
     base_url: str | None = None,
     name: str | None = None,
     manifest_path: Path = Path("models.yaml"),
     store_home: Path | None = None,
-) -> ProbeResult:
-    """Ask the server at ``base_url`` (default: where the manifest says ``name`` is served)."""
-    expected = None
+) -> ProbeReport:
+    """Ask the server at ``base_url`` (default: each address the manifest gives) what it serves."""
+    specs: list[ServerSpec] = []
     if manifest_path.exists():
         manifest = load_manifest(manifest_path)
         _, lock = require_lock(manifest_path, None)
         store = Store(store_home) if store_home else store_for()
-        names = [name] if name else None
-        specs = server_specs(manifest, lock, store.view_path, manifest_path.parent.absolute(), names)
-        if specs:
-            spec = specs[0] if name else next((s for s in specs if s.base_url == base_url), specs[0])
-            name, expected, base_url = spec.name, spec.model, base_url or spec.base_url
-    url = base_url or DEFAULT_BASE_URL
+        specs = server_specs(
+            manifest,
+            lock,
+            lambda entry, file: expected_path(store, entry, file),
+            manifest_path.parent.absolute(),
+            [name] if name else _servable(lock, manifest.models),
+        )
+    if base_url is not None or not specs:
+        return ProbeReport(tuple(_ask(base_url or DEFAULT_BASE_URL, specs, could_be=name is None)))
+    by_url: dict[str, list[ServerSpec]] = {}
+    for spec in specs:
+        by_url.setdefault(spec.base_url, []).append(spec)
+    return ProbeReport(tuple(r for url, group in by_url.items() for r in _ask(url, group, could_be=False)))
+
+
+def _servable(lock: Lock, names: Iterable[str]) -> list[str]:
+    """The manifest's models that are locked with a GGUF a server can load."""
+    return [name for name in names if name in lock.models and lock.models[name].model_files]
+
+
+def _ask(url: str, specs: list[ServerSpec], *, could_be: bool) -> list[ProbeResult]:
+    """What the server at ``url`` serves, compared with each of ``specs``.
+
+    ``could_be``: the server may be serving any of ``specs`` (given ``--base-url`` alone), and
+    only what it serves is reported; otherwise a router must serve each of them.
+    """
     with LlamaCppClient(url) as client:
         try:
             health = client.health()
         except RemoteError as exc:
-            return ProbeResult(url, False, exc.message, (), name, None, expected, None)
-        served = tuple(client.models()) if health.ok else ()
-        props = client.props() if health.ok else {}
-        if props.get("role") == "router" and name is not None and name in served:
-            props = client.props(model=name)  # a router's own /props names no model file
-    model_path = props.get("model_path") if isinstance(props.get("model_path"), str) else None
+            return _not_up(url, exc.message, specs, could_be=could_be)
+        if not health.ok:
+            return _not_up(url, health.status, specs, could_be=could_be)
+        served = tuple(client.models())
+        props = client.props()
+        router = props.get("role") == "router"
+        if router:  # a router's own /props names no model file: ask it for each model, by name
+            asked = [spec for spec in specs if spec.name in served or not could_be]
+            results = [
+                _result(
+                    url,
+                    health.status,
+                    served,
+                    spec,
+                    client.props(model=spec.name) if spec.name in served else {},
+                )
+                for spec in asked
+            ]
+        else:
+            results = [_result(url, health.status, served, spec, props) for spec in specs]
+            if len(specs) > 1:  # one model runs at a shared address: report the one it serves
+                results = [result for result in results if result.name in served or result.matches is True]
+    if results:
+        return results
+    model_path = None if router else _model_path(props)
+    matches = False if specs else None  # with nothing locked to look for, up is all there is to know
+    candidates = tuple(spec.name for spec in specs)
+    return [ProbeResult(url, True, health.status, served, None, model_path, None, matches, candidates)]
+
+
+def _not_up(url: str, status: str, specs: list[ServerSpec], *, could_be: bool) -> list[ProbeResult]:
+    """Each model looked for, down; one line naming them all when any of them could have been it."""
+    if specs and not (could_be and len(specs) > 1):
+        return [ProbeResult(url, False, status, (), spec.name, None, spec.model, None) for spec in specs]
+    candidates = tuple(spec.name for spec in specs)
+    return [ProbeResult(url, False, status, (), None, None, None, None, candidates)]
+
+
+def _result(
+    url: str, status: str, served: tuple[str, ...], spec: ServerSpec, props: dict[str, object]
+) -> ProbeResult:
+    model_path = _model_path(props)
     return ProbeResult(
-        url, health.ok, health.status, served, name, model_path, expected, _same_file(model_path, expected)
+        url, True, status, served, spec.name, model_path, spec.model, _same_file(model_path, spec.model)
     )
+
+
+def _model_path(props: dict[str, object]) -> str | None:
+    path = props.get("model_path")
+    return path if isinstance(path, str) else None
 
 
 def _same_file(served: str | None, expected: Path | None) -> bool | None:

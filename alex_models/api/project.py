@@ -153,10 +153,15 @@ def add(
     If locking fails, the manifest is put back as it was: ``add`` never leaves a manifest that
     does not lock.
     """
-    if bool(files) == (quant is not None):
+    if not files and quant is None:
         raise UserError(
-            "give the files to add, or --quant, but not both",
-            hint="e.g. 'alex-models add org/repo --quant Q4_K_M'",
+            f"nothing to add from {repo}: give the files to add, or --quant",
+            hint=f"e.g. 'alex-models add {repo} --quant Q4_K_M' (or name a file: '… {repo} model.gguf')",
+        )
+    if files and quant is not None:
+        raise UserError(
+            f"give the files to add from {repo}, or --quant, but not both",
+            hint=f"e.g. 'alex-models add {repo} --quant {quant}'",
         )
     original = manifest_path.read_text(encoding="utf-8") if manifest_path.exists() else None
     name = name or model_name_for(repo)

@@ -10,7 +10,7 @@ from typing import Literal
 import httpx2
 from filelock import Timeout
 
-from alex_models._fs import link_atomically, safe_relpath
+from alex_models._fs import atomic_write, link_atomically, safe_relpath
 from alex_models.api.project import read_lock
 from alex_models.api.sync import (
     check_space,
@@ -26,7 +26,7 @@ from alex_models.api.sync import (
 )
 from alex_models.download import NoProgress, Progress
 from alex_models.errors import IntegrityError, UserError
-from alex_models.lock import Lock, LockedFile, LockedModel, drift
+from alex_models.lock import Lock, LockedFile, LockedModel, drift, dumps
 from alex_models.manifest import ModelInput, load_manifest
 from alex_models.remote import Remote
 from alex_models.resolve import select
@@ -155,54 +155,89 @@ def model_path(
 
 
 @dataclass(frozen=True)
+class Removal:
+    """One file gc removes (or, with ``dry_run``, would remove)."""
+
+    path: Path
+    size: int
+
+
+@dataclass(frozen=True)
 class GcResult:
-    removed_blobs: int
-    removed_partials: int
-    removed_views: int
-    bytes_freed: int
+    blobs: tuple[Removal, ...]
+    partials: tuple[Removal, ...]
+    """Partial downloads; ``size`` is the disk space they take."""
+    views: tuple[Removal, ...]
+    """Views; ``size`` is the file's (a hard link frees nothing while its blob stays)."""
     kept_locks: tuple[str, ...]
+    forgotten_pulls: tuple[Path, ...]
+    """The pull locks ``forget_pulls`` removed (or would remove)."""
     dry_run: bool
 
+    @property
+    def removed_blobs(self) -> int:
+        return len(self.blobs)
 
-def gc(*, dry_run: bool = False, store_home: Path | None = None) -> GcResult:
+    @property
+    def removed_partials(self) -> int:
+        return len(self.partials)
+
+    @property
+    def removed_views(self) -> int:
+        return len(self.views)
+
+    @property
+    def bytes_freed(self) -> int:
+        return sum(item.size for item in (*self.blobs, *self.partials))
+
+
+def gc(*, dry_run: bool = False, forget_pulls: bool = False, store_home: Path | None = None) -> GcResult:
     """Remove blobs, views and partial downloads that no registered, still existing lock references.
 
+    ``pull`` registers a lock of its own for what it fetched (``<store>/pulls/``), so a pulled file
+    stays until that lock is deleted, or ``forget_pulls`` deletes them all first.
     A blob or partial whose file lock is held (a ``sync`` is fetching it) is never touched.
     """
     store = (Store(store_home) if store_home else store_for()).init()
-    keep_blobs, keep_views, live_locks = _referenced(store)
-    freed = blobs = partials = views = 0
+    forgotten = tuple(store.pull_locks()) if forget_pulls else ()
+    if not dry_run:
+        for pull_lock in forgotten:
+            pull_lock.unlink(missing_ok=True)
+    keep_blobs, keep_views, live_locks = _referenced(store, {str(path) for path in forgotten})
+    blobs, partials, views = [], [], []
     for blob in list(store.blobs()):
         if blob.name not in keep_blobs and _removable(store, blob.name):
-            freed += blob.stat().st_size
-            blobs += 1
+            blobs.append(Removal(blob, blob.stat().st_size))
             if not dry_run:
                 store.discard_blob(blob.name)
     for partial in list((store.home / "tmp").glob("*.part")):
         sha256 = partial.name.removesuffix(".part")
         if sha256 not in keep_blobs and _removable(store, sha256):
-            freed += partial.stat().st_blocks * 512
-            partials += 1
+            partials.append(Removal(partial, partial.stat().st_blocks * 512))
             if not dry_run:
                 partial.unlink(missing_ok=True)
                 store.progress_path(sha256).unlink(missing_ok=True)
     for view in [v for v in (store.home / "llama.cpp").rglob("*") if v.is_file() or v.is_symlink()]:
         if view not in keep_views:
-            views += 1
+            views.append(Removal(view, view.lstat().st_size))
             if not dry_run:
                 view.unlink(missing_ok=True)
     if not dry_run:
         _remove_empty_dirs(store.home / "llama.cpp")
         store.set_registered_locks(live_locks)
-    return GcResult(blobs, partials, views, freed, tuple(sorted(live_locks)), dry_run)
+    return GcResult(
+        tuple(blobs), tuple(partials), tuple(views), tuple(sorted(live_locks)), forgotten, dry_run
+    )
 
 
-def _referenced(store: Store) -> tuple[set[str], set[Path], list[str]]:
-    """Blobs and views the registered locks still pin, and those locks."""
+def _referenced(store: Store, forgotten: set[str]) -> tuple[set[str], set[Path], list[str]]:
+    """Blobs and views the registered locks (but the ``forgotten`` ones) still pin, and those locks."""
     keep_blobs: set[str] = set()
     keep_views: set[Path] = set()
     live_locks = []
     for lock_file in store.registered_locks():
+        if lock_file in forgotten:
+            continue
         try:
             current = read_lock(Path(lock_file))
         except (UserError, IntegrityError) as exc:
@@ -263,7 +298,11 @@ def pull(
     safe_relpath(file, what="file to pull")  # refused before any request, as in a manifest
     settings = Settings.from_env()
     owned = remote is None
-    source = remote or HubRemote(settings.endpoint, offline=settings.offline)
+    source = remote or HubRemote(
+        settings.endpoint,
+        offline=settings.offline,
+        offline_hint="pull needs the network: unset HF_HUB_OFFLINE to pull",
+    )
     try:
         snapshot = source.snapshot(repo, revision)
         picked = select(f"{repo}/{file}", ModelInput(repo=repo, revision=revision, file=file), snapshot)
@@ -292,6 +331,11 @@ def pull(
     )
     single = Lock(version=1, models={"pull": entry})
     store = (Store(store_home) if store_home else store_for()).init()
+    # Registered before the download, as sync registers its lock: gc keeps what pull fetched (and a
+    # partial download of it) until the user deletes this lock or runs 'gc --forget-pulls'.
+    pull_lock = store.pull_lock_path(repo, file)
+    atomic_write(pull_lock, dumps(single).encode())
+    store.register_lock(pull_lock)
     wanted = download_jobs(single, ["pull"], settings.endpoint)
     missing = with_token(
         [job for job in wanted.values() if not store.has_blob(job.sha256, job.size)], settings.endpoint

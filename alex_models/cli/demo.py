@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from alex_models._units import human_size
 from alex_models.cli.options import JsonOpt
 from alex_models.cli.render import print_json, say
 
@@ -55,15 +56,16 @@ def _show(step: DemoStep) -> None:
     from alex_models.api.demo import ChatStep, EmitStep, LockStep, MirrorStep, SyncStep
 
     if isinstance(step, MirrorStep):
-        say(f"mirror: serving {step.repo} ({step.file}, {_kb(step.size)}) at {step.endpoint}")
+        say(f"mirror: serving {step.repo} ({step.file}, {human_size(step.size)}) at {step.endpoint}")
     elif isinstance(step, LockStep):
         files = f"{len(step.files)} file{'s' if len(step.files) != 1 else ''}"
-        size = _kb(sum(file.size for file in step.files))
+        size = human_size(sum(file.size for file in step.files))
         say(f"lock: pinned {step.repo}@{step.commit[:12]}, {files}, {size}, in {step.lock_path}")
     elif isinstance(step, SyncStep):
         count = len(step.downloaded)
         files = f"{count} file{'s' if count != 1 else ''}"
-        say(f"sync: downloaded {files} ({_kb(step.bytes_received)}) in {step.seconds:.1f}s into {step.store}")
+        size = human_size(step.bytes_received)
+        say(f"sync: downloaded {files} ({size}) in {step.seconds:.1f}s into {step.store}")
         say(f"      verified by SHA256; llama.cpp reads {step.model}")
     elif isinstance(step, EmitStep):
         say(f"emit: {shlex.join(step.argv)}")
@@ -75,10 +77,6 @@ def _show(step: DemoStep) -> None:
             reply = json.dumps(step.reply, ensure_ascii=False)
             say(f"chat: {step.llama_server} answered {step.prompt!r} with {reply} (random weights: noise)")
     sys.stdout.flush()  # each step shows as it happens, also through a pipe
-
-
-def _kb(size: int) -> str:
-    return f"{size / 1000:.0f} KB"
 
 
 def _as_json(step: DemoStep) -> dict[str, Any]:

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from alex_models.cli.options import JsonOpt, ManifestOpt, complete_model_name
 from alex_models.cli.render import labelled, say, warn
+
+if TYPE_CHECKING:
+    from alex_models.api import ProbeResult
 
 
 def emit(
@@ -76,41 +79,70 @@ def emit(
 
 def probe(
     base_url: Annotated[
-        str | None, typer.Option("--base-url", help="The server's OpenAI URL (default: from models.yaml).")
+        str | None,
+        typer.Option(
+            "--base-url",
+            help="The server's OpenAI URL (default: each model's, from models.yaml); "
+            "without --name, checked against every locked model it could be serving.",
+        ),
     ] = None,
     name: Annotated[
         str | None,
-        typer.Option("--name", help="The locked model to look for.", autocompletion=complete_model_name),
+        typer.Option(
+            "--name",
+            help="Look for this locked model only (default: every one).",
+            autocompletion=complete_model_name,
+        ),
     ] = None,
     manifest: ManifestOpt = Path("models.yaml"),
     json_output: JsonOpt = False,
 ) -> None:
-    """Is a llama.cpp server up, which model does it serve, and is that the locked file? Exit 0 or 1."""
+    """Are the llama.cpp servers up, which models do they serve, and are those the locked files?
+
+    Exit 0 when every model looked for is served from its locked file, 1 otherwise.
+    """
     from alex_models import api
     from alex_models.cli.render import print_json
 
-    result = api.probe(base_url, name, manifest)
+    report = api.probe(base_url, name, manifest)
     if json_output:
-        print_json(
-            "probe",
-            {
-                "base_url": result.base_url,
-                "up": result.up,
-                "status": result.status,
-                "served": list(result.served),
-                "name": result.name,
-                "model_path": result.model_path,
-                "expected": str(result.expected) if result.expected else None,
-                "matches": result.matches,
-                "ok": result.ok,
-            },
-        )
+        print_json("probe", {"ok": report.ok, "results": [_probe_json(result) for result in report.results]})
     else:
-        say(f"{result.base_url}: {'up' if result.up else 'down'} ({result.status})")
-        if result.served:
-            say(f"serving: {', '.join(result.served)}")
-        if result.matches is not None:
-            verdict = "is" if result.matches else "is NOT"
-            say(f"{result.model_path} {verdict} the locked file of {result.name} ({result.expected})")
-    if not result.ok:
+        for result in report.results:
+            _say_probe(result)
+    if not report.ok:
         raise typer.Exit(1)
+
+
+def _probe_json(result: ProbeResult) -> dict[str, object]:
+    return {
+        "name": result.name,
+        "base_url": result.base_url,
+        "up": result.up,
+        "status": result.status,
+        "served": list(result.served),
+        "model_path": result.model_path,
+        "expected": str(result.expected) if result.expected else None,
+        "matches": result.matches,
+        "candidates": list(result.candidates),
+        "ok": result.ok,
+    }
+
+
+def _say_probe(result: ProbeResult) -> None:
+    where = f"{result.name} at {result.base_url}" if result.name else result.base_url
+    say(f"{where}: {'up' if result.up else 'down'} ({result.status})")
+    if result.served:
+        say(f"  serving: {', '.join(result.served)}")
+    if result.matches is not None and result.name is not None:
+        verdict = "is" if result.matches else "is NOT"
+        say(f"  {result.model_path} {verdict} the locked file of {result.name} ({result.expected})")
+    elif result.up and result.name is not None and result.name not in result.served:
+        say(f"  {result.name} is not among the models it serves")
+    if result.candidates:
+        looked = ", ".join(result.candidates)
+        if not result.up:
+            say(f"  looked for: {looked}")
+        else:
+            served = result.model_path or "what it serves"
+            say(f"  {served} is none of the locked files of {looked}")

@@ -22,7 +22,7 @@ def init(manifest: ManifestOpt = Path("models.yaml"), json_output: JsonOpt = Fal
     if json_output:
         print_json("init", {"manifest": str(path.absolute())})
         return
-    say(f"Wrote {path}. Next: edit it, then run 'alex-models lock'.")
+    say(f"Wrote {path}. Next: 'alex-models add REPO --quant Q4_K_M', or edit it and run 'alex-models lock'.")
 
 
 def add(

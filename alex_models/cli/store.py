@@ -160,14 +160,26 @@ def path(
 
 def gc(
     dry_run: Annotated[
-        bool, typer.Option("--dry-run", help="Say what would be removed; remove nothing.")
+        bool,
+        typer.Option(
+            "--dry-run", help="List each file that would be removed, with its size; remove nothing."
+        ),
+    ] = False,
+    forget_pulls: Annotated[
+        bool,
+        typer.Option(
+            "--forget-pulls",
+            help="Also let go of every file 'pull' fetched (its lock in <store>/pulls/; "
+            "deleting one such lock lets go of that file alone).",
+        ),
     ] = False,
     json_output: JsonOpt = False,
 ) -> None:
-    """Remove blobs, views and partial downloads that no synced lock still references."""
+    """Remove blobs, views and partial downloads that no synced lock (or pull) still references."""
     from alex_models import api
+    from alex_models._units import human_size
 
-    result = api.gc(dry_run=dry_run)
+    result = api.gc(dry_run=dry_run, forget_pulls=forget_pulls)
     if json_output:
         print_json(
             "gc",
@@ -177,14 +189,29 @@ def gc(
                 "views": result.removed_views,
                 "bytes_freed": result.bytes_freed,
                 "locks": list(result.kept_locks),
+                "forgotten_pulls": [str(path) for path in result.forgotten_pulls],
+                "removed": {
+                    kind: [{"path": str(item.path), "bytes": item.size} for item in items]
+                    for kind, items in (
+                        ("blobs", result.blobs),
+                        ("partials", result.partials),
+                        ("views", result.views),
+                    )
+                },
                 "dry_run": result.dry_run,
             },
         )
         return
+    if dry_run:
+        for path in result.forgotten_pulls:
+            say(f"would forget pull {path}")
+        for kind, items in (("blob", result.blobs), ("partial", result.partials), ("view", result.views)):
+            for item in items:
+                say(f"would remove {kind} {item.path} ({human_size(item.size)})")
     verb = "Would free" if dry_run else "Freed"
     removed = f"{result.removed_blobs} blob(s), {result.removed_partials} partial(s)"
     removed += f", {result.removed_views} view(s)"
-    say(f"{verb} {result.bytes_freed} bytes: {removed}. Locks still in use: {len(result.kept_locks)}.")
+    say(f"{verb} {human_size(result.bytes_freed)}: {removed}. Locks still in use: {len(result.kept_locks)}.")
 
 
 def pull(
@@ -198,7 +225,10 @@ def pull(
     quiet: QuietOpt = False,
     json_output: JsonOpt = False,
 ) -> None:
-    """Download one file without a manifest, verified, through the store; print its path."""
+    """Download one file without a manifest, verified, through the store; print its path.
+
+    The store keeps it from gc until 'gc --forget-pulls' (or deleting its lock in <store>/pulls/).
+    """
     from alex_models import api
     from alex_models.cli.progress import progress_for
 
