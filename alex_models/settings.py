@@ -25,5 +25,31 @@ class Settings:
         endpoint = (env.get("HF_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/")
         flags = (env.get("HF_HUB_OFFLINE", ""), env.get("TRANSFORMERS_OFFLINE", ""))
         offline = any(flag.strip().lower() in _TRUE for flag in flags)
-        home = Path(env.get("ALEX_MODELS_HOME") or Path(env.get("HOME") or Path.home()) / ".alex" / "models")
-        return cls(endpoint=endpoint, offline=offline, home=home.expanduser())
+        return cls(endpoint=endpoint, offline=offline, home=store_home(environ=env).path)
+
+
+@dataclass(frozen=True)
+class StoreHome:
+    """Where the store is, and which setting said so."""
+
+    path: Path
+    origin: str
+    """``ALEX_MODELS_HOME``, ``store:`` (the manifest's key), ``default``, or ``given`` (by the caller)."""
+    overridden: Path | None = None
+    """The manifest's ``store:`` that ``ALEX_MODELS_HOME`` set aside, to show the user."""
+
+
+def store_home(manifest_store: Path | None = None, environ: Mapping[str, str] | None = None) -> StoreHome:
+    """The store to use: ``ALEX_MODELS_HOME``, else the manifest's ``store:``, else ``~/.alex/models``.
+
+    The environment beats the config file, as in cargo and uv: one deploy host can point a shared
+    project at its own volume without editing the committed manifest.
+    """
+    env = os.environ if environ is None else environ
+    variable = env.get("ALEX_MODELS_HOME")
+    if variable:
+        return StoreHome(Path(variable).expanduser(), "ALEX_MODELS_HOME", overridden=manifest_store)
+    if manifest_store is not None:
+        return StoreHome(manifest_store, "store:")
+    default = Path(env.get("HOME") or Path.home()) / ".alex" / "models"
+    return StoreHome(default.expanduser(), "default")

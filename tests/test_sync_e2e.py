@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from helpers import CLI, blob, cli, home, progress_done, wait_for, write_manifest
 
+from alex_models._units import human_size
 from alex_models.ggufinfo import write_tiny_gguf
 from alex_models.mirror import MirrorRoot, MirrorServer, RequestRecord
 
@@ -87,7 +88,7 @@ def test_sync_prints_plain_progress_lines_on_stderr_and_a_summary(hub: Hub, proj
         assert f"stored {repo}/{name}" in lines
     total = len(hub.files[ALPHA_FILE]) + len(hub.files[BETA_FILE])
     assert result.stdout.startswith(
-        f"Synced 2 model(s) into {home()}: 2 downloaded ({total} bytes), 0 already there, in "
+        f"Synced 2 model(s) into {home()}: 2 downloaded ({human_size(total)}), 0 already there, in "
     )
     assert "\x1b[" not in result.stderr  # no terminal escapes in a log
 
@@ -147,13 +148,22 @@ def test_status_json_reports_each_model_state_and_sizes(hub: Hub, project: Path)
 
     result = cli(project, "status", "--json")
 
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == 1  # beta is not synced; the whole object comes first all the same
+    assert result.stderr == "hint: run 'alex-models sync'\n"
     payload = json.loads(result.stdout)
-    assert payload["stale"] == []
+    assert (payload["stale"], payload["synced"]) == ([], False)
+    assert (payload["store"], payload["store_origin"], payload["store_overridden"]) == (
+        str(home()),
+        "ALEX_MODELS_HOME",
+        None,
+    )
     alpha, beta = payload["models"]["alpha"], payload["models"]["beta"]
     size_a, size_b = len(hub.files[ALPHA_FILE]), len(hub.files[BETA_FILE])
     assert alpha == {
         "state": "present",
+        "synced": True,
+        "sync_state": "synced",
+        "views_missing": False,
         "files": 1,
         "present_files": 1,
         "size": size_a,
@@ -162,6 +172,9 @@ def test_status_json_reports_each_model_state_and_sizes(hub: Hub, project: Path)
     }
     assert beta == {
         "state": "missing",
+        "synced": False,
+        "sync_state": "missing",
+        "views_missing": False,
         "files": 1,
         "present_files": 0,
         "size": size_b,
@@ -226,7 +239,7 @@ def test_gc_dry_run_says_what_it_would_free_and_removes_nothing(hub: Hub, projec
     assert dry.returncode == 0, dry.stderr
     size = len(hub.files[BETA_FILE])
     assert dry.stdout == (
-        f"Would free {size} bytes: 1 blob(s), 0 partial(s), 1 view(s). Locks still in use: 1.\n"
+        f"Would free {human_size(size)}: 1 blob(s), 0 partial(s), 1 view(s). Locks still in use: 1.\n"
     )
     assert beta.exists()
     assert view(hub, BETA, BETA_FILE).exists()

@@ -11,7 +11,6 @@ from alex_models.emit import server_specs
 from alex_models.errors import RemoteError
 from alex_models.manifest import load_manifest
 from alex_models.provider import DEFAULT_BASE_URL, LlamaCppClient
-from alex_models.store import Store
 
 
 @dataclass(frozen=True)
@@ -47,7 +46,7 @@ def probe(
     if manifest_path.exists():
         manifest = load_manifest(manifest_path)
         _, lock = require_lock(manifest_path, None)
-        store = Store(store_home) if store_home else store_for()
+        store = store_for(manifest_path, store_home)
         names = [name] if name else None
         specs = server_specs(manifest, lock, store.view_path, manifest_path.parent.absolute(), names)
         if specs:

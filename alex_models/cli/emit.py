@@ -37,6 +37,12 @@ def emit(
         bool,
         typer.Option("--check", help="Write nothing; exit 1 naming each file that differs from the lock."),
     ] = False,
+    allow_missing: Annotated[
+        bool,
+        typer.Option(
+            "--allow-missing", help="Emit the paths of models that are not synced (yet); else exit 1."
+        ),
+    ] = False,
     manifest: ManifestOpt = Path("models.yaml"),
     json_output: JsonOpt = False,
 ) -> None:
@@ -44,7 +50,7 @@ def emit(
     from alex_models import api
 
     if format_name is None:
-        results = api.emit_targets(manifest, check=check)
+        results = api.emit_targets(manifest, check=check, allow_missing=allow_missing)
         if not results:
             warn("models.yaml has no emit: list; name a FORMAT")
     else:
@@ -58,6 +64,7 @@ def emit(
                 base_url=base_url,
                 as_json=json_output,
                 check=check,
+                allow_missing=allow_missing,
             )
         ]
     for line in dict.fromkeys(w for result in results for w in result.warnings):
