@@ -6,6 +6,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
 _TRUE = ("1", "on", "yes", "true")
@@ -28,13 +29,16 @@ class Settings:
         return cls(endpoint=endpoint, offline=offline, home=store_home(environ=env).path)
 
 
+StoreOrigin = Literal["ALEX_MODELS_HOME", "store:", "default", "given"]
+"""Which setting chose the store: the variable, the manifest's key, the default, or the caller."""
+
+
 @dataclass(frozen=True)
 class StoreHome:
     """Where the store is, and which setting said so."""
 
     path: Path
-    origin: str
-    """``ALEX_MODELS_HOME``, ``store:`` (the manifest's key), ``default``, or ``given`` (by the caller)."""
+    origin: StoreOrigin
     overridden: Path | None = None
     """The manifest's ``store:`` that ``ALEX_MODELS_HOME`` set aside, to show the user."""
 
@@ -48,7 +52,9 @@ def store_home(manifest_store: Path | None = None, environ: Mapping[str, str] | 
     env = os.environ if environ is None else environ
     variable = env.get("ALEX_MODELS_HOME")
     if variable:
-        return StoreHome(Path(variable).expanduser(), "ALEX_MODELS_HOME", overridden=manifest_store)
+        path = Path(variable).expanduser()
+        aside = None if manifest_store == path else manifest_store
+        return StoreHome(path, "ALEX_MODELS_HOME", overridden=aside)
     if manifest_store is not None:
         return StoreHome(manifest_store, "store:")
     default = Path(env.get("HOME") or Path.home()) / ".alex" / "models"

@@ -31,7 +31,7 @@ from alex_models.lock import Lock, LockedFile, LockedModel, drift
 from alex_models.manifest import ModelInput, load_manifest
 from alex_models.remote import Remote
 from alex_models.resolve import select
-from alex_models.settings import Settings
+from alex_models.settings import Settings, StoreOrigin
 from alex_models.store import ModelState, Store
 
 _LISTED_AT_MOST = 8
@@ -69,8 +69,7 @@ class StatusResult:
     stale: tuple[str, ...]
     """The lock's drift from the manifest, described; empty when fresh (or with no manifest)."""
     models: tuple[ModelStatus, ...]
-    store_origin: str = "given"
-    """Which setting chose the store: ``ALEX_MODELS_HOME``, ``store:``, ``default`` or ``given``."""
+    store_origin: StoreOrigin = "given"
     store_overridden: Path | None = None
     """The manifest's ``store:``, when ``ALEX_MODELS_HOME`` set it aside."""
     linked: tuple[Path, ...] = ()
