@@ -262,6 +262,9 @@ class Manifest(StrictModel):
     defaults: Defaults = Field(default_factory=Defaults)
     models: dict[ModelName, ModelSpec] = Field(default_factory=dict)
     emit: list[EmitTarget] = Field(default_factory=list)
+    store: Annotated[str, Field(min_length=1)] | None = None
+    """The store this project uses: a path, relative to this file's folder, ``~`` expanded.
+    ``ALEX_MODELS_HOME`` in the environment wins over it."""
 
     @field_validator("version", mode="before")
     @classmethod

@@ -23,7 +23,10 @@ import json
 import os
 import stat
 from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
+from typing import Literal
 
 from filelock import FileLock
 
@@ -44,7 +47,31 @@ class Store:
     def __init__(self, home: Path) -> None:
         self.home = home.expanduser().absolute()
 
+    @cached_property
+    def writable(self) -> bool:
+        """Whether this process may write the store: the one place that decides it.
+
+        ``access(2)`` answers for a read-only mount (EROFS) and for missing permissions alike, and
+        writes nothing. A read-only store (a pre-synced shared volume) serves every command that
+        only reads; its stat records, file locks and lock registry are skipped, not written.
+        """
+        existing = self.home
+        while not existing.exists() and existing != existing.parent:
+            existing = existing.parent  # a store not made yet is writable where it would be made
+        return os.access(existing, os.W_OK)
+
+    def require_writable(self, needs: str) -> None:
+        """Raise the one error for a read-only store, saying what ``needs`` a write."""
+        if not self.writable:
+            raise UserError(
+                f"the store {self.home} is read-only, and {needs}",
+                hint="run this where the store is writable, or point ALEX_MODELS_HOME "
+                "(or 'store:' in models.yaml) at a writable folder",
+            )
+
     def init(self) -> Store:
+        if not self.writable:
+            return self  # a read-only store is used as it is; what must write asks require_writable
         self.home.mkdir(parents=True, exist_ok=True)
         for sub in ("blobs/sha256", "tmp", "locks", "state/verified", "llama.cpp", "pulls"):
             self._check_inside(self.home / sub)  # a planted symlink here would lead writes elsewhere
@@ -81,7 +108,8 @@ class Store:
         if self._record(sha256) == _stat_key(st):
             return True
         if sha256_file(path) != sha256:
-            self.discard_blob(sha256)
+            if self.writable:  # a read-only store keeps it; it is not trusted all the same
+                self.discard_blob(sha256)
             return False
         self._write_record(sha256, st)
         return True
@@ -141,6 +169,8 @@ class Store:
             return None
 
     def _write_record(self, sha256: str, st: os.stat_result) -> None:
+        if not self.writable:
+            return  # only saves a later re-hash: a read-only store re-hashes instead
         atomic_write(self.home / "state" / "verified" / sha256, _stat_key(st).encode())
 
     def blobs(self) -> Iterator[Path]:
@@ -167,10 +197,38 @@ class Store:
         points elsewhere is refused, never followed.
         """
         blob = self.blob_path(sha256)
-        self._check_inside(view.parent)
-        if view.exists() and not view.is_symlink() and view.stat().st_ino == blob.stat().st_ino:
+        if self.view_in_place(view, sha256):
             return
+        self.require_writable(f"the view {view} is missing")
+        self._check_inside(view.parent)
         link_atomically(view, blob)
+
+    def view_in_place(self, view: Path, sha256: str) -> bool:
+        """Whether ``view`` leads to the blob: its hard link, or the symlink made where none is possible.
+
+        Only folders inside the store count: a view reached through a planted symlink is not in place.
+        """
+        current = self.home
+        for part in view.parent.relative_to(self.home).parts:
+            current = current / part
+            if current.is_symlink():
+                return False
+        try:
+            return view.samefile(self.blob_path(sha256))
+        except OSError:
+            return False
+
+    def model_state(self, entry: LockedModel) -> ModelState:
+        """Which files of ``entry`` are synced: verified blob present and view in place.
+
+        The one definition of "synced" that ``status``, ``path``, ``emit`` and ``probe`` share.
+        """
+        files = []
+        for file in entry.files:
+            view = self.view_path(entry, file)
+            present = self.has_blob(file.sha256, file.size)
+            files.append(FileState(file, view, present, present and self.view_in_place(view, file.sha256)))
+        return ModelState(tuple(files))
 
     def _check_inside(self, folder: Path) -> None:
         # One folder at a time, checked before it is created: mkdir(parents=True) would follow a
@@ -195,7 +253,12 @@ class Store:
         return sorted((self.home / "pulls").glob("*.lock"))
 
     def register_lock(self, lock_path: Path) -> None:
-        """Remember that ``lock_path`` synced into this store, so ``gc`` keeps what it references."""
+        """Remember that ``lock_path`` synced into this store, so ``gc`` keeps what it references.
+
+        Skipped on a read-only store: no gc can run there either.
+        """
+        if not self.writable:
+            return
         with FileLock(self.home / "locks" / "registry.lock"):
             known = set(self.registered_locks())
             known.add(str(lock_path.absolute()))
@@ -217,6 +280,52 @@ class Store:
         except (FileNotFoundError, json.JSONDecodeError):
             return []
         return [item for item in value if isinstance(item, str)] if isinstance(value, list) else []
+
+
+@dataclass(frozen=True)
+class FileState:
+    """One locked file in the store."""
+
+    file: LockedFile
+    view: Path
+    present: bool
+    """Its verified blob is in the store."""
+    linked: bool
+    """Its view leads to that blob."""
+
+    @property
+    def synced(self) -> bool:
+        return self.present and self.linked
+
+
+@dataclass(frozen=True)
+class ModelState:
+    """One locked model in the store: each file's state, in lock order."""
+
+    files: tuple[FileState, ...]
+
+    @property
+    def synced(self) -> bool:
+        """Every file verified and in place: what llama.cpp can load."""
+        return all(f.synced for f in self.files)
+
+    @property
+    def state(self) -> Literal["synced", "partial", "missing"]:
+        if self.synced:
+            return "synced"
+        return "partial" if any(f.present for f in self.files) else "missing"
+
+    @property
+    def views_missing(self) -> bool:
+        """Every blob is present, but some view is not: a sync stopped after storing the bytes."""
+        return all(f.present for f in self.files) and not self.synced
+
+    @property
+    def hint(self) -> str:
+        """What makes it synced."""
+        if self.views_missing:
+            return "views missing; run 'alex-models sync' or 'alex-models status --fix'"
+        return "run 'alex-models sync'"
 
 
 def _stat_key(st: os.stat_result) -> str:

@@ -60,6 +60,39 @@ def small_disk(mount_point: Path, size: int, monkeypatch: pytest.MonkeyPatch) ->
         subprocess.run(["umount", "-l", str(mount_point)], check=True)
 
 
+@contextlib.contextmanager
+def read_only(folder: Path) -> Iterator[Path]:
+    """``folder`` read-only, as a pre-synced shared model volume is: a read-only bind mount of
+    itself (as root, here and in CI), else ``chmod -R a-w``; writable again afterwards."""
+    if os.geteuid() != 0:
+        subprocess.run(["chmod", "-R", "a-w", str(folder)], check=True)
+        try:
+            yield folder
+        finally:
+            subprocess.run(["chmod", "-R", "u+w", str(folder)], check=True)
+        return
+    for step in (["--bind", str(folder), str(folder)], ["-o", "remount,bind,ro", str(folder)]):
+        mounted = subprocess.run(["mount", *step], capture_output=True, text=True, check=False)
+        if mounted.returncode != 0:
+            if step[0] != "--bind":
+                subprocess.run(["umount", str(folder)], check=True)
+            pytest.fail(f"cannot make {folder} a read-only bind mount: {mounted.stderr.strip()}")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", str(folder)], check=True)
+
+
+def listing(folder: Path) -> dict[str, tuple[int, int]]:
+    """Every path under ``folder`` (itself included) with its mtime and size: equal before and
+    after a command only if it wrote nothing there."""
+    found = {}
+    for path in [folder, *folder.rglob("*")]:
+        st = path.lstat()
+        found[str(path.relative_to(folder))] = (st.st_mtime_ns, st.st_size)
+    return found
+
+
 def home() -> Path:
     """This test's store (``ALEX_MODELS_HOME``, set by the ``isolated_home`` fixture)."""
     return Path(os.environ["ALEX_MODELS_HOME"])

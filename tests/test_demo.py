@@ -17,7 +17,7 @@ from pathlib import Path
 
 import httpx2
 import pytest
-from helpers import CLI
+from helpers import CLI, cli
 
 from alex_models.api.demo import (
     LLAMA_SERVER_VARIABLE,
@@ -241,6 +241,25 @@ def test_demo_keeps_the_project_and_its_store_in_an_empty_directory(
 
     with pytest.raises(UsageError, match="is not an empty directory"):
         demo(keep=kept)
+
+
+def test_the_kept_project_uses_its_own_store_without_alex_models_home(
+    tmp_path: Path, scratch: Path, no_llama_server: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    kept = tmp_path / "kept"
+    result = demo(keep=kept)
+    synced = result.steps[2]
+    assert isinstance(synced, SyncStep)
+    monkeypatch.delenv("ALEX_MODELS_HOME")
+
+    status = cli(kept, "status")
+    path = cli(kept, "path", "tiny-llama")
+
+    assert (status.returncode, status.stderr) == (0, ""), status.stderr
+    assert status.stdout.splitlines()[0] == f"store: {kept / 'store'}"
+    assert status.stdout.splitlines()[1].split()[:2] == ["tiny-llama", "synced"]
+    assert (path.returncode, path.stdout) == (0, f"{synced.model}\n"), path.stderr
+    assert synced.model.is_relative_to(kept / "store")
 
 
 # -- with a real llama-server ----------------------------------------------------------------------

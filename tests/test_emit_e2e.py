@@ -448,11 +448,17 @@ def test_a_correct_model_gives_no_warnings(synced: Path) -> None:
         assert api.emit(format_name, synced, only=["chat"], flags=FLAGS).warnings == ()
 
 
-def test_a_locked_model_not_synced_yet_warns_naming_its_view(hub: Hub, project: Path) -> None:
+def test_a_locked_model_not_synced_yet_is_an_error_unless_allow_missing_then_a_warning(
+    hub: Hub, project: Path
+) -> None:
     manifest = write_project(project, MODELS)
     api.lock(manifest)
 
-    result = api.emit("llama-swap", manifest, only=["chat", "draft"], flags=FLAGS)
+    with pytest.raises(
+        UserError, match=r"^model 'chat' is not synced into .*: its files are not in place \(hint"
+    ):
+        api.emit("llama-swap", manifest, only=["chat", "draft"], flags=FLAGS)
+    result = api.emit("llama-swap", manifest, only=["chat", "draft"], flags=FLAGS, allow_missing=True)
 
     assert result.warnings == (
         f"chat: {view(hub, CHAT, CHAT_FILE)} is not synced yet; run 'alex-models sync'",

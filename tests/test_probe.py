@@ -7,11 +7,12 @@ view paths the servers say they loaded. The ``runtime`` tests probe the real lla
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
 from fake_llama_server import FakeLlamaServer
-from helpers import cli, free_port, home, write_manifest
+from helpers import blob, cli, free_port, home, write_manifest
 
 from alex_models import api
 from alex_models.lock import Lock, LockedFile, LockedModel, dumps
@@ -41,7 +42,13 @@ def locked_project(folder: Path, ports: dict[str, int]) -> Path:
     )
     models = {}
     for name in ports:
-        file = LockedFile(path=locked_file(name), role="model", size=4, sha256=name[0] * 64)
+        content = f"GGUF {name}".encode()
+        file = LockedFile(
+            path=locked_file(name),
+            role="model",
+            size=len(content),
+            sha256=hashlib.sha256(content).hexdigest(),
+        )
         models[name] = LockedModel(
             input=ModelInput(repo=f"org/{name}", revision="main", quant="Q4_K_M"),
             source="hf",
@@ -50,8 +57,11 @@ def locked_project(folder: Path, ports: dict[str, int]) -> Path:
             commit=COMMIT,
             files=[file],
         )
+        stored = blob(file.sha256)  # synced as sync leaves it: the blob, and its view linked to it
+        stored.parent.mkdir(parents=True, exist_ok=True)
+        stored.write_bytes(content)
         view(name).parent.mkdir(parents=True, exist_ok=True)
-        view(name).write_bytes(b"GGUF")
+        view(name).hardlink_to(stored)
     (folder / "models.lock").write_text(dumps(Lock(version=1, models=models)), encoding="utf-8")
     return manifest
 
@@ -142,3 +152,24 @@ def test_probe_asks_a_router_for_each_model_it_should_serve(project: Path) -> No
     assert [(r.name, r.matches) for r in right.results] == [("alpha", True), ("beta", True)]
     assert not swapped.ok
     assert [(r.name, r.matches) for r in swapped.results] == [("alpha", True), ("beta", False)]
+
+
+def test_probe_says_when_a_model_is_not_synced_here(project: Path) -> None:
+    """One meaning of synced (Store.model_state): a view without its verified blob is not the
+    locked file, so there is nothing here to compare the served file with."""
+    ports = {"alpha": free_port()}
+    locked_project(project, ports)
+    blob(hashlib.sha256(b"GGUF alpha").hexdigest()).unlink()
+
+    with FakeLlamaServer(ports["alpha"], {"alpha": view("alpha")}):
+        result = cli(project, "probe", "--json")
+        text = cli(project, "probe")
+
+    [probed] = json.loads(result.stdout)["results"]
+    assert (probed["name"], probed["synced"], probed["matches"], probed["expected"]) == (
+        "alpha",
+        False,
+        None,
+        None,
+    )
+    assert "  alpha is not synced here: no locked file to compare with ('alex-models status')" in text.stdout

@@ -88,7 +88,7 @@ def test_sync_prints_plain_progress_lines_on_stderr_and_a_summary(hub: Hub, proj
         assert f"stored {repo}/{name}" in lines
     total = len(hub.files[ALPHA_FILE]) + len(hub.files[BETA_FILE])
     assert result.stdout.startswith(
-        f"Synced 2 model(s) into {home()}: 2 downloaded ({total} bytes), 0 already there, in "
+        f"Synced 2 model(s) into {home()}: 2 downloaded ({human_size(total)}), 0 already there, in "
     )
     assert "\x1b[" not in result.stderr  # no terminal escapes in a log
 
@@ -148,13 +148,22 @@ def test_status_json_reports_each_model_state_and_sizes(hub: Hub, project: Path)
 
     result = cli(project, "status", "--json")
 
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == 1  # beta is not synced; the whole object comes first all the same
+    assert result.stderr == "hint: run 'alex-models sync'\n"
     payload = json.loads(result.stdout)
-    assert payload["stale"] == []
+    assert (payload["stale"], payload["synced"]) == ([], False)
+    assert (payload["store"], payload["store_origin"], payload["store_overridden"]) == (
+        str(home()),
+        "ALEX_MODELS_HOME",
+        None,
+    )
     alpha, beta = payload["models"]["alpha"], payload["models"]["beta"]
     size_a, size_b = len(hub.files[ALPHA_FILE]), len(hub.files[BETA_FILE])
     assert alpha == {
         "state": "present",
+        "synced": True,
+        "sync_state": "synced",
+        "views_missing": False,
         "files": 1,
         "present_files": 1,
         "size": size_a,
@@ -163,6 +172,9 @@ def test_status_json_reports_each_model_state_and_sizes(hub: Hub, project: Path)
     }
     assert beta == {
         "state": "missing",
+        "synced": False,
+        "sync_state": "missing",
+        "views_missing": False,
         "files": 1,
         "present_files": 0,
         "size": size_b,

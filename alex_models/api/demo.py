@@ -52,6 +52,7 @@ _LOG_TAIL_LINES = 20
 _MANIFEST = """\
 # Written by 'alex-models demo': one model, from a mirror server on this machine.
 version: 1
+store: store    # this folder's own store (ALEX_MODELS_HOME, when set, wins)
 models:
   {name}:
     repo: {repo}

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from alex_models._fs import atomic_write
-from alex_models.api.sync import require_lock, store_for
+from alex_models.api.sync import manifest_relative, require_lock, store_for
 from alex_models.emit import FORMATS, ServerSpec, server_specs, single
 from alex_models.emit import llama_cpp as render
 from alex_models.emit.flags import ServerFlags
@@ -41,13 +41,15 @@ def emit(
     base_url: str | None = None,
     as_json: bool = False,
     check: bool = False,
+    allow_missing: bool = False,
     store_home: Path | None = None,
     flags: ServerFlags | None = None,
 ) -> Emitted:
     """Render ``format_name`` for the selected models; write it to ``out``/``into`` or return it.
 
     ``into`` (``alex`` only) merges into an existing YAML file, keeping its comments and other keys.
-    ``check`` writes nothing and reports whether the file on disk differs.
+    ``check`` writes nothing and reports whether the file on disk differs. A model that is not
+    synced is an error (its paths would lead nowhere) unless ``allow_missing`` or ``check``.
     """
     if format_name not in FORMATS:
         raise UsageError(f"unknown format {format_name!r}", hint=f"formats: {', '.join(FORMATS)}")
@@ -55,8 +57,10 @@ def emit(
         raise UsageError("--into merges into an app config: it goes with the 'alex' format")
     manifest = load_manifest(manifest_path)
     _, lock = require_lock(manifest_path, None)
-    store = Store(store_home) if store_home else store_for()
+    store = store_for(manifest_path, store_home)
     names = list(only) or None
+    if not (check or allow_missing):
+        _require_synced(manifest, lock, store, names or list(manifest.models))
     target = EmitTarget(format=format_name, path=str(into or out or "-"), base_url=base_url)  # type: ignore[arg-type]
     return _emit_one(
         manifest,
@@ -76,21 +80,27 @@ def emit_targets(
     manifest_path: Path = Path("models.yaml"),
     *,
     check: bool = False,
+    allow_missing: bool = False,
     store_home: Path | None = None,
     lock: Lock | None = None,
     flags: ServerFlags | None = None,
 ) -> list[Emitted]:
-    """Write (or with ``check``, compare) every file the manifest's ``emit:`` list names."""
+    """Write (or with ``check``, compare) every file the manifest's ``emit:`` list names.
+
+    As ``emit``, a model that is not synced is an error unless ``allow_missing`` or ``check``.
+    """
     manifest = load_manifest(manifest_path)
     if not manifest.emit:
         return []
     if lock is None:
         _, lock = require_lock(manifest_path, None)
-    store = Store(store_home) if store_home else store_for()
+    store = store_for(manifest_path, store_home)
+    selections = [[target.model] if target.model else target.only for target in manifest.emit]
+    if not (check or allow_missing):  # every target's models, before any file is written
+        _require_synced(manifest, lock, store, [n for names in selections for n in names or manifest.models])
     results = []
-    for target in manifest.emit:
-        names = [target.model] if target.model else target.only
-        destination = _target_path(target.path, manifest_path.parent)
+    for target, names in zip(manifest.emit, selections, strict=True):
+        destination = manifest_relative(target.path, manifest_path)
         results.append(
             _emit_one(
                 manifest,
@@ -106,11 +116,6 @@ def emit_targets(
             )
         )
     return results
-
-
-def _target_path(path: str, base: Path) -> Path:
-    expanded = Path(path).expanduser()
-    return expanded if expanded.is_absolute() else base / expanded
 
 
 def _emit_one(
@@ -138,6 +143,24 @@ def _emit_one(
     if changed and not check:
         atomic_write(destination, text.encode())
     return Emitted(target.format, destination, text, changed=changed, warnings=warnings)
+
+
+def _require_synced(manifest: Manifest, lock: Lock, store: Store, names: list[str]) -> None:
+    """Every model (and draft) the config points at is synced: a path that leads nowhere would
+    start a server that fails, or a shell line ('eval "$(alex-models emit …)"') that does.
+
+    A name that is not locked is left to ``server_specs``, which says so.
+    """
+    drafts = (manifest.models[name].draft for name in names if name in manifest.models)
+    for name in dict.fromkeys([*names, *(draft for draft in drafts if draft)]):
+        if name not in lock.models:
+            continue
+        found = store.model_state(lock.models[name])
+        if not found.synced:
+            raise UserError(
+                f"model {name!r} is not synced into {store.home}: its files are not in place",
+                hint=f"{found.hint}; or pass --allow-missing to emit the paths anyway",
+            )
 
 
 def _read(path: Path) -> str | None:

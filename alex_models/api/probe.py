@@ -22,10 +22,9 @@ from pathlib import Path
 from alex_models.api.sync import require_lock, store_for
 from alex_models.emit import DEFAULT_BASE_URL, ServerSpec, server_specs
 from alex_models.errors import RemoteError
-from alex_models.lock import Lock, LockedFile, LockedModel
+from alex_models.lock import Lock
 from alex_models.manifest import load_manifest
 from alex_models.provider import LlamaCppClient
-from alex_models.store import Store
 
 
 @dataclass(frozen=True)
@@ -49,6 +48,9 @@ class ProbeResult:
     candidates: tuple[str, ...] = ()
     """The locked models looked for at this address, when the result names none of them (the
     server serves none of them, or is not up to say which)."""
+    synced: bool = True
+    """Whether ``name`` is synced in this host's store; when not, there is no locked file here to
+    compare the served one with (``expected`` and ``matches`` are None)."""
 
     @property
     def ok(self) -> bool:
@@ -66,15 +68,6 @@ class ProbeReport:
         return bool(self.results) and all(result.ok for result in self.results)
 
 
-def expected_path(store: Store, entry: LockedModel, file: LockedFile) -> Path:
-    """The file a server must have loaded to serve ``file`` of ``entry`` as locked: its view.
-
-    The one place probe learns it, so that a stricter notion of "synced" (blob verified, view in
-    place) can take over here.
-    """
-    return store.view_path(entry, file)
-
-
 def probe(
     base_url: str | None = None,
     name: str | None = None,
@@ -83,23 +76,28 @@ def probe(
 ) -> ProbeReport:
     """Ask the server at ``base_url`` (default: each address the manifest gives) what it serves."""
     specs: list[ServerSpec] = []
+    unsynced: set[str] = set()
     if manifest_path.exists():
         manifest = load_manifest(manifest_path)
         _, lock = require_lock(manifest_path, None)
-        store = Store(store_home) if store_home else store_for()
+        store = store_for(manifest_path, store_home)
         specs = server_specs(
             manifest,
             lock,
-            lambda entry, file: expected_path(store, entry, file),
+            store.view_path,
             manifest_path.parent.absolute(),
             [name] if name else _servable(lock, manifest.models),
         )
+        # Store.model_state is the one meaning of "synced" (status, path and emit use it too): a
+        # model not synced here has no locked file on this host to compare a server's with.
+        unsynced = {spec.name for spec in specs if not store.model_state(lock.models[spec.name]).synced}
     if base_url is not None or not specs:
-        return ProbeReport(tuple(_ask(base_url or DEFAULT_BASE_URL, specs, could_be=name is None)))
+        return ProbeReport(tuple(_ask(base_url or DEFAULT_BASE_URL, specs, unsynced, could_be=name is None)))
     by_url: dict[str, list[ServerSpec]] = {}
     for spec in specs:
         by_url.setdefault(spec.base_url, []).append(spec)
-    return ProbeReport(tuple(r for url, group in by_url.items() for r in _ask(url, group, could_be=False)))
+    asked = (_ask(url, group, unsynced, could_be=False) for url, group in by_url.items())
+    return ProbeReport(tuple(result for results in asked for result in results))
 
 
 def _servable(lock: Lock, names: Iterable[str]) -> list[str]:
@@ -107,7 +105,7 @@ def _servable(lock: Lock, names: Iterable[str]) -> list[str]:
     return [name for name in names if name in lock.models and lock.models[name].model_files]
 
 
-def _ask(url: str, specs: list[ServerSpec], *, could_be: bool) -> list[ProbeResult]:
+def _ask(url: str, specs: list[ServerSpec], unsynced: set[str], *, could_be: bool) -> list[ProbeResult]:
     """What the server at ``url`` serves, compared with each of ``specs``.
 
     ``could_be``: the server may be serving any of ``specs`` (given ``--base-url`` alone), and
@@ -117,9 +115,9 @@ def _ask(url: str, specs: list[ServerSpec], *, could_be: bool) -> list[ProbeResu
         try:
             health = client.health()
         except RemoteError as exc:
-            return _not_up(url, exc.message, specs, could_be=could_be)
+            return _not_up(url, exc.message, specs, unsynced, could_be=could_be)
         if not health.ok:
-            return _not_up(url, health.status, specs, could_be=could_be)
+            return _not_up(url, health.status, specs, unsynced, could_be=could_be)
         served = tuple(client.models())
         props = client.props()
         router = props.get("role") == "router"
@@ -132,11 +130,15 @@ def _ask(url: str, specs: list[ServerSpec], *, could_be: bool) -> list[ProbeResu
                     served,
                     spec,
                     client.props(model=spec.name) if spec.name in served else {},
+                    synced=spec.name not in unsynced,
                 )
                 for spec in asked
             ]
         else:
-            results = [_result(url, health.status, served, spec, props) for spec in specs]
+            results = [
+                _result(url, health.status, served, spec, props, synced=spec.name not in unsynced)
+                for spec in specs
+            ]
             if len(specs) > 1:  # one model runs at a shared address: report the one it serves
                 results = [result for result in results if result.name in served or result.matches is True]
     if results:
@@ -147,20 +149,50 @@ def _ask(url: str, specs: list[ServerSpec], *, could_be: bool) -> list[ProbeResu
     return [ProbeResult(url, True, health.status, served, None, model_path, None, matches, candidates)]
 
 
-def _not_up(url: str, status: str, specs: list[ServerSpec], *, could_be: bool) -> list[ProbeResult]:
+def _not_up(
+    url: str, status: str, specs: list[ServerSpec], unsynced: set[str], *, could_be: bool
+) -> list[ProbeResult]:
     """Each model looked for, down; one line naming them all when any of them could have been it."""
     if specs and not (could_be and len(specs) > 1):
-        return [ProbeResult(url, False, status, (), spec.name, None, spec.model, None) for spec in specs]
+        return [
+            ProbeResult(
+                url,
+                False,
+                status,
+                (),
+                spec.name,
+                None,
+                None if spec.name in unsynced else spec.model,
+                None,
+                synced=spec.name not in unsynced,
+            )
+            for spec in specs
+        ]
     candidates = tuple(spec.name for spec in specs)
     return [ProbeResult(url, False, status, (), None, None, None, None, candidates)]
 
 
 def _result(
-    url: str, status: str, served: tuple[str, ...], spec: ServerSpec, props: dict[str, object]
+    url: str,
+    status: str,
+    served: tuple[str, ...],
+    spec: ServerSpec,
+    props: dict[str, object],
+    *,
+    synced: bool,
 ) -> ProbeResult:
     model_path = _model_path(props)
+    expected = spec.model if synced else None
     return ProbeResult(
-        url, True, status, served, spec.name, model_path, spec.model, _same_file(model_path, spec.model)
+        url,
+        True,
+        status,
+        served,
+        spec.name,
+        model_path,
+        expected,
+        _same_file(model_path, expected),
+        synced=synced,
     )
 
 

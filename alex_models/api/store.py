@@ -21,6 +21,7 @@ from alex_models.api.sync import (
     link_views,
     main_file,
     require_lock,
+    store_choice,
     store_for,
     with_token,
 )
@@ -30,8 +31,8 @@ from alex_models.lock import Lock, LockedFile, LockedModel, drift, dumps
 from alex_models.manifest import ModelInput, load_manifest
 from alex_models.remote import Remote
 from alex_models.resolve import select
-from alex_models.settings import Settings
-from alex_models.store import Store
+from alex_models.settings import Settings, StoreOrigin
+from alex_models.store import ModelState, Store
 
 _LISTED_AT_MOST = 8
 
@@ -43,11 +44,22 @@ _LISTED_AT_MOST = 8
 class ModelStatus:
     name: str
     state: Literal["present", "partial", "missing"]
+    """How many of its blobs the store holds (all, some, none); ``sync_state`` says whether it is usable."""
     files: int
     present_files: int
     size: int
     present_bytes: int
     main: Path | None
+    sync_state: Literal["synced", "partial", "missing"]
+    """``synced``: every blob verified and every view in place, so llama.cpp can load it."""
+    views_missing: bool
+    """Every blob is present but some view is not ('alex-models status --fix' links them)."""
+    hint: str | None
+    """What makes it synced, when it is not."""
+
+    @property
+    def synced(self) -> bool:
+        return self.sync_state == "synced"
 
 
 @dataclass(frozen=True)
@@ -57,37 +69,76 @@ class StatusResult:
     stale: tuple[str, ...]
     """The lock's drift from the manifest, described; empty when fresh (or with no manifest)."""
     models: tuple[ModelStatus, ...]
+    store_origin: StoreOrigin = "given"
+    store_overridden: Path | None = None
+    """The manifest's ``store:``, when ``ALEX_MODELS_HOME`` set it aside."""
+    linked: tuple[Path, ...] = ()
+    """Views ``fix`` linked."""
+
+    @property
+    def synced(self) -> bool:
+        return all(m.synced for m in self.models)
 
 
 def status(
-    manifest_path: Path = Path("models.yaml"), lock_path: Path | None = None, store_home: Path | None = None
+    manifest_path: Path = Path("models.yaml"),
+    lock_path: Path | None = None,
+    store_home: Path | None = None,
+    *,
+    fix: bool = False,
 ) -> StatusResult:
-    """What is locked, and how much of it the store holds. Never touches the network."""
+    """What is locked, and how much of it the store holds. Never touches the network.
+
+    ``fix`` links the missing views of blobs the store holds (a sync stopped after storing the
+    bytes) and writes nothing else.
+    """
     lock_path, current = require_lock(manifest_path, lock_path)
     stale: tuple[str, ...] = ()
     if manifest_path.exists():
         stale = tuple(change.describe() for change in drift(load_manifest(manifest_path), current))
-    store = Store(store_home) if store_home else store_for()
-    models = []
+    choice = store_choice(manifest_path, store_home)
+    store = Store(choice.path)
+    models, linked = [], []
     for name, entry in sorted(current.models.items()):
-        present = [f for f in entry.files if store.has_blob(f.sha256, f.size)]
-        state: Literal["present", "partial", "missing"] = (
-            "present" if len(present) == len(entry.files) else "partial" if present else "missing"
-        )
+        found = store.model_state(entry)
+        if fix and not found.synced:
+            linked += _link_present(store, entry, found)
+            found = store.model_state(entry)
+        present = [f.file for f in found.files if f.present]
         main = main_file(entry)
         view = None if main is None else store.view_path(entry, main)
         models.append(
             ModelStatus(
                 name=name,
-                state=state,
+                state="present" if len(present) == len(entry.files) else "partial" if present else "missing",
                 files=len(entry.files),
                 present_files=len(present),
                 size=sum(f.size for f in entry.files),
                 present_bytes=sum(f.size for f in present),
                 main=view if view is not None and view.exists() else None,
+                sync_state=found.state,
+                views_missing=found.views_missing,
+                hint=None if found.synced else found.hint,
             )
         )
-    return StatusResult(lock_path=lock_path, store=store.home, stale=stale, models=tuple(models))
+    return StatusResult(
+        lock_path=lock_path,
+        store=store.home,
+        stale=stale,
+        models=tuple(models),
+        store_origin=choice.origin,
+        store_overridden=choice.overridden,
+        linked=tuple(linked),
+    )
+
+
+def _link_present(store: Store, entry: LockedModel, found: ModelState) -> list[Path]:
+    """Link the missing views of present blobs; the main file last, as ``sync`` does."""
+    main = main_file(entry)
+    todo = [f for f in found.files if f.present and not f.linked]
+    for file in sorted(todo, key=lambda f: f.file == main):
+        store.link_view(file.view, file.file.sha256)
+    return [file.view for file in todo]
 
 
 @dataclass(frozen=True)
@@ -107,7 +158,7 @@ def verify(
     fetches it again; the result names it, and the CLI exits 3.
     """
     lock_path, current = require_lock(manifest_path, lock_path)
-    store = Store(store_home) if store_home else store_for()
+    store = store_for(manifest_path, store_home)
     seen: dict[str, bool] = {}
     corrupt, missing = [], []
     for entry in current.models.values():
@@ -120,10 +171,19 @@ def verify(
                 seen[file.sha256] = store.verify_blob(file.sha256, file.size)
                 if not seen[file.sha256]:
                     corrupt.append(label(entry, file))
-                    store.discard_blob(file.sha256)
-            if seen[file.sha256] is False:
+                    if store.writable:
+                        store.discard_blob(file.sha256)
+            if seen[file.sha256] is False and store.writable:
                 with contextlib.suppress(FileNotFoundError):
                     store.view_path(entry, file).unlink()
+    if corrupt and not store.writable:
+        # Still an integrity failure (exit 3): that it cannot be removed is the second news.
+        raise IntegrityError(
+            f"{', '.join(corrupt)} no longer match the lock, and the store {store.home} is read-only, "
+            "so they stay in it",
+            hint="do not serve from this store; run 'alex-models verify' where it is writable "
+            "(it removes them), then 'alex-models sync'",
+        )
     return VerifyResult(checked=len(seen), corrupt=tuple(corrupt), missing=tuple(missing))
 
 
@@ -144,11 +204,11 @@ def model_path(
     main = main_file(entry)
     if main is None:
         raise UserError(f"model {name!r} has no model file (only {', '.join(f.path for f in entry.files)})")
-    store = Store(store_home) if store_home else store_for()
-    view = store.view_path(entry, main)
-    if not view.exists():
-        raise UserError(f"model {name!r} is not synced into {store.home}", hint="run 'alex-models sync'")
-    return view
+    store = store_for(manifest_path, store_home)
+    found = store.model_state(entry)
+    if not found.synced:
+        raise UserError(f"model {name!r} is not synced into {store.home}", hint=found.hint)
+    return store.view_path(entry, main)
 
 
 # -- gc ------------------------------------------------------------------------------------------------
@@ -198,11 +258,10 @@ def gc(*, dry_run: bool = False, forget_pulls: bool = False, store_home: Path | 
     stays until that lock is deleted, or ``forget_pulls`` deletes them all first.
     A blob or partial whose file lock is held (a ``sync`` is fetching it) is never touched.
     """
-    store = (Store(store_home) if store_home else store_for()).init()
-    forgotten = tuple(store.pull_locks()) if forget_pulls else ()
+    store = store_for(None, store_home).init()
     if not dry_run:
-        for pull_lock in forgotten:
-            pull_lock.unlink(missing_ok=True)
+        store.require_writable("gc needs to remove what no lock references (--dry-run only lists it)")
+    forgotten = _forget_pulls(store, dry_run=dry_run) if forget_pulls else ()
     keep_blobs, keep_views, live_locks = _referenced(store, {str(path) for path in forgotten})
     blobs, partials, views = [], [], []
     for blob in list(store.blobs()):
@@ -228,6 +287,15 @@ def gc(*, dry_run: bool = False, forget_pulls: bool = False, store_home: Path | 
     return GcResult(
         tuple(blobs), tuple(partials), tuple(views), tuple(sorted(live_locks)), forgotten, dry_run
     )
+
+
+def _forget_pulls(store: Store, *, dry_run: bool) -> tuple[Path, ...]:
+    """Every pull's lock: deleted (unless ``dry_run``), so gc no longer keeps what they pinned."""
+    forgotten = tuple(store.pull_locks())
+    if not dry_run:
+        for pull_lock in forgotten:
+            pull_lock.unlink(missing_ok=True)
+    return forgotten
 
 
 def _referenced(store: Store, forgotten: set[str]) -> tuple[set[str], set[Path], list[str]]:
@@ -257,7 +325,12 @@ def _referenced(store: Store, forgotten: set[str]) -> tuple[set[str], set[Path],
 
 
 def _removable(store: Store, sha256: str) -> bool:
-    """Not held by a running sync. The lock is taken and released at once: gc never waits."""
+    """Not held by a running sync. The lock is taken and released at once: gc never waits.
+
+    A read-only store takes no lock (it cannot create one); only a dry run gets here then.
+    """
+    if not store.writable:
+        return True
     try:
         with store.blob_lock(sha256).acquire(timeout=0):
             return True
@@ -330,12 +403,13 @@ def pull(
         files=files,
     )
     single = Lock(version=1, models={"pull": entry})
-    store = (Store(store_home) if store_home else store_for()).init()
-    # Registered before the download, as sync registers its lock: gc keeps what pull fetched (and a
-    # partial download of it) until the user deletes this lock or runs 'gc --forget-pulls'.
-    pull_lock = store.pull_lock_path(repo, file)
-    atomic_write(pull_lock, dumps(single).encode())
-    store.register_lock(pull_lock)
+    store = store_for(None, store_home).init()
+    if store.writable:  # a read-only store serves what it holds; nothing there can be collected
+        # Registered before the download, as sync registers its lock: gc keeps what pull fetched (and
+        # a partial download of it) until the user deletes this lock or runs 'gc --forget-pulls'.
+        pull_lock = store.pull_lock_path(repo, file)
+        atomic_write(pull_lock, dumps(single).encode())
+        store.register_lock(pull_lock)
     wanted = download_jobs(single, ["pull"], settings.endpoint)
     missing = with_token(
         [job for job in wanted.values() if not store.has_blob(job.sha256, job.size)], settings.endpoint

@@ -21,7 +21,7 @@ from alex_models.fetch import download_headers, file_url
 from alex_models.lock import Lock, LockedFile, LockedModel, drift
 from alex_models.manifest import load_manifest, manifest_not_found
 from alex_models.remote import Remote
-from alex_models.settings import Settings
+from alex_models.settings import Settings, StoreHome, store_home
 from alex_models.store import Store
 
 _LISTED_AT_MOST = 8
@@ -54,8 +54,28 @@ class SyncResult:
     """What the emitted models' GGUF headers reveal (a context beyond training, no chat template)."""
 
 
-def store_for(home: Path | None = None) -> Store:
-    return Store(home or Settings.from_env().home)
+def store_for(manifest_path: Path | None = None, home: Path | None = None) -> Store:
+    """The store a command reads and writes: ``home`` if the caller gives one, else as
+    ``store_choice`` decides for this manifest."""
+    return Store(store_choice(manifest_path, home).path)
+
+
+def store_choice(manifest_path: Path | None = None, home: Path | None = None) -> StoreHome:
+    """Which store, and why: ``home``, else ``ALEX_MODELS_HOME``, else the manifest's ``store:``
+    (relative to the manifest's folder), else the default. The one place that decides it."""
+    if home is not None:
+        return StoreHome(home, "given")
+    declared = None
+    if manifest_path is not None and manifest_path.exists():
+        store = load_manifest(manifest_path).store
+        declared = None if store is None else manifest_relative(store, manifest_path).absolute()
+    return store_home(declared)
+
+
+def manifest_relative(path: str, manifest_path: Path) -> Path:
+    """A path the manifest names (a store, an emit target): ``~`` expanded, relative to its folder."""
+    expanded = Path(path).expanduser()
+    return expanded if expanded.is_absolute() else manifest_path.parent / expanded
 
 
 def sync(
@@ -95,7 +115,7 @@ def sync(
         manifest_path, lock_path, locked=locked, frozen=frozen, offline=offline, remote=remote
     )
     names = _selected(current, only)
-    store = (Store(store_home) if store_home else store_for()).init()
+    store = store_for(manifest_path, store_home).init()
     emits = not frozen or manifest_path.exists()
     if locked and emits:
         _check_emitted(manifest_path, current, store)
@@ -134,7 +154,8 @@ def sync(
     if emits:  # with --locked, existing files were checked above: only missing ones are written
         from alex_models.api.emit import emit_targets  # noqa: PLC0415
 
-        results = emit_targets(manifest_path, lock=current, store_home=store.home)
+        # With --only, a target may name a model not synced here: a warning says so, as before.
+        results = emit_targets(manifest_path, lock=current, store_home=store.home, allow_missing=True)
         emitted = tuple(r.path for r in results if r.changed and r.path is not None)
         warnings = tuple(dict.fromkeys(w for r in results for w in r.warnings))
     return SyncResult(
@@ -276,6 +297,10 @@ def gguf_checks(current: Lock, names: list[str]) -> dict[str, list[tuple[str, st
 
 
 def check_space(store: Store, missing: list[FileJob]) -> None:
+    """The store can take ``missing``: it is writable, and its disk has room for them."""
+    if not missing:
+        return
+    store.require_writable(f"{len(missing)} locked file(s) are not in it yet")
     # A partial download already holds its whole size (it is preallocated).
     needed = sum(job.size for job in missing if not store.partial_path(job.sha256).exists())
     free = shutil.disk_usage(store.home).free

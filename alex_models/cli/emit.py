@@ -40,6 +40,12 @@ def emit(
         bool,
         typer.Option("--check", help="Write nothing; exit 1 naming each file that differs from the lock."),
     ] = False,
+    allow_missing: Annotated[
+        bool,
+        typer.Option(
+            "--allow-missing", help="Emit the paths of models that are not synced (yet); else exit 1."
+        ),
+    ] = False,
     manifest: ManifestOpt = Path("models.yaml"),
     json_output: JsonOpt = False,
 ) -> None:
@@ -47,7 +53,7 @@ def emit(
     from alex_models import api
 
     if format_name is None:
-        results = api.emit_targets(manifest, check=check)
+        results = api.emit_targets(manifest, check=check, allow_missing=allow_missing)
         if not results:
             warn("models.yaml has no emit: list; name a FORMAT")
     else:
@@ -61,6 +67,7 @@ def emit(
                 base_url=base_url,
                 as_json=json_output,
                 check=check,
+                allow_missing=allow_missing,
             )
         ]
     for line in dict.fromkeys(w for result in results for w in result.warnings):
@@ -125,6 +132,7 @@ def _probe_json(result: ProbeResult) -> dict[str, object]:
         "expected": str(result.expected) if result.expected else None,
         "matches": result.matches,
         "candidates": list(result.candidates),
+        "synced": result.synced,
         "ok": result.ok,
     }
 
@@ -139,6 +147,8 @@ def _say_probe(result: ProbeResult) -> None:
         say(f"  {result.model_path} {verdict} the locked file of {result.name} ({result.expected})")
     elif result.up and result.name is not None and result.name not in result.served:
         say(f"  {result.name} is not among the models it serves")
+    if not result.synced:
+        say(f"  {result.name} is not synced here: no locked file to compare with ('alex-models status')")
     if result.candidates:
         looked = ", ".join(result.candidates)
         if not result.up:

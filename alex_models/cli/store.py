@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from alex_models._units import human_size
 from alex_models.cli.options import JsonOpt, ManifestOpt, complete_model_name
 from alex_models.cli.render import labelled, print_json, say, warn
+
+if TYPE_CHECKING:
+    from alex_models.api.store import StatusResult
 
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")]
 
@@ -76,27 +80,44 @@ def sync(
     if not quiet:
         for path in result.emitted:
             say(f"wrote: {path}")
-        fetched = f"{len(result.downloaded)} downloaded ({result.bytes_received} bytes)"
+        fetched = f"{len(result.downloaded)} downloaded ({human_size(result.bytes_received)})"
         reused = f"{len(result.reused)} already there"
         took = f"{result.seconds:.1f}s"
         say(f"Synced {len(result.models)} model(s) into {result.store}: {fetched}, {reused}, in {took}.")
 
 
-def status(manifest: ManifestOpt = Path("models.yaml"), json_output: JsonOpt = False) -> None:
-    """What is locked, present, missing or partial in the store. No network."""
+def status(
+    fix: Annotated[
+        bool,
+        typer.Option("--fix", help="Link the missing views of blobs the store holds; write nothing else."),
+    ] = False,
+    manifest: ManifestOpt = Path("models.yaml"),
+    json_output: JsonOpt = False,
+) -> None:
+    """What is locked, and whether each model is synced, partial or missing in the store. No network.
+
+    Exits 1 when a locked model is not synced (like 'git diff --exit-code'), after printing it all.
+    """
     from alex_models import api
 
-    result = api.status(manifest)
+    result = api.status(manifest, fix=fix)
     if json_output:
         print_json(
             "status",
             {
                 "lock": str(result.lock_path),
                 "store": str(result.store),
+                "store_origin": result.store_origin,
+                "store_overridden": str(result.store_overridden) if result.store_overridden else None,
                 "stale": list(result.stale),
+                "synced": result.synced,
+                "linked": [str(view) for view in result.linked],
                 "models": {
                     m.name: {
                         "state": m.state,
+                        "synced": m.synced,
+                        "sync_state": m.sync_state,
+                        "views_missing": m.views_missing,
                         "files": m.files,
                         "present_files": m.present_files,
                         "size": m.size,
@@ -107,12 +128,27 @@ def status(manifest: ManifestOpt = Path("models.yaml"), json_output: JsonOpt = F
                 },
             },
         )
-        return
+    else:
+        _say_status(result)
+    if not result.synced:
+        for hint in dict.fromkeys(m.hint for m in result.models if m.hint):
+            labelled("hint", hint)
+        raise typer.Exit(1)
+
+
+def _say_status(result: StatusResult) -> None:
+    where = f"store: {result.store}"
+    if result.store_overridden is not None:
+        where += f" (from ALEX_MODELS_HOME; the manifest's store: {result.store_overridden} is set aside)"
+    say(where)
+    for view in result.linked:
+        say(f"linked: {view}")
     for model in result.models:
-        say(
-            f"{model.name:30} {model.state:8} {model.present_files}/{model.files} files  "
-            f"{model.present_bytes}/{model.size} bytes"
+        line = (
+            f"{model.name:30} {model.sync_state:8} {model.present_files}/{model.files} files  "
+            f"{human_size(model.present_bytes)}/{human_size(model.size)}"
         )
+        say(f"{line}  views missing" if model.views_missing else line)
     for change in result.stale:
         warn(f"stale: {change}")
 
