@@ -135,7 +135,7 @@ def _problem(
         version_hint = "start the file with 'version: 1'" if loc == ["version"] else None
         return f"{where}: missing key {str(loc[-1])!r}{inside}", version_hint
     message = item["msg"].removeprefix("Value error, ")
-    if kind.endswith("_type") or kind == "literal_error":
+    if kind.endswith("_type") or kind in ("literal_error", "enum"):
         message = f"{message}, got {_describe(item.get('input'))}"
     subject = f"{_dotted(loc)}: " if loc else ""
     return f"{where}: {subject}{message}", None

@@ -34,10 +34,9 @@ from alex_models._fs import relpath_problem
 from alex_models._ids import COMMIT_RE, SHA256_RE
 from alex_models._yaml import load_document, position, validate_document, with_entry_appended
 from alex_models.errors import UserError
+from alex_models.formats import EmitFormat
 
-MANIFEST_VERSION = 1
 DEFAULT_REVISION = "main"
-EMIT_FORMATS = ("llama-server", "llama-server-env", "router-preset", "llama-swap", "llama-cpp-python", "alex")
 
 _REPO_PART = r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9])?"
 _REPO_ID_RE = re.compile(rf"{_REPO_PART}/{_REPO_PART}")
@@ -242,9 +241,7 @@ class Defaults(StrictModel):
 class EmitTarget(StrictModel):
     """A file ``sync`` writes: a llama.cpp configuration in ``format``, at ``path``."""
 
-    format: Literal[
-        "llama-server", "llama-server-env", "router-preset", "llama-swap", "llama-cpp-python", "alex"
-    ]
+    format: Annotated[EmitFormat, Field(strict=False)]  # the YAML string, as the enum member
     path: Annotated[str, Field(min_length=1)]
     """Where to write it; ``~`` is expanded, a relative path is relative to the manifest's folder."""
     model: ModelName | None = None

@@ -16,8 +16,8 @@ from typer.core import TyperGroup
 
 from alex_models.api import lock, read_lock
 from alex_models.cli import app, reference
-from alex_models.emit import FORMATS
 from alex_models.emit.flags import KNOWN_ENV
+from alex_models.formats import EmitFormat
 from alex_models.lock import Lock, LockedFile, LockedModel, Role
 from alex_models.manifest import (
     Defaults,
@@ -64,7 +64,7 @@ def test_the_complete_manifest_example_uses_every_emit_format() -> None:
 
     manifest = parse_manifest(complete, CONFIG.name)
 
-    assert {target.format for target in manifest.emit} == set(FORMATS)
+    assert {target.format for target in manifest.emit} == set(EmitFormat)
 
 
 def test_every_yaml_block_in_config_md_is_valid_yaml() -> None:
@@ -87,7 +87,7 @@ def test_config_md_documents_every_manifest_key(section: str, keys: dict[str, ob
 def test_config_md_has_a_section_for_every_emit_format() -> None:
     headings = re.findall(r"^### `([a-z.-]+)`$", CONFIG.read_text(encoding="utf-8"), re.MULTILINE)
 
-    assert [name for name in FORMATS if name not in headings] == []
+    assert [name for name in EmitFormat if name not in headings] == []
 
 
 def test_config_md_lists_exactly_the_variables_the_env_emitter_writes() -> None:

@@ -715,3 +715,22 @@ def test_llama_cpp_python_takes_one_lora_adapter() -> None:
 def test_a_lora_path_with_a_comma_is_refused() -> None:
     with pytest.raises(UserError, match="comma"):
         render.server_argv(qwen(lora=(Path("/s/a,b.gguf"),)), BUILT_IN)
+
+
+def test_one_list_of_formats_for_the_manifest_the_renderers_and_the_cli() -> None:
+    """EmitFormat is the one list: every format has a renderer, the manifest accepts exactly these
+    (and refuses another), and the CLI's help names each."""
+    from typer.testing import CliRunner
+
+    from alex_models.cli import app
+    from alex_models.emit.llama_cpp import RENDERERS
+    from alex_models.formats import EmitFormat
+    from alex_models.manifest import EmitTarget
+
+    assert set(RENDERERS) == set(EmitFormat)
+    for fmt in EmitFormat:
+        assert EmitTarget.model_validate({"format": str(fmt), "path": "out"}).format is fmt
+    with pytest.raises(ValueError, match="llama-server"):
+        EmitTarget.model_validate({"format": "ollama", "path": "out"})
+    help_text = " ".join(CliRunner().invoke(app, ["emit", "--help"], terminal_width=400).output.split())
+    assert all(str(fmt) in help_text for fmt in EmitFormat)

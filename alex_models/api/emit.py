@@ -8,10 +8,11 @@ from pathlib import Path
 
 from alex_models._fs import atomic_write
 from alex_models.api.sync import manifest_relative, require_lock, store_for
-from alex_models.emit import FORMATS, ServerSpec, server_specs, single
+from alex_models.emit import ServerSpec, server_specs
 from alex_models.emit import llama_cpp as render
 from alex_models.emit.flags import ServerFlags
 from alex_models.errors import UsageError, UserError
+from alex_models.formats import EmitFormat
 from alex_models.lock import Lock
 from alex_models.manifest import EmitTarget, Manifest, load_manifest
 from alex_models.provider import detect_flags
@@ -51,9 +52,9 @@ def emit(
     ``check`` writes nothing and reports whether the file on disk differs. A model that is not
     synced is an error (its paths would lead nowhere) unless ``allow_missing`` or ``check``.
     """
-    if format_name not in FORMATS:
-        raise UsageError(f"unknown format {format_name!r}", hint=f"formats: {', '.join(FORMATS)}")
-    if into is not None and format_name != "alex":
+    if format_name not in set(EmitFormat):
+        raise UsageError(f"unknown format {format_name!r}", hint=f"formats: {', '.join(EmitFormat)}")
+    if into is not None and format_name != EmitFormat.ALEX:
         raise UsageError("--into merges into an app config: it goes with the 'alex' format")
     manifest = load_manifest(manifest_path)
     _, lock = require_lock(manifest_path, None)
@@ -61,7 +62,7 @@ def emit(
     names = list(only) or None
     if not (check or allow_missing):
         _require_synced(manifest, lock, store, names or list(manifest.models))
-    target = EmitTarget(format=format_name, path=str(into or out or "-"), base_url=base_url)  # type: ignore[arg-type]
+    target = EmitTarget(format=EmitFormat(format_name), path=str(into or out or "-"), base_url=base_url)
     return _emit_one(
         manifest,
         lock,
@@ -134,7 +135,7 @@ def _emit_one(
     specs = server_specs(manifest, lock, store.view_path, manifest_dir.absolute(), names)
     existing = _read(destination) if destination is not None else None
     text = _render(
-        target, specs, flags, existing=existing if target.format == "alex" else None, as_json=as_json
+        target, specs, flags, existing=existing if target.format is EmitFormat.ALEX else None, as_json=as_json
     )
     warnings = tuple(_warnings(specs))
     if destination is None:
@@ -175,22 +176,12 @@ def _read(path: Path) -> str | None:
 def _render(
     target: EmitTarget, specs: list[ServerSpec], flags: ServerFlags, *, existing: str | None, as_json: bool
 ) -> str:
-    name = target.format
     if not specs:
-        raise UserError(f"no model to emit for {name}", hint="add models to models.yaml and lock them")
-    if name == "llama-server":
-        spec = single(specs, name)
-        return render.llama_server_json(spec, flags) if as_json else render.llama_server(spec, flags)
-    if name == "llama-server-env":
-        return render.llama_server_env(single(specs, name), flags)
-    if name == "router-preset":
-        return render.router_preset(specs, flags)
-    if name == "llama-swap":
-        return render.llama_swap(specs, flags)
-    if name == "llama-cpp-python":
-        return render.llama_cpp_python(specs)
-    # alex: the app talks to one model; with several selected, the first in the manifest.
-    return render.alex_config(specs[0], base_url=target.base_url, existing=existing)
+        raise UserError(
+            f"no model to emit for {target.format}", hint="add models to models.yaml and lock them"
+        )
+    options = render.RenderOptions(flags, as_json=as_json, base_url=target.base_url, existing=existing)
+    return render.RENDERERS[target.format](specs, options)
 
 
 def _warnings(specs: list[ServerSpec]) -> list[str]:

@@ -9,6 +9,7 @@ import typer
 
 from alex_models.cli.options import JsonOpt, ManifestOpt, complete_model_name
 from alex_models.cli.render import labelled, say, warn
+from alex_models.formats import EmitFormat
 
 if TYPE_CHECKING:
     from alex_models.api import ProbeResult
@@ -19,8 +20,7 @@ def emit(
         str | None,
         typer.Argument(
             metavar="[FORMAT]",
-            help="llama-server, llama-server-env, router-preset, llama-swap, llama-cpp-python or alex. "
-            "Without one: the files in the manifest's emit: list.",
+            help=f"{', '.join(EmitFormat)}. Without one: the files in the manifest's emit: list.",
         ),
     ] = None,
     out: Annotated[

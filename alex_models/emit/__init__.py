@@ -22,7 +22,6 @@ DEFAULT_BASE_URL = f"http://{DEFAULT_HOST}:{DEFAULT_PORT}/v1"
 PROVIDER = "llama.cpp"
 """The app config's ``runtime.llm_provider``; these spellings all name it:"""
 PROVIDER_ALIASES = frozenset({"llama.cpp", "llamacpp", "llama-cpp", "llama_cpp"})
-FORMATS = ("llama-server", "llama-server-env", "router-preset", "llama-swap", "llama-cpp-python", "alex")
 ViewPath = Callable[[LockedModel, LockedFile], Path]
 
 
