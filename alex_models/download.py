@@ -20,12 +20,20 @@ How one file is fetched:
   per segment with backoff and ``Retry-After``; the budget resets whenever bytes arrive.
 * A server that ignores ``Range`` is detected (200 to a ranged request) and the file is fetched
   as one stream; a server that answers the wrong range or a wrong ``Content-Length`` is refused.
+* The first piece goes alone: its answer says where the bytes are (the Hub's redirect to its CDN),
+  and the other pieces go straight there, so a file costs one request to the API, not one per
+  connection. That redirect also announces the file's SHA256 (``X-Linked-Etag``): when it is not
+  the one the lock pins, the lock is wrong, not the transfer, and the fetch fails at once, before
+  any body is sent.
 * The result must match the lock's size and SHA256; a mismatch discards the bytes, retries once
   from scratch, then fails with exit 3. Only then is the blob promoted into ``blobs/``.
+* ``Downloader.cancel()`` (Ctrl-C, SIGTERM) stops every transfer at its next chunk, retry wait or
+  lock poll; each checkpoints what arrived, for the next run to resume.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import json
@@ -41,6 +49,7 @@ from typing import Protocol
 
 import httpcore2
 import httpx2
+from filelock import Timeout
 
 from alex_models._fs import atomic_write
 from alex_models._retry import RetryPolicy, status_verdict
@@ -56,6 +65,9 @@ _PIECES_PER_CONNECTION = 8
 file at 50 MB/s per connection: 6.4 s with 4 pieces per connection, 6.2 s with 8."""
 _READ_SIZE = 256 * 1024
 """Bytes asked of the connection at once: few calls per MiB, and little memory per connection."""
+_LOCK_POLL = 0.25
+"""Seconds between looks at a blob lock another process holds: its progress, and a Ctrl-C."""
+_SHA256_RE = re.compile(r"[0-9a-f]{64}")
 
 
 @dataclass(frozen=True)
@@ -68,16 +80,24 @@ class FileJob:
     label: str
     headers: Mapping[str, str] = field(default_factory=dict)
     """Sent with every request; httpx drops ``Authorization`` on a redirect to another origin."""
+    model: str | None = None
+    """The locked model that pins this file, to name it when the lock turns out wrong."""
 
 
 class Progress(Protocol):
-    """What the downloader reports; called from worker threads."""
+    """What the downloader reports; called from worker threads.
+
+    ``waiting`` says another process holds the file, with the bytes it has checkpointed so far;
+    it is called again about every ``_LOCK_POLL`` seconds until that process lets go.
+    """
 
     def started(self, job: FileJob, already: int) -> None: ...
 
     def advanced(self, job: FileJob, received: int) -> None: ...
 
     def finished(self, job: FileJob) -> None: ...
+
+    def waiting(self, job: FileJob, done: int) -> None: ...
 
 
 class NoProgress:
@@ -89,6 +109,13 @@ class NoProgress:
 
     def finished(self, job: FileJob) -> None:
         """Nothing to show."""
+
+    def waiting(self, job: FileJob, done: int) -> None:
+        """Nothing to show."""
+
+
+class Cancelled(Exception):
+    """``Downloader.cancel()`` stopped this fetch; what arrived is checkpointed for the next run."""
 
 
 class _Transient(Exception):
@@ -150,13 +177,42 @@ class Downloader:
         self.options = options or DownloadOptions()
         self.progress = progress or NoProgress()
         self._check = check
+        self._cancelled = threading.Event()
+        self._guard = threading.Lock()
+        self._transfers: set[_Transfer] = set()
+        self._kept: dict[str, int] = {}
+
+    def cancel(self) -> None:
+        """Stop every fetch soon: transfers at their next chunk (checkpointing what arrived), retry
+        waits and lock waits at once. Each ``fetch`` in flight then raises ``Cancelled``."""
+        self._cancelled.set()
+        with self._guard:
+            transfers = list(self._transfers)
+        for transfer in transfers:
+            transfer.halt()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancelled.is_set()
+
+    @property
+    def kept(self) -> int:
+        """Bytes of unfinished fetches this downloader saved in ``tmp/``: where the next run resumes."""
+        with self._guard:
+            return sum(self._kept.values())
 
     def fetch(self, job: FileJob) -> bool:
         """Make sure the blob is in the store; True if it was downloaded, False if already there."""
-        with self.store.blob_lock(job.sha256):
+        with self._blob_locked(job) as waited:
             if self.store.has_blob(job.sha256, job.size):
+                if waited:
+                    self.progress.finished(job)  # the other process stored it
                 return False
-            actual = self._download(job)
+            try:
+                actual = self._download(job)
+            except _LockDisagrees:
+                self._discard_partial(job)  # named after a SHA256 this file does not have
+                raise
             if actual != job.sha256:
                 # Wrong bytes: never kept. One more try from scratch, then a hard failure.
                 self._discard_partial(job)
@@ -175,14 +231,55 @@ class Downloader:
                     self._discard_partial(job)
                     raise
             self.store.promote(partial, job.sha256)
+            self.set_kept(job, None)
         self.progress.finished(job)
         return True
+
+    @contextlib.contextmanager
+    def _blob_locked(self, job: FileJob) -> Iterator[bool]:
+        """The blob's file lock, polled so that a wait shows the other process's progress and ends
+        on ``cancel()``; yields whether another process held it first."""
+        lock = self.store.blob_lock(job.sha256)
+        waited = False
+        while True:
+            if self._cancelled.is_set():
+                raise Cancelled(job.label)
+            try:
+                lock.acquire(timeout=_LOCK_POLL)
+                break
+            except Timeout:
+                waited = True
+                segments = self._load_progress(job)
+                self.progress.waiting(job, sum(s.done for s in segments or ()))
+        try:
+            yield waited
+        finally:
+            lock.release()
+
+    def set_kept(self, job: FileJob, done: int | None) -> None:
+        with self._guard:
+            if done is None:
+                self._kept.pop(job.sha256, None)
+            else:
+                self._kept[job.sha256] = done
+
+    def track(self, transfer: _Transfer, running: bool) -> None:
+        with self._guard:
+            if running:
+                self._transfers.add(transfer)
+            else:
+                self._transfers.discard(transfer)
+        if running and self._cancelled.is_set():
+            transfer.halt()  # cancelled while it was being set up
 
     def _discard_partial(self, job: FileJob) -> None:
         self.store.partial_path(job.sha256).unlink(missing_ok=True)
         self.store.progress_path(job.sha256).unlink(missing_ok=True)
+        self.set_kept(job, None)
 
     def _download(self, job: FileJob) -> str:
+        if self._cancelled.is_set():
+            raise Cancelled(job.label)
         partial = self.store.partial_path(job.sha256)
         segments = self._load_progress(job) if partial.exists() else None
         if segments is None:
@@ -265,6 +362,17 @@ def _raise_if_no_space(exc: OSError, job: FileJob, partial: Path) -> None:
         ) from None
 
 
+class _LockDisagrees(IntegrityError):
+    """The server announced another SHA256 for the file than the lock pins, before sending it."""
+
+
+def _announced_sha256(headers: httpx2.Headers) -> str | None:
+    """The file's SHA256 as the Hub announces it on ``resolve`` (``X-Linked-Etag: "<sha256>"``, a
+    weak ``W/`` form too), or None: absent, or not a SHA256 (a git blob id, a CDN's own tag)."""
+    value = headers.get("X-Linked-Etag", "").strip().removeprefix("W/").strip('"').strip().lower()
+    return value if _SHA256_RE.fullmatch(value) else None
+
+
 def _size_mismatch(job: FileJob, offered: int) -> IntegrityError:
     """The server offers a file of another size than the lock pins: these are not the locked bytes
     (a changed file, another endpoint, or an edited lock), which is an integrity failure."""
@@ -324,6 +432,8 @@ class _Transfer:
         self.segments = segments
         self.changed = threading.Condition()
         self.stop = threading.Event()
+        self.located = threading.Event()
+        """Set once the first piece's answer said where the bytes are (or the transfer stopped)."""
         self.saved = sum(s.done for s in segments)
         self.checkpoint_failure: BaseException | None = None
         self.source: tuple[str, Mapping[str, str]] = (job.url, job.headers)
@@ -331,7 +441,15 @@ class _Transfer:
         self.digest = hashlib.sha256()
         self.hashed = 0
 
+    def halt(self) -> None:
+        """Stop the pieces in flight at their next chunk, and every wait of theirs at once."""
+        self.stop.set()
+        self.located.set()
+        with self.changed:
+            self.changed.notify_all()
+
     def run(self) -> str:
+        """The SHA256 of the whole file once every piece is written; ``Cancelled`` if cancelled."""
         pending = [s for s in self.segments if s.remaining > 0]
         hasher = threading.Thread(target=self._hash, name=f"hash-{self.job.sha256[:8]}", daemon=True)
         workers_done = threading.Event()
@@ -343,12 +461,15 @@ class _Transfer:
         )
         hasher.start()
         checkpointer.start()
+        self.downloader.set_kept(self.job, self.saved)
+        self.downloader.track(self, running=True)
         try:
             self._run_workers(pending)
         except BaseException:
-            self.stop.set()
+            self.halt()
             raise
         finally:
+            self.downloader.track(self, running=False)
             workers_done.set()
             with self.changed:
                 self.changed.notify_all()
@@ -357,19 +478,22 @@ class _Transfer:
                 self._checkpoint()  # an interrupted run keeps what arrived, for the next one
         if self.checkpoint_failure is not None:
             raise self.checkpoint_failure
+        if self.downloader.cancelled and self.stop.is_set():
+            raise Cancelled(self.job.label)
         hasher.join()
         return self.digest.hexdigest()
 
     def _run_workers(self, pending: list[_Segment]) -> None:
         if not pending:
             return
-        # The pool's queue is first in, first out: each free connection takes the next piece.
+        # The pool's queue is first in, first out: each free connection takes the next piece. The
+        # first piece goes alone; the others wait until its answer says where the bytes are.
         with ThreadPoolExecutor(max_workers=min(self.options.connections, len(pending))) as pool:
-            futures = [pool.submit(self._worker, segment) for segment in pending]
+            futures = [pool.submit(self._worker, segment, n == 0) for n, segment in enumerate(pending)]
             done, _ = wait(futures, return_when=FIRST_EXCEPTION)
             failure = next((f.exception() for f in done if f.exception() is not None), None)
             if failure is not None:
-                self.stop.set()  # the pieces in flight stop at their next chunk
+                self.halt()  # the pieces in flight stop at their next chunk
                 for future in futures:
                     future.cancel()
                 wait(futures)
@@ -408,7 +532,9 @@ class _Transfer:
 
     # -- workers -------------------------------------------------------------------------------
 
-    def _worker(self, segment: _Segment) -> None:
+    def _worker(self, segment: _Segment, lead: bool) -> None:
+        if not lead:
+            self.located.wait()
         failures = 0
         while segment.remaining > 0 and not self.stop.is_set():
             before = segment.done
@@ -440,14 +566,14 @@ class _Transfer:
         headers = dict(sent)
         if segment.position > 0 or not whole_file:
             headers["Range"] = f"bytes={segment.position}-{segment.end - 1}"
-        timeout = httpx2.Timeout(self.options.read_timeout, connect=min(10.0, self.options.read_timeout))
-        with self.downloader.client.stream("GET", url, headers=headers, timeout=timeout) as response:
+        with self._get(url, headers) as response:
             if response.status_code >= 400 and url != self.job.url:
                 # A remembered CDN address expired (signed URLs do): ask the file's own URL again.
                 self.source = (self.job.url, self.job.headers)
                 raise _Transient(f"{url.split('?', 1)[0]} answered {response.status_code}", retry_after=0)
             self._check_status(response)
             self._remember_redirect(url, response)
+            self.located.set()
             if response.status_code == 200 and "Range" in headers:
                 if not whole_file:
                     raise _RangesIgnored
@@ -479,6 +605,39 @@ class _Transfer:
                     self._write(segment, pending)
         if segment.remaining > 0:
             raise _Transient(f"the body ended {segment.remaining} bytes early")
+
+    @contextlib.contextmanager
+    def _get(self, url: str, headers: Mapping[str, str]) -> Iterator[httpx2.Response]:
+        """The answer to a GET of ``url``, redirects followed; the first redirect is read before it
+        is followed, as it announces the file's SHA256: a lock that pins other bytes fails here,
+        before the CDN is asked for any."""
+        client = self.downloader.client
+        timeout = httpx2.Timeout(self.options.read_timeout, connect=min(10.0, self.options.read_timeout))
+        request = client.build_request("GET", url, headers=headers, timeout=timeout)
+        response = client.send(request, stream=True, follow_redirects=False)
+        try:
+            self._check_announced(response)
+            if response.next_request is not None:
+                response.close()
+                response = client.send(response.next_request, stream=True, follow_redirects=True)
+            yield response
+        finally:
+            response.close()
+
+    def _check_announced(self, response: httpx2.Response) -> None:
+        announced = _announced_sha256(response.headers)
+        if announced is None or announced == self.job.sha256:
+            return
+        fix = (
+            f"restore models.lock from git or run 'alex-models lock --upgrade-model {self.job.model}'"
+            if self.job.model
+            else "check the SHA256 it was asked for"
+        )
+        raise _LockDisagrees(
+            f"{self.job.label}: the server says this file's SHA256 is {announced}, "
+            f"the lock pins {self.job.sha256}",
+            hint=f"the lock is wrong, not the download (nothing was downloaded); {fix}",
+        )
 
     def _remember_redirect(self, url: str, response: httpx2.Response) -> None:
         """Send the next pieces straight where ``url`` redirected (the Hub's CDN), saving a request
@@ -558,7 +717,7 @@ class _Transfer:
                     return
         except BaseException as exc:  # handed to run(), which raises it in the caller's thread
             self.checkpoint_failure = exc
-            self.stop.set()
+            self.halt()
 
     def _checkpoint(self) -> None:
         with self.changed:
@@ -574,3 +733,4 @@ class _Transfer:
             _raise_if_no_space(exc, self.job, self.downloader.store.partial_path(self.job.sha256))
             raise
         self.saved = written
+        self.downloader.set_kept(self.job, written)
