@@ -20,7 +20,7 @@ import httpx2
 import pytest
 
 from alex_models._retry import RetryPolicy
-from alex_models.download import Downloader, DownloadOptions, FileJob, MiB, NoProgress
+from alex_models.download import Downloader, DownloadOptions, FileJob, MiB, NoProgress, _announced_sha256
 from alex_models.errors import IntegrityError, RemoteError, UserError
 from alex_models.fetch import download_headers, file_url, new_client
 from alex_models.ggufinfo import NotGGUFError, check_gguf
@@ -169,6 +169,35 @@ def test_later_pieces_go_straight_to_the_cdn_without_the_token(
     assert len(resolves) == 1, "one redirect, remembered for the other five pieces"
     assert resolves[0].authorization
     assert not any(r.authorization for r in cdn_gets(log))
+
+
+def test_a_file_in_pieces_costs_one_resolve_request_whatever_the_connections(
+    publish: Callable[..., FileJob], store: Store, client: httpx2.Client, mirror: MirrorServer
+) -> None:
+    job = publish(LARGE)
+    mirror.faults.add("latency=200ms,on=resolve")  # every connection starts before the first answer
+
+    assert downloader(store, client, min_segment=MiB, connections=4).fetch(job) is True
+
+    assert_stored(store, job, LARGE)
+    log = settled(mirror, 6)
+    assert len([r for r in log if "/resolve/" in r.path]) == 1, "the first piece asks; the others follow"
+    assert [r.status for r in cdn_gets(log)] == [206] * 6
+
+
+@pytest.mark.parametrize(
+    ("header", "announced"),
+    [
+        (f'"{"ab" * 32}"', "ab" * 32),
+        (f'W/"{"AB" * 32}"', "ab" * 32),  # weak, upper case
+        ("ab" * 32, "ab" * 32),  # unquoted
+        (f'"{"ab" * 20}"', None),  # a git blob id: a non-LFS file, not its SHA256
+        ('"not-a-hash"', None),
+        ("", None),
+    ],
+)
+def test_the_sha256_the_hub_announces_is_read_robustly(header: str, announced: str | None) -> None:
+    assert _announced_sha256(httpx2.Headers({"X-Linked-Etag": header})) == announced
 
 
 def test_an_expired_cdn_address_is_asked_for_again(

@@ -30,7 +30,7 @@ class BarProgress:
         console = console or Console(stderr=True)
         # The widest figures: "123.4/567.8 MB", "123.4 MB/s", "0:01:23", with a space between columns.
         figures = 14 + 1 + 10 + 1 + 7 + 1
-        bar = 20 if console.width >= 80 else 10
+        bar = 16 if console.width >= 80 else 10
         self._label_width = max(10, min(48, console.width - figures - bar - 1))
         self._bars = Progress(
             TextColumn("{task.description}", table_column=Column(width=self._label_width, no_wrap=True)),
