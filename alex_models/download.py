@@ -39,6 +39,7 @@ import hashlib
 import json
 import os
 import re
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -421,6 +422,17 @@ def _body(response: httpx2.Response, length: int, options: DownloadOptions) -> I
         raise _Transient(f"the connection failed: {exc}") from None
 
 
+def _cut(response: httpx2.Response) -> None:
+    """End a read blocked on ``response`` (a stalled server) now: shut its socket down."""
+    stream = response.extensions.get("network_stream")
+    sock = stream.get_extra_info("socket") if stream is not None else None
+    if isinstance(sock, socket.socket):
+        with contextlib.suppress(OSError):
+            # The plain socket's shutdown, also under TLS: an SSLSocket's own would drop the TLS
+            # state that the reading thread is using.
+            socket.socket.shutdown(sock, socket.SHUT_RDWR)
+
+
 class _Transfer:
     """One attempt at one file: segment workers, the hasher, checkpoints."""
 
@@ -434,6 +446,8 @@ class _Transfer:
         self.stop = threading.Event()
         self.located = threading.Event()
         """Set once the first piece's answer said where the bytes are (or the transfer stopped)."""
+        self.answers: set[httpx2.Response] = set()
+        """Responses whose bodies are being read, cut by ``halt``."""
         self.saved = sum(s.done for s in segments)
         self.checkpoint_failure: BaseException | None = None
         self.source: tuple[str, Mapping[str, str]] = (job.url, job.headers)
@@ -442,11 +456,14 @@ class _Transfer:
         self.hashed = 0
 
     def halt(self) -> None:
-        """Stop the pieces in flight at their next chunk, and every wait of theirs at once."""
+        """Stop the pieces in flight at their next chunk (a stalled one at once), and every wait."""
         self.stop.set()
         self.located.set()
         with self.changed:
             self.changed.notify_all()
+            answers = list(self.answers)
+        for response in answers:
+            _cut(response)
 
     def run(self) -> str:
         """The SHA256 of the whole file once every piece is written; ``Cancelled`` if cancelled."""
@@ -541,6 +558,8 @@ class _Transfer:
             try:
                 self._stream(segment)
             except (_Transient, httpx2.TransportError) as exc:
+                if self.stop.is_set():
+                    return  # halted: its connection was cut on purpose
                 if segment.done > before:
                     failures = 0  # the connection was doing its job; the budget starts again
                 failures += 1
@@ -620,8 +639,14 @@ class _Transfer:
             if response.next_request is not None:
                 response.close()
                 response = client.send(response.next_request, stream=True, follow_redirects=True)
+            with self.changed:
+                self.answers.add(response)
+            if self.stop.is_set():
+                _cut(response)  # halted while it was being asked for
             yield response
         finally:
+            with self.changed:
+                self.answers.discard(response)
             response.close()
 
     def _check_announced(self, response: httpx2.Response) -> None:

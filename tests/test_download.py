@@ -20,7 +20,15 @@ import httpx2
 import pytest
 
 from alex_models._retry import RetryPolicy
-from alex_models.download import Downloader, DownloadOptions, FileJob, MiB, NoProgress, _announced_sha256
+from alex_models.download import (
+    Cancelled,
+    Downloader,
+    DownloadOptions,
+    FileJob,
+    MiB,
+    NoProgress,
+    _announced_sha256,
+)
 from alex_models.errors import IntegrityError, RemoteError, UserError
 from alex_models.fetch import download_headers, file_url, new_client
 from alex_models.ggufinfo import NotGGUFError, check_gguf
@@ -452,6 +460,49 @@ def test_token_goes_to_the_api_and_never_to_the_cdn(
     assert cdn
     assert all(r.authorization for r in api)
     assert not any(r.authorization for r in cdn)
+
+
+# -- cancel (Ctrl-C, SIGTERM) -------------------------------------------------------------------------
+
+
+def test_cancel_stops_a_stalled_transfer_at_once_and_keeps_what_arrived(
+    publish: Callable[..., FileJob], store: Store, client: httpx2.Client, mirror: MirrorServer
+) -> None:
+    job = publish(LARGE)
+    mirror.faults.add("stall=30s,on=cdn")  # the first chunk, then 30 s of silence
+    arrived = threading.Event()
+
+    class Arrived(NoProgress):
+        def advanced(self, job: FileJob, received: int) -> None:
+            arrived.set()
+
+    # Every piece written as it arrives: once one is, the connection is in its stall.
+    options = DownloadOptions(retry=FAST_RETRY, checkpoint_seconds=0)
+    fetcher = Downloader(store, client, options=options, progress=Arrived())
+    outcome: list[BaseException] = []
+
+    def fetch() -> None:
+        try:
+            fetcher.fetch(job)
+        except BaseException as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=fetch)
+    thread.start()
+    assert arrived.wait(10), "no byte arrived"
+    cancelled = time.monotonic()
+
+    fetcher.cancel()
+    thread.join(timeout=20)
+
+    assert not thread.is_alive()
+    assert time.monotonic() - cancelled < 5.0  # not the 30 s stall, nor the 60 s read timeout
+    assert [type(exc) for exc in outcome] == [Cancelled]
+    done = json.loads(store.progress_path(job.sha256).read_text(encoding="utf-8"))["segments"][0][2]
+    assert 0 < done < job.size
+    assert fetcher.kept == done
+    assert store.partial_path(job.sha256).read_bytes()[:done] == LARGE[:done]
+    assert not store.blob_path(job.sha256).exists()
 
 
 # -- concurrency and checks -------------------------------------------------------------------------
