@@ -27,13 +27,13 @@ from alex_models.download import (
     FileJob,
     MiB,
     NoProgress,
-    _announced_sha256,
 )
 from alex_models.errors import IntegrityError, RemoteError, UserError
 from alex_models.fetch import download_headers, file_url, new_client
 from alex_models.ggufinfo import NotGGUFError, check_gguf
 from alex_models.mirror import MirrorRoot, MirrorServer, RequestRecord
 from alex_models.store import Store
+from alex_models.transfer import announced_sha256
 
 REPO = "org/model"
 FAST_RETRY = RetryPolicy(attempts=5, base=0.01)
@@ -205,7 +205,7 @@ def test_a_file_in_pieces_costs_one_resolve_request_whatever_the_connections(
     ],
 )
 def test_the_sha256_the_hub_announces_is_read_robustly(header: str, announced: str | None) -> None:
-    assert _announced_sha256(httpx2.Headers({"X-Linked-Etag": header})) == announced
+    assert announced_sha256(httpx2.Headers({"X-Linked-Etag": header})) == announced
 
 
 def test_an_expired_cdn_address_is_asked_for_again(
