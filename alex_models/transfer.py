@@ -348,6 +348,7 @@ class Transfer:
         try:
             self._check_announced(response)
             if response.next_request is not None:
+                response.read()  # a few bytes ("Found. Redirecting to …"): the connection stays reusable
                 response.close()
                 response = client.send(response.next_request, stream=True, follow_redirects=True)
             with self.changed:
