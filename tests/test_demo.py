@@ -17,7 +17,7 @@ from pathlib import Path
 
 import httpx2
 import pytest
-from helpers import CLI, cli
+from helpers import CLI, cli, wait_for
 
 from alex_models.api.demo import (
     LLAMA_SERVER_VARIABLE,
@@ -219,6 +219,38 @@ def test_demo_cleans_up_when_interrupted_midway(scratch: Path, no_llama_server: 
     assert list(scratch.iterdir()) == []
     assert "HF_ENDPOINT" not in os.environ
     assert_closed(int(endpoints[0].rsplit(":", 1)[1]))
+
+
+def test_sigterm_stops_the_demo_and_its_servers_and_removes_its_files(tmp_path: Path, scratch: Path) -> None:
+    # A llama-server that starts and never answers: the demo waits for it when the signal comes.
+    never_healthy = tmp_path / "never-healthy-server"
+    never_healthy.write_text(
+        f"#!{sys.executable}\nimport sys, time\nif '--help' not in sys.argv:\n    time.sleep(300)\n",
+        encoding="utf-8",
+    )
+    never_healthy.chmod(0o755)
+    env = demo_env(scratch, **{LLAMA_SERVER_VARIABLE: str(never_healthy)})
+    stdout, stderr = tmp_path / "demo.o", tmp_path / "demo.e"
+    with stdout.open("w") as out, stderr.open("w") as err:
+        process = subprocess.Popen(
+            [str(CLI), "demo"], cwd=tmp_path, env=env, stdout=out, stderr=err, text=True
+        )
+    try:
+        wait_for(lambda: processes_with(str(never_healthy)) != [], "the demo to start its llama-server")
+        process.terminate()
+        code = process.wait(timeout=20)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+    assert code == 143, stderr.read_text(encoding="utf-8")
+    assert stderr.read_text(encoding="utf-8").splitlines() == [
+        "interrupted; the servers are stopped and the demo's files are removed"
+    ]
+    assert_closed(matched_steps(stdout.read_text(encoding="utf-8"))["mirror"])
+    assert processes_with(str(never_healthy)) == []
+    assert list(scratch.iterdir()) == []
 
 
 def test_demo_keeps_the_project_and_its_store_in_an_empty_directory(

@@ -20,12 +20,20 @@ import httpx2
 import pytest
 
 from alex_models._retry import RetryPolicy
-from alex_models.download import Downloader, DownloadOptions, FileJob, MiB, NoProgress
+from alex_models.download import (
+    Cancelled,
+    Downloader,
+    DownloadOptions,
+    FileJob,
+    MiB,
+    NoProgress,
+)
 from alex_models.errors import IntegrityError, RemoteError, UserError
 from alex_models.fetch import download_headers, file_url, new_client
 from alex_models.ggufinfo import NotGGUFError, check_gguf
 from alex_models.mirror import MirrorRoot, MirrorServer, RequestRecord
 from alex_models.store import Store
+from alex_models.transfer import announced_sha256
 
 REPO = "org/model"
 FAST_RETRY = RetryPolicy(attempts=5, base=0.01)
@@ -169,6 +177,35 @@ def test_later_pieces_go_straight_to_the_cdn_without_the_token(
     assert len(resolves) == 1, "one redirect, remembered for the other five pieces"
     assert resolves[0].authorization
     assert not any(r.authorization for r in cdn_gets(log))
+
+
+def test_a_file_in_pieces_costs_one_resolve_request_whatever_the_connections(
+    publish: Callable[..., FileJob], store: Store, client: httpx2.Client, mirror: MirrorServer
+) -> None:
+    job = publish(LARGE)
+    mirror.faults.add("latency=200ms,on=resolve")  # every connection starts before the first answer
+
+    assert downloader(store, client, min_segment=MiB, connections=4).fetch(job) is True
+
+    assert_stored(store, job, LARGE)
+    log = settled(mirror, 6)
+    assert len([r for r in log if "/resolve/" in r.path]) == 1, "the first piece asks; the others follow"
+    assert [r.status for r in cdn_gets(log)] == [206] * 6
+
+
+@pytest.mark.parametrize(
+    ("header", "announced"),
+    [
+        (f'"{"ab" * 32}"', "ab" * 32),
+        (f'W/"{"AB" * 32}"', "ab" * 32),  # weak, upper case
+        ("ab" * 32, "ab" * 32),  # unquoted
+        (f'"{"ab" * 20}"', None),  # a git blob id: a non-LFS file, not its SHA256
+        ('"not-a-hash"', None),
+        ("", None),
+    ],
+)
+def test_the_sha256_the_hub_announces_is_read_robustly(header: str, announced: str | None) -> None:
+    assert announced_sha256(httpx2.Headers({"X-Linked-Etag": header})) == announced
 
 
 def test_an_expired_cdn_address_is_asked_for_again(
@@ -423,6 +460,49 @@ def test_token_goes_to_the_api_and_never_to_the_cdn(
     assert cdn
     assert all(r.authorization for r in api)
     assert not any(r.authorization for r in cdn)
+
+
+# -- cancel (Ctrl-C, SIGTERM) -------------------------------------------------------------------------
+
+
+def test_cancel_stops_a_stalled_transfer_at_once_and_keeps_what_arrived(
+    publish: Callable[..., FileJob], store: Store, client: httpx2.Client, mirror: MirrorServer
+) -> None:
+    job = publish(LARGE)
+    mirror.faults.add("stall=30s,on=cdn")  # the first chunk, then 30 s of silence
+    arrived = threading.Event()
+
+    class Arrived(NoProgress):
+        def advanced(self, job: FileJob, received: int) -> None:
+            arrived.set()
+
+    # Every piece written as it arrives: once one is, the connection is in its stall.
+    options = DownloadOptions(retry=FAST_RETRY, checkpoint_seconds=0)
+    fetcher = Downloader(store, client, options=options, progress=Arrived())
+    outcome: list[BaseException] = []
+
+    def fetch() -> None:
+        try:
+            fetcher.fetch(job)
+        except BaseException as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=fetch)
+    thread.start()
+    assert arrived.wait(10), "no byte arrived"
+    cancelled = time.monotonic()
+
+    fetcher.cancel()
+    thread.join(timeout=20)
+
+    assert not thread.is_alive()
+    assert time.monotonic() - cancelled < 5.0  # not the 30 s stall, nor the 60 s read timeout
+    assert [type(exc) for exc in outcome] == [Cancelled]
+    done = json.loads(store.progress_path(job.sha256).read_text(encoding="utf-8"))["segments"][0][2]
+    assert 0 < done < job.size
+    assert fetcher.kept == done
+    assert store.partial_path(job.sha256).read_bytes()[:done] == LARGE[:done]
+    assert not store.blob_path(job.sha256).exists()
 
 
 # -- concurrency and checks -------------------------------------------------------------------------

@@ -84,7 +84,7 @@ def test_sync_prints_plain_progress_lines_on_stderr_and_a_summary(hub: Hub, proj
     lines = result.stderr.splitlines()
     for name in (ALPHA_FILE, BETA_FILE):
         repo = ALPHA if name == ALPHA_FILE else BETA
-        assert f"fetching {repo}/{name} ({len(hub.files[name])} bytes)" in lines
+        assert f"fetching {repo}/{name} ({human_size(len(hub.files[name]))})" in lines
         assert f"stored {repo}/{name}" in lines
     total = len(hub.files[ALPHA_FILE]) + len(hub.files[BETA_FILE])
     assert result.stdout.startswith(
@@ -137,6 +137,33 @@ def test_sync_locked_with_a_stale_lock_exits_1_with_one_error_and_a_hint(hub: Hu
     assert "+ beta: new in the manifest" in error
     assert hint == "hint: run 'alex-models lock' and commit models.lock"
     assert not (home() / "blobs").exists() or list((home() / "blobs").rglob("*.*")) == []
+
+
+def test_a_hand_edited_sha256_fails_at_once_exit_3_blaming_the_lock_not_the_server(
+    hub: Hub, project: Path
+) -> None:
+    write_manifest(project, {"alpha": TWO["alpha"]})
+    assert cli(project, "lock").returncode == 0
+    real = sha(hub.files[ALPHA_FILE])
+    edited = real[:10] + ("0" if real[10] != "0" else "1") + real[11:]  # one hex digit changed
+    lock_path = project / "models.lock"
+    lock_path.write_text(lock_path.read_text(encoding="utf-8").replace(real, edited), encoding="utf-8")
+    hub.server.clear_log()
+
+    result = cli(project, "sync", "--frozen")
+
+    assert result.returncode == 3, result.stderr
+    error, hint = result.stderr.splitlines()[-2:]
+    assert error == (
+        f"error: {ALPHA}/{ALPHA_FILE}: the server says this file's SHA256 is {real}, the lock pins {edited}"
+    )
+    assert hint.startswith("hint: the lock is wrong, not the download")
+    assert hint.endswith("restore models.lock from git or run 'alex-models lock --upgrade-model alpha'")
+    # Only the redirect was read: the CDN was never asked for the file's bytes, not even once.
+    log = hub.server.wait_log(lambda records: any("/resolve/" in r.path for r in records))
+    assert cdn_gets(log, ALPHA_FILE) == []
+    assert [r.status for r in log if "/resolve/" in r.path] == [302]
+    assert list((home() / "tmp").glob(f"{edited}*")) == []  # nothing kept under the wrong name
 
 
 # -- status, verify, path, gc ---------------------------------------------------------------------
@@ -293,7 +320,7 @@ def test_killed_sync_resumes_from_its_partial_file(hub: Hub, project: Path, tmp_
     second = cli(project, "sync")
 
     assert second.returncode == 0, second.stderr
-    assert f"fetching org/big/{BIG_FILE} ({size} bytes, resuming at {checkpointed} bytes)" in (
+    assert f"fetching org/big/{BIG_FILE} ({human_size(size)}, resuming at {human_size(checkpointed)})" in (
         second.stderr.splitlines()
     )
     verified = cli(project, "verify")

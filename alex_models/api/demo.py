@@ -36,7 +36,7 @@ from alex_models.api.emit import emit
 from alex_models.api.project import lock, read_lock
 from alex_models.api.sync import sync
 from alex_models.emit.flags import ServerFlags
-from alex_models.errors import RemoteError, UsageError, UserError
+from alex_models.errors import Interrupted, RemoteError, UsageError, UserError, exit_code_of
 from alex_models.lock import LockedFile
 from alex_models.provider import detect_flags
 from alex_models.settings import Settings
@@ -175,7 +175,7 @@ def demo(
     scratch = Path(tempfile.mkdtemp(prefix="alex-models-demo-"))
     workspace = (keep or scratch / "project").absolute()  # emitted paths are absolute
     # Unwound in reverse: llama-server, then the mirror, then the scratch directory.
-    with contextlib.ExitStack() as cleanup:
+    with _interrupt_says_what_is_left(workspace, keep is not None), contextlib.ExitStack() as cleanup:
         cleanup.callback(shutil.rmtree, scratch, ignore_errors=True)
         workspace.mkdir(parents=True, exist_ok=True)
         store = workspace / "store"
@@ -202,6 +202,18 @@ def demo(
             process = cleanup.enter_context(_running([str(binary), *argv[1:]], scratch / "llama-server.log"))
             done(_chat(binary, process, base_url, scratch / "llama-server.log", health_timeout))
     return DemoResult(tuple(steps), workspace, kept=keep is not None)
+
+
+@contextlib.contextmanager
+def _interrupt_says_what_is_left(workspace: Path, kept: bool) -> Iterator[None]:
+    """Ctrl-C or SIGTERM (exit 130 or 143) says that the demo cleaned up, not how to resume it."""
+    try:
+        yield
+    except KeyboardInterrupt as interrupt:
+        left = f"the project stays in {workspace}" if kept else "the demo's files are removed"
+        raise Interrupted(
+            f"interrupted; the servers are stopped and {left}", exit_code=exit_code_of(interrupt)
+        ) from None
 
 
 @contextlib.contextmanager

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
@@ -412,7 +412,9 @@ def pull(
         store.register_lock(pull_lock)
     wanted = download_jobs(single, ["pull"], settings.endpoint)
     missing = with_token(
-        [job for job in wanted.values() if not store.has_blob(job.sha256, job.size)], settings.endpoint
+        # No model to name: no lock to fix either, if the Hub's answers contradict each other.
+        [replace(job, model=None) for job in wanted.values() if not store.has_blob(job.sha256, job.size)],
+        settings.endpoint,
     )
     check_space(store, missing)
     if missing:
@@ -424,6 +426,7 @@ def pull(
             client=client,
             options=None,
             checks=gguf_checks(single, ["pull"]),
+            command="pull",
         )
     synced = link_views(store, "pull", entry)
     view = store.view_path(entry, requested)

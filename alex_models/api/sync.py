@@ -14,9 +14,10 @@ from pathlib import Path
 
 import httpx2
 
+from alex_models._units import human_size
 from alex_models.api.project import default_lock_path, lock, read_lock
 from alex_models.download import Downloader, DownloadOptions, FileJob, NoProgress, Progress
-from alex_models.errors import UsageError, UserError
+from alex_models.errors import Interrupted, UsageError, UserError, exit_code_of
 from alex_models.fetch import download_headers, file_url
 from alex_models.lock import Lock, LockedFile, LockedModel, drift
 from alex_models.manifest import load_manifest, manifest_not_found
@@ -25,6 +26,8 @@ from alex_models.settings import Settings, StoreHome, store_home
 from alex_models.store import Store
 
 _LISTED_AT_MOST = 8
+_STOP_WAIT = 5.0
+"""Seconds an interrupted download has to checkpoint and stop (it takes a fraction of one)."""
 
 
 @dataclass(frozen=True)
@@ -258,7 +261,7 @@ def download_jobs(current: Lock, names: list[str], endpoint: str) -> dict[str, F
             else:
                 url = str(entry.url)
             jobs[file.sha256] = FileJob(
-                file.sha256, file.size, url, label(entry, file), download_headers(None)
+                file.sha256, file.size, url, label(entry, file), download_headers(None), model=name
             )
     return jobs
 
@@ -326,6 +329,9 @@ class _CountingProgress:
     def finished(self, job: FileJob) -> None:
         self.inner.finished(job)
 
+    def waiting(self, job: FileJob, done: int) -> None:
+        self.inner.waiting(job, done)
+
 
 def download_missing(
     store: Store,
@@ -336,8 +342,13 @@ def download_missing(
     client: httpx2.Client | None,
     options: DownloadOptions | None,
     checks: dict[str, list[tuple[str, str]]],
+    command: str = "sync",
 ) -> set[str]:
-    """Fetch ``missing``; the SHA256s this process downloaded (not those another process brought)."""
+    """Fetch ``missing``; the SHA256s this process downloaded (not those another process brought).
+
+    Ctrl-C or SIGTERM (a ``KeyboardInterrupt`` here) cancels every download; each checkpoints what
+    arrived and stops within moments, and ``Interrupted`` says how much ``command`` resumes from.
+    """
     from alex_models.fetch import new_client  # noqa: PLC0415
     from alex_models.ggufinfo import check_gguf  # noqa: PLC0415
 
@@ -349,9 +360,21 @@ def download_missing(
     http = client or new_client()
     try:
         downloader = Downloader(store, http, options=options, progress=progress, check=check)
-        with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-            futures = [pool.submit(downloader.fetch, job) for job in missing]
+        # Not a with-block: its exit would wait for every download to finish, even after Ctrl-C.
+        pool = ThreadPoolExecutor(max_workers=max(1, jobs))
+        futures: list[Future[bool]] = []
+        try:
+            futures.extend(pool.submit(downloader.fetch, job) for job in missing)
             _first_error(futures)
+        except KeyboardInterrupt as interrupt:
+            downloader.cancel()
+            wait(futures, timeout=_STOP_WAIT)
+            raise Interrupted(
+                f"interrupted; {human_size(downloader.kept)} kept, run {command} again to resume",
+                exit_code=exit_code_of(interrupt),
+            ) from None
+        finally:
+            pool.shutdown(wait=False, cancel_futures=True)
         # fetch() is False when a concurrent sync stored the blob while this one waited for its lock.
         return {job.sha256 for job, future in zip(missing, futures, strict=True) if future.result()}
     finally:

@@ -6,7 +6,7 @@ import sys
 import threading
 from types import TracebackType
 
-from rich.console import Console
+from rich.console import Console, RenderableType
 from rich.progress import (
     BarColumn,
     DownloadColumn,
@@ -16,24 +16,36 @@ from rich.progress import (
     TimeRemainingColumn,
     TransferSpeedColumn,
 )
+from rich.table import Column
 
+from alex_models._units import human_size
 from alex_models.download import FileJob
 
 
 class BarProgress:
-    """A bar per file and one for the total, with bytes/s and ETA."""
+    """A bar per file, with bytes/s and ETA, and one for the total once a second file starts; a
+    row fits the console's width (80 columns included): a long label keeps its tail, the file name."""
 
-    def __init__(self) -> None:
+    def __init__(self, console: Console | None = None) -> None:
+        console = console or Console(stderr=True)
+        # The widest figures: "123.4/567.8 MB", "123.4 MB/s", "0:01:23", with a space between columns.
+        figures = 14 + 1 + 10 + 1 + 7 + 1
+        bar = 16 if console.width >= 80 else 10
+        self._label_width = max(10, min(48, console.width - figures - bar - 1))
         self._bars = Progress(
-            TextColumn("{task.description}", justify="left"),
-            BarColumn(),
+            TextColumn("{task.description}", table_column=Column(width=self._label_width, no_wrap=True)),
+            BarColumn(bar_width=bar),
             DownloadColumn(),
             TransferSpeedColumn(),
             TimeRemainingColumn(),
-            console=Console(stderr=True),
+            console=console,
         )
         self._tasks: dict[str, TaskID] = {}
         self._total: TaskID | None = None
+        self._files = 0
+        self._size = 0
+        self._done = 0
+        """Files this process fetches, their bytes, and how many are there: the total's figures."""
         self._lock = threading.Lock()
 
     def __enter__(self) -> BarProgress:
@@ -45,30 +57,50 @@ class BarProgress:
     ) -> None:
         self._bars.stop()
 
+    def __rich__(self) -> RenderableType:
+        return self._bars.get_renderable()
+
     def started(self, job: FileJob, already: int) -> None:
         with self._lock:
-            if self._total is None:
-                self._total = self._bars.add_task("total", total=0)
-            self._bars.update(
-                self._total, total=(self._bars.tasks[self._total].total or 0) + job.size, advance=already
-            )
-            self._tasks[job.sha256] = self._bars.add_task(
-                _short(job.label), total=job.size, completed=already
-            )
+            self._show(job, _short(job.label, self._label_width), already)
+            self._files += 1
+            self._size += job.size
+            self._done += already
+            if self._total is not None:
+                self._bars.update(self._total, total=self._size, completed=self._done)
+            elif self._files == 2:  # one file needs no total: its own bar says it all
+                self._total = self._bars.add_task("total", total=self._size, completed=self._done)
 
     def advanced(self, job: FileJob, received: int) -> None:
-        self._bars.update(self._tasks[job.sha256], advance=received)
-        if self._total is not None:
-            self._bars.update(self._total, advance=received)
+        with self._lock:
+            self._done += received
+            self._bars.update(self._tasks[job.sha256], advance=received)
+            if self._total is not None:
+                self._bars.update(self._total, completed=self._done)
 
     def finished(self, job: FileJob) -> None:
         self._bars.update(self._tasks[job.sha256], completed=job.size)
+
+    def waiting(self, job: FileJob, done: int) -> None:
+        """The other process's progress, from its checkpoints."""
+        with self._lock:
+            self._show(job, "waiting " + _short(job.label, self._label_width - 8), done)
+
+    def _show(self, job: FileJob, description: str, completed: int) -> None:
+        task = self._tasks.get(job.sha256)
+        if task is None:
+            self._tasks[job.sha256] = self._bars.add_task(description, total=job.size, completed=completed)
+        else:
+            self._bars.update(task, description=description, completed=completed)
 
 
 class LineProgress:
     """One line when a file starts and one when it is stored: readable in CI logs."""
 
     _write_lock = threading.Lock()
+
+    def __init__(self) -> None:
+        self._waited: set[str] = set()
 
     def __enter__(self) -> LineProgress:
         return self
@@ -79,14 +111,22 @@ class LineProgress:
         """Nothing to tear down."""
 
     def started(self, job: FileJob, already: int) -> None:
-        resumed = f", resuming at {already} bytes" if already else ""
-        self._line(f"fetching {job.label} ({job.size} bytes{resumed})")
+        resumed = f", resuming at {human_size(already)}" if already else ""
+        self._line(f"fetching {job.label} ({human_size(job.size)}{resumed})")
 
     def advanced(self, job: FileJob, received: int) -> None:
         """Per-chunk lines would flood a log."""
 
     def finished(self, job: FileJob) -> None:
         self._line(f"stored {job.label}")
+
+    def waiting(self, job: FileJob, done: int) -> None:
+        """Said once per file: a log needs no ticker."""
+        with self._write_lock:
+            first = job.sha256 not in self._waited
+            self._waited.add(job.sha256)
+        if first:
+            self._line(f"waiting for another alex-models process to finish {job.label}")
 
     def _line(self, text: str) -> None:
         # Called from download threads: print() writes the text and the newline separately, so two
@@ -101,6 +141,9 @@ class QuietProgress(LineProgress):
         """Quiet."""
 
     def finished(self, job: FileJob) -> None:
+        """Quiet."""
+
+    def waiting(self, job: FileJob, done: int) -> None:
         """Quiet."""
 
 

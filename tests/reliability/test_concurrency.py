@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import signal
+import time
 from pathlib import Path
 
 import pytest
@@ -88,3 +90,37 @@ def test_gc_during_a_sync_removes_nothing_the_lock_needs_and_the_sync_completes(
     assert cli(project, "verify").returncode == 0
     gets = cdn_gets(settled_log(mirror), pending.file)
     assert [(r.range, r.bytes_sent) for r in gets] == [(None, pending.size)]  # never restarted
+
+
+@pytest.mark.slow
+def test_a_second_sync_says_once_that_it_waits_for_the_first_and_stops_at_once_on_ctrl_c(
+    mirror_root: MirrorRoot,
+    mirror: MirrorServer,
+    project: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    [model] = locked_project(mirror_root, mirror, project, tmp_path / "ggufs", [6 * MB], monkeypatch)
+    mirror.faults.add("bandwidth=2MB,on=cdn")  # the first sync holds the file for about 3 s
+    record = home() / "tmp" / f"{model.sha256}.json"
+    first, first_stderr = start(project, "sync", "--frozen")
+    wait_for(lambda: progress_done(record) > 0, "the first sync to checkpoint part of the file")
+    waits = f"waiting for another alex-models process to finish {model.repo}/{model.file}"
+
+    second, second_stderr = start(project, "sync", "--frozen")
+    wait_for(lambda: waits in second_stderr.read_text(encoding="utf-8"), "the second sync to say it waits")
+    sent = time.monotonic()
+    second.send_signal(signal.SIGINT)
+    code = second.wait(timeout=30)
+    seconds = time.monotonic() - sent
+
+    assert code == 130
+    assert seconds < 5.0  # the wait polls its lock: it ends within moments, not with the first sync
+    assert second_stderr.read_text(encoding="utf-8").splitlines() == [
+        waits,
+        "interrupted; 0 B kept, run sync again to resume",
+    ]
+    assert first.wait(timeout=60) == 0, first_stderr.read_text(encoding="utf-8")
+    assert sha_file(blob(model.sha256)) == model.sha256
+    gets = cdn_gets(settled_log(mirror), model.file)
+    assert [(r.range, r.bytes_sent) for r in gets] == [(None, model.size)]  # only the first downloaded

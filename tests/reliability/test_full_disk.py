@@ -22,6 +22,7 @@ from faultkit import (
 from helpers import cli, small_disk
 from helpers import wait_for as wait_until
 
+from alex_models._units import human_size
 from alex_models.mirror import MirrorRoot, MirrorServer
 
 MiB = 1024 * 1024
@@ -104,7 +105,7 @@ def test_a_disk_filled_mid_download_is_a_clear_error_keeps_no_blob_and_the_next_
         again = cli(project, "sync")
 
         assert again.returncode == 0, again.stderr
-        assert f"resuming at {kept} bytes" in again.stderr
+        assert f"resuming at {human_size(kept)})" in again.stderr
         assert kept > 0
         assert sha_file(blob(model.sha256)) == model.sha256
         assert cli(project, "verify").returncode == 0
