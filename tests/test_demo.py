@@ -19,7 +19,8 @@ import httpx2
 import pytest
 from helpers import CLI, cli, wait_for
 
-from alex_models.api.demo import (
+from alex_models.api import read_lock
+from alex_models.api._demo import (
     LLAMA_SERVER_VARIABLE,
     ChatStep,
     DemoStep,
@@ -30,7 +31,6 @@ from alex_models.api.demo import (
     demo,
     find_llama_server,
 )
-from alex_models.api.project import read_lock
 from alex_models.errors import RemoteError, UsageError
 from alex_models.lock import LockedFile
 from alex_models.provider import LlamaCppClient

@@ -388,7 +388,7 @@ def test_locked_sync_with_a_hand_edited_file_is_a_user_error_naming_only_it_and_
     before = mtimes(others)
 
     with pytest.raises(UserError) as caught:
-        api.sync(synced, locked=True)
+        api.sync(synced, api.SyncOptions(locked=True))
 
     assert caught.value.exit_code == 1
     assert str(files["router-preset"]) in caught.value.message
@@ -401,7 +401,7 @@ def test_locked_sync_writes_a_missing_target(synced: Path) -> None:
     app = targets(synced)["alex"]
     app.unlink()
 
-    result = api.sync(synced, locked=True)
+    result = api.sync(synced, api.SyncOptions(locked=True))
 
     assert result.emitted == (app,)
     expected = api.emit("alex", synced, only=["chat"], base_url="http://127.0.0.1:8099/v1")

@@ -46,7 +46,7 @@ def synced(
         f"  config: {{repo: {REPO}, file: config.json}}\n"
     )
     cache = tmp_path / "hf-cache"
-    api.sync(project / "models.yaml", hf_cache=cache)
+    api.sync(project / "models.yaml", api.SyncOptions(hf_cache=cache))
     return Synced(cache, {path: v.read_bytes() if isinstance(v, Path) else v for path, v in files.items()})
 
 

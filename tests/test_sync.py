@@ -208,7 +208,7 @@ def test_locked_with_a_stale_lock_fails_naming_the_drift_and_downloads_nothing(
     hub.fresh()
 
     with pytest.raises(UserError) as caught:
-        api.sync(manifest, locked=True)
+        api.sync(manifest, api.SyncOptions(locked=True))
 
     assert caught.value.exit_code == 1
     assert "+ beta: new in the manifest" in caught.value.message
@@ -222,7 +222,7 @@ def test_locked_without_any_lock_fails_and_downloads_nothing(hub: Hub, project: 
     manifest = write_manifest(project, TWO)
 
     with pytest.raises(UserError) as caught:
-        api.sync(manifest, locked=True)
+        api.sync(manifest, api.SyncOptions(locked=True))
 
     assert caught.value.exit_code == 1
     assert caught.value.message == f"{project / 'models.lock'} does not exist, but --locked was given"
@@ -240,7 +240,7 @@ def test_frozen_uses_the_lock_even_when_the_manifest_changed(hub: Hub, project: 
     write_manifest(project, {"beta": TWO["beta"]})
     hub.fresh()
 
-    result = api.sync(manifest, frozen=True)
+    result = api.sync(manifest, api.SyncOptions(frozen=True))
 
     assert [m.name for m in result.models] == ["alpha"]
     assert result.downloaded == (label(ALPHA, ALPHA_FILE),)
@@ -253,7 +253,7 @@ def test_frozen_needs_no_manifest_at_all(hub: Hub, project: Path) -> None:
     api.lock(manifest)
     manifest.unlink()
 
-    result = api.sync(manifest, frozen=True)
+    result = api.sync(manifest, api.SyncOptions(frozen=True))
 
     assert [m.name for m in result.models] == ["alpha"]
     assert view(hub, ALPHA, ALPHA_FILE).read_bytes() == hub.files[f"{ALPHA}/{ALPHA_FILE}"]
@@ -263,7 +263,7 @@ def test_frozen_without_a_lock_fails_clearly(hub: Hub, project: Path) -> None:
     manifest = write_manifest(project, TWO)
 
     with pytest.raises(UserError) as caught:
-        api.sync(manifest, frozen=True)
+        api.sync(manifest, api.SyncOptions(frozen=True))
 
     assert caught.value.exit_code == 1
     assert str(project / "models.lock") in caught.value.message
@@ -275,7 +275,7 @@ def test_locked_and_frozen_together_is_a_usage_error(hub: Hub, project: Path) ->
     manifest = write_manifest(project, TWO)
 
     with pytest.raises(UsageError) as caught:
-        api.sync(manifest, locked=True, frozen=True)
+        api.sync(manifest, api.SyncOptions(locked=True, frozen=True))
 
     assert caught.value.exit_code == 2
     assert "--locked" in caught.value.message
@@ -290,7 +290,7 @@ def test_offline_with_every_blob_present_succeeds_without_a_request(hub: Hub, pr
     api.sync(manifest)
     hub.fresh()
 
-    result = api.sync(manifest, offline=True)
+    result = api.sync(manifest, api.SyncOptions(offline=True))
 
     assert result.downloaded == ()
     assert sorted(m.name for m in result.models) == ["alpha", "beta"]
@@ -305,7 +305,7 @@ def test_offline_with_blobs_missing_names_the_missing_files_without_a_request(
     hub.fresh()
 
     with pytest.raises(UserError) as caught:
-        api.sync(manifest, offline=True)
+        api.sync(manifest, api.SyncOptions(offline=True))
 
     assert caught.value.exit_code == 1
     assert label(ALPHA, ALPHA_FILE) in caught.value.message
@@ -336,7 +336,7 @@ def test_hf_hub_offline_in_the_environment_acts_as_offline(
 def test_only_syncs_just_the_named_model(hub: Hub, project: Path) -> None:
     manifest = write_manifest(project, TWO)
 
-    result = api.sync(manifest, only=["alpha"])
+    result = api.sync(manifest, api.SyncOptions(only=("alpha",)))
 
     assert [m.name for m in result.models] == ["alpha"]
     assert result.downloaded == (label(ALPHA, ALPHA_FILE),)
@@ -349,7 +349,7 @@ def test_only_with_an_unknown_name_errors_listing_the_models(hub: Hub, project: 
     manifest = write_manifest(project, TWO)
 
     with pytest.raises(UserError) as caught:
-        api.sync(manifest, only=["gamma"])
+        api.sync(manifest, api.SyncOptions(only=("gamma",)))
 
     assert "gamma" in caught.value.message
     assert caught.value.hint == "locked models: alpha, beta"
@@ -477,7 +477,7 @@ def test_one_shard_uploaded_under_both_shard_names_fails_naming_the_wrong_one(
 
 def test_status_reports_present_partial_missing_sizes_and_stale(hub: Hub, project: Path) -> None:
     manifest = write_manifest(project, {**TWO, "split": {"repo": SPLIT, "quant": "Q8_0"}})
-    api.sync(manifest, only=["alpha", "split"])
+    api.sync(manifest, api.SyncOptions(only=("alpha", "split")))
     shard_3 = hub.files[f"{SPLIT}/{SHARDS[2]}"]
     blob(shard_3).chmod(0o644)
     blob(shard_3).unlink()
@@ -579,7 +579,7 @@ def test_model_path_of_an_unknown_model_lists_the_locked_ones(hub: Hub, project:
 
 def test_model_path_of_a_locked_but_unsynced_model_says_to_sync(hub: Hub, project: Path) -> None:
     manifest = write_manifest(project, TWO)
-    api.sync(manifest, only=["alpha"])
+    api.sync(manifest, api.SyncOptions(only=("alpha",)))
 
     with pytest.raises(UserError, match="'beta' is not synced") as caught:
         api.model_path("beta", manifest)

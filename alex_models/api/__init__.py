@@ -1,28 +1,39 @@
 """The use cases, as a Python API: what each CLI command does, minus the rendering.
 
 Each function composes the pure parts (manifest, lock, resolver) with the I/O parts (remote,
-store, downloader) and returns a frozen result; the CLI only renders it.
+store, downloader) and returns a frozen result; the CLI only renders it. The modules behind it are
+private (``_sync``, ``_status``…): import from here, so ``alex_models.api.sync`` is the function.
 """
 
-from alex_models.api.emit import Emitted, emit, emit_targets
-from alex_models.api.probe import ProbeReport, ProbeResult, probe
-from alex_models.api.project import AddResult, LockResult, add, default_lock_path, init, lock, read_lock
-from alex_models.api.store import GcResult, ModelStatus, VerifyResult, gc, model_path, pull, status, verify
-from alex_models.api.sync import SyncedModel, SyncResult, sync
+from alex_models.api._context import default_lock_path, read_lock
+from alex_models.api._demo import DemoResult, demo
+from alex_models.api._emit import Emitted, emit, emit_targets
+from alex_models.api._gc import GcResult, Removal, gc
+from alex_models.api._materialize import SyncedModel
+from alex_models.api._probe import ProbeReport, ProbeResult, probe
+from alex_models.api._project import AddResult, LockResult, add, init, lock
+from alex_models.api._pull import pull
+from alex_models.api._status import ModelStatus, StatusResult, VerifyResult, model_path, status, verify
+from alex_models.api._sync import SyncOptions, SyncResult, sync
 
 __all__ = [
     "AddResult",
+    "DemoResult",
     "Emitted",
     "GcResult",
     "LockResult",
     "ModelStatus",
     "ProbeReport",
     "ProbeResult",
+    "Removal",
+    "StatusResult",
+    "SyncOptions",
     "SyncResult",
     "SyncedModel",
     "VerifyResult",
     "add",
     "default_lock_path",
+    "demo",
     "emit",
     "emit_targets",
     "gc",

@@ -15,7 +15,7 @@ from alex_models.cli.options import JsonOpt
 from alex_models.cli.render import print_json, say
 
 if TYPE_CHECKING:
-    from alex_models.api.demo import DemoStep
+    from alex_models.api._demo import DemoStep
 
 
 def demo(
@@ -34,7 +34,7 @@ def demo(
 
     No network or configuration needed; all it starts or writes is gone when it ends (unless --keep).
     """
-    from alex_models.api.demo import demo as run_demo
+    from alex_models.api._demo import demo as run_demo
 
     result = run_demo(keep=keep, on_step=None if json_output else _show)
     if json_output:
@@ -53,7 +53,7 @@ def demo(
 
 
 def _show(step: DemoStep) -> None:
-    from alex_models.api.demo import ChatStep, EmitStep, LockStep, MirrorStep, SyncStep
+    from alex_models.api._demo import ChatStep, EmitStep, LockStep, MirrorStep, SyncStep
 
     if isinstance(step, MirrorStep):
         say(f"mirror: serving {step.repo} ({step.file}, {human_size(step.size)}) at {step.endpoint}")
@@ -80,7 +80,7 @@ def _show(step: DemoStep) -> None:
 
 
 def _as_json(step: DemoStep) -> dict[str, Any]:
-    from alex_models.api.demo import ChatStep, EmitStep, LockStep, MirrorStep
+    from alex_models.api._demo import ChatStep, EmitStep, LockStep, MirrorStep
 
     if isinstance(step, MirrorStep):
         return {

@@ -12,7 +12,7 @@ from alex_models.cli.options import JsonOpt, ManifestOpt, complete_model_name
 from alex_models.cli.render import labelled, print_json, say, warn
 
 if TYPE_CHECKING:
-    from alex_models.api.store import StatusResult
+    from alex_models.api import StatusResult
 
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")]
 
@@ -45,16 +45,15 @@ def sync(
     from alex_models.cli.progress import progress_for
 
     with progress_for(quiet or json_output) as progress:
-        result = api.sync(
-            manifest,
+        options = api.SyncOptions(
             locked=locked,
             frozen=frozen,
             offline=offline,
-            only=only or (),
+            only=tuple(only or ()),
             jobs=jobs,
-            progress=progress,
             hf_cache=hf_cache,
         )
+        result = api.sync(manifest, options, progress=progress)
     if json_output:
         print_json(
             "sync",

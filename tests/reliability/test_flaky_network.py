@@ -92,7 +92,7 @@ def test_a_stall_longer_than_the_read_timeout_is_retried_and_the_sync_completes(
     mirror.faults.add(f"stall={stall:g}s,times=1,on=cdn")
     began = time.monotonic()
 
-    api.sync(project / "models.yaml", options=DownloadOptions(read_timeout=1.0))
+    api.sync(project / "models.yaml", api.SyncOptions(download=DownloadOptions(read_timeout=1.0)))
 
     seconds = time.monotonic() - began
     assert_stored_exactly(models)

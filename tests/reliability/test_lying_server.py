@@ -40,7 +40,9 @@ def leave_partial(mirror: MirrorServer, project: Path, model: Model) -> int:
     """A first sync cut after 1 MB with no retries left: the next request for the file is ranged."""
     mirror.faults.add("drop-after=1MB,times=1,on=cdn")
     with pytest.raises(RemoteError):
-        api.sync(project / "models.yaml", options=DownloadOptions(retry=RetryPolicy(attempts=1)))
+        api.sync(
+            project / "models.yaml", api.SyncOptions(download=DownloadOptions(retry=RetryPolicy(attempts=1)))
+        )
     mirror.faults.clear()
     done = progress_done(home() / "tmp" / f"{model.sha256}.json")
     assert 0 < done < model.size

@@ -32,9 +32,10 @@ from pathlib import Path
 from typing import NoReturn
 
 from alex_models._fs import atomic_write
-from alex_models.api.emit import emit
-from alex_models.api.project import lock, read_lock
-from alex_models.api.sync import sync
+from alex_models.api._context import read_lock
+from alex_models.api._emit import emit
+from alex_models.api._project import lock
+from alex_models.api._sync import SyncOptions, sync
 from alex_models.emit.flags import ServerFlags
 from alex_models.errors import Interrupted, RemoteError, UsageError, UserError, exit_code_of
 from alex_models.lock import LockedFile
@@ -186,7 +187,7 @@ def demo(
         atomic_write(manifest, _MANIFEST.format(name=NAME, repo=REPO, port=port).encode())
         done(_lock(manifest, served.endpoint))
         # No token: the user's Hugging Face token has no business with the demo's mirror.
-        synced = sync(manifest, store_home=store, endpoint=served.endpoint, token="")
+        synced = sync(manifest, SyncOptions(endpoint=served.endpoint, token=""), store_home=store)
         (model,) = synced.models
         if model.main is None:  # the manifest asks for one model file: sync links its view
             raise UserError(f"sync linked no model file for {NAME}")

@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from alex_models.api.sync import require_lock, store_for
+from alex_models.api._context import require_lock, store_for
 from alex_models.emit import DEFAULT_BASE_URL, ServerSpec, server_specs
 from alex_models.errors import RemoteError
 from alex_models.lock import Lock

@@ -9,8 +9,9 @@ from pathlib import Path
 from typing import TypeVar
 
 from alex_models._fs import atomic_write
+from alex_models.api._context import default_lock_path, read_lock
 from alex_models.errors import UserError
-from alex_models.lock import Drift, Lock, drift, dumps, loads
+from alex_models.lock import Drift, Lock, drift, dumps
 from alex_models.manifest import (
     EMPTY_MANIFEST,
     STARTER_MANIFEST,
@@ -24,7 +25,11 @@ from alex_models.resolve import Upgrade, plan, resolve, unhashed
 from alex_models.settings import Settings
 
 K = TypeVar("K")
+
+
 V = TypeVar("V")
+
+
 MAX_PARALLEL_REQUESTS = 32
 """Metadata requests in flight at once while locking: 50 repos at 50 ms each lock in two rounds
 (uv fetches 50 at once by default)."""
@@ -45,19 +50,6 @@ class LockResult:
     @property
     def stale(self) -> bool:
         return bool(self.drift)
-
-
-def default_lock_path(manifest_path: Path) -> Path:
-    return manifest_path.with_name("models.lock")
-
-
-def read_lock(lock_path: Path) -> Lock | None:
-    """The lock at ``lock_path``, fully validated, or None if there is none yet."""
-    try:
-        text = lock_path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return None
-    return loads(text, str(lock_path))
 
 
 def lock(

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from alex_models._fs import atomic_write
-from alex_models.api.sync import manifest_relative, require_lock, store_for
+from alex_models.api._context import manifest_relative, require_lock, store_for
 from alex_models.emit import ServerSpec, server_specs
 from alex_models.emit import llama_cpp as render
 from alex_models.emit.flags import ServerFlags

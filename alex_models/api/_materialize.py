@@ -1,0 +1,182 @@
+"""The steps ``sync`` and ``pull`` share: download jobs, the space check, the verified download
+(interruptible), and the views llama.cpp reads."""
+
+from __future__ import annotations
+
+import shutil
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import httpx2
+
+from alex_models._units import human_size
+from alex_models.download import Downloader, DownloadOptions, FileJob, Progress
+from alex_models.errors import Interrupted, UserError, exit_code_of
+from alex_models.fetch import download_headers, file_url
+from alex_models.lock import Lock, LockedFile, LockedModel
+from alex_models.store import Store
+
+_STOP_WAIT = 5.0
+"""Seconds an interrupted download has to checkpoint and stop (it takes a fraction of one)."""
+
+
+@dataclass(frozen=True)
+class SyncedModel:
+    """One model after ``sync``: where llama.cpp finds it."""
+
+    name: str
+    main: Path | None
+    """The view of the main file (the first shard of a split model); None if it has no model file."""
+    views: tuple[Path, ...]
+
+
+def label(entry: LockedModel, file: LockedFile) -> str:
+    return f"{entry.repo}/{file.path}" if entry.source == "hf" else f"{entry.url}"
+
+
+def download_jobs(current: Lock, names: list[str], endpoint: str) -> dict[str, FileJob]:
+    """One download job per distinct content: identical files in two repos are fetched once.
+
+    Jobs carry no token yet: ``_with_token`` adds it to the ones that will really download.
+    """
+    jobs: dict[str, FileJob] = {}
+    for name in names:
+        entry = current.models[name]
+        for file in entry.files:
+            if file.sha256 in jobs:
+                continue
+            if entry.source == "hf" and entry.repo is not None and entry.commit is not None:
+                url = file_url(endpoint, entry.repo, entry.commit, file.path)
+            else:
+                url = str(entry.url)
+            jobs[file.sha256] = FileJob(
+                file.sha256, file.size, url, label(entry, file), download_headers(None), model=name
+            )
+    return jobs
+
+
+def with_token(jobs: list[FileJob], endpoint: str, token: str | None = None) -> list[FileJob]:
+    """The jobs, with the Hub token on those that go to the endpoint (never to another host).
+
+    ``token`` None looks it up, which loads huggingface_hub, so a sync with nothing to fetch
+    never does; ``""`` sends none.
+    """
+    if not any(job.url.startswith(f"{endpoint}/") for job in jobs):
+        return jobs
+    if token is None:
+        from alex_models.hub import hub_token  # noqa: PLC0415
+
+        token = hub_token()
+    return [
+        replace(job, headers=download_headers(token)) if job.url.startswith(f"{endpoint}/") else job
+        for job in jobs
+    ]
+
+
+def gguf_checks(current: Lock, names: list[str]) -> dict[str, list[tuple[str, str]]]:
+    """Every (repo path, label) each GGUF blob will have, to check its header against each name.
+
+    One content may sit under several names (the same shard uploaded as shard 1 and shard 2):
+    each name is checked, not just one of them.
+    """
+    checks: dict[str, list[tuple[str, str]]] = {}
+    for name in names:
+        entry = current.models[name]
+        for file in entry.files:
+            if file.path.lower().endswith(".gguf") and file.role in ("model", "mmproj", "lora"):
+                checks.setdefault(file.sha256, []).append((file.path, label(entry, file)))
+    return checks
+
+
+def check_space(store: Store, missing: list[FileJob]) -> None:
+    """The store can take ``missing``: it is writable, and its disk has room for them."""
+    if not missing:
+        return
+    store.require_writable(f"{len(missing)} locked file(s) are not in it yet")
+    # A partial download already holds its whole size (it is preallocated).
+    needed = sum(job.size for job in missing if not store.partial_path(job.sha256).exists())
+    free = shutil.disk_usage(store.home).free
+    if needed > free:
+        raise UserError(
+            f"not enough disk space in {store.home}: {needed} bytes needed, {free} free",
+            hint="free some space (alex-models gc), or point ALEX_MODELS_HOME at a larger disk",
+        )
+
+
+def download_missing(
+    store: Store,
+    missing: list[FileJob],
+    progress: Progress,
+    *,
+    jobs: int,
+    client: httpx2.Client | None,
+    options: DownloadOptions | None,
+    checks: dict[str, list[tuple[str, str]]],
+    command: str = "sync",
+) -> set[str]:
+    """Fetch ``missing``; the SHA256s this process downloaded (not those another process brought).
+
+    Ctrl-C or SIGTERM (a ``KeyboardInterrupt`` here) cancels every download; each checkpoints what
+    arrived and stops within moments, and ``Interrupted`` says how much ``command`` resumes from.
+    """
+    from alex_models.fetch import new_client  # noqa: PLC0415
+    from alex_models.ggufinfo import check_gguf  # noqa: PLC0415
+
+    def check(partial: Path, job: FileJob) -> None:
+        for repo_path, label in checks.get(job.sha256, ()):
+            check_gguf(partial, repo_path, label=label)
+
+    own_client = client is None
+    http = client or new_client()
+    try:
+        downloader = Downloader(store, http, options=options, progress=progress, check=check)
+        # Not a with-block: its exit would wait for every download to finish, even after Ctrl-C.
+        pool = ThreadPoolExecutor(max_workers=max(1, jobs))
+        futures: list[Future[bool]] = []
+        try:
+            futures.extend(pool.submit(downloader.fetch, job) for job in missing)
+            _first_error(futures)
+        except KeyboardInterrupt as interrupt:
+            downloader.cancel()
+            wait(futures, timeout=_STOP_WAIT)
+            raise Interrupted(
+                f"interrupted; {human_size(downloader.kept)} kept, run {command} again to resume",
+                exit_code=exit_code_of(interrupt),
+            ) from None
+        finally:
+            pool.shutdown(wait=False, cancel_futures=True)
+        # fetch() is False when a concurrent sync stored the blob while this one waited for its lock.
+        return {job.sha256 for job, future in zip(missing, futures, strict=True) if future.result()}
+    finally:
+        if own_client:
+            http.close()
+
+
+def _first_error(futures: list[Future[bool]]) -> None:
+    done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+    failure = next((f.exception() for f in done if f.exception() is not None), None)
+    if failure is not None:
+        for future in futures:
+            future.cancel()  # files not started yet are not started; the running ones finish
+        wait(futures)
+        raise failure
+
+
+def main_file(entry: LockedModel) -> LockedFile | None:
+    models = entry.model_files
+    return models[0] if models else None  # files are sorted: the first shard comes first
+
+
+def link_views(store: Store, name: str, entry: LockedModel) -> SyncedModel:
+    main = main_file(entry)
+    views = []
+    # The main file is linked last: llama.cpp finds a split model's shards through the first one,
+    # so whenever it exists, every other shard already does.
+    for file in sorted(entry.files, key=lambda f: f == main):
+        view = store.view_path(entry, file)
+        store.link_view(view, file.sha256)
+        views.append(view)
+    return SyncedModel(
+        name=name, main=None if main is None else store.view_path(entry, main), views=tuple(views)
+    )

@@ -1,0 +1,256 @@
+"""Use case ``sync``: the store holds exactly the locked bytes, views and emitted files follow."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx2
+
+from alex_models.api._context import default_lock_path, read_lock, store_for
+from alex_models.api._emit import emit_targets
+from alex_models.api._materialize import (
+    SyncedModel,
+    check_space,
+    download_jobs,
+    download_missing,
+    gguf_checks,
+    link_views,
+    with_token,
+)
+from alex_models.api._project import lock
+from alex_models.download import DownloadOptions, FileJob, NoProgress, Progress
+from alex_models.errors import UsageError, UserError
+from alex_models.lock import Lock, LockedModel, drift
+from alex_models.manifest import load_manifest
+from alex_models.remote import Remote
+from alex_models.settings import Settings
+from alex_models.store import Store
+
+_LISTED_AT_MOST = 8
+
+
+@dataclass(frozen=True)
+class SyncResult:
+    lock_path: Path
+    store: Path
+    resolved: tuple[str, ...]
+    """Models this sync had to lock first."""
+    downloaded: tuple[str, ...]
+    reused: tuple[str, ...]
+    bytes_received: int
+    seconds: float
+    models: tuple[SyncedModel, ...]
+    emitted: tuple[Path, ...] = ()
+    """Files of the manifest's ``emit:`` list that this sync rewrote."""
+    warnings: tuple[str, ...] = ()
+    """What the emitted models' GGUF headers reveal (a context beyond training, no chat template)."""
+
+
+@dataclass(frozen=True)
+class SyncOptions:
+    """How ``sync`` goes about it; the defaults are ``alex-models sync`` without flags."""
+
+    locked: bool = False
+    """Fail if the lock is out of date, instead of locking (CI's ``--locked``)."""
+    frozen: bool = False
+    """Use the lock as it is; never look at the manifest to resolve (deploy hosts' ``--frozen``)."""
+    offline: bool = False
+    """Never touch the network; fail naming what is missing (``HF_HUB_OFFLINE`` does the same)."""
+    only: tuple[str, ...] = ()
+    """Sync just these models (default: every locked one)."""
+    jobs: int = 4
+    """Files downloaded at once."""
+    hf_cache: Path | None = None
+    """Also lay the synced repo files out as a Hugging Face cache here, linked to the blobs (no
+    copies), for huggingface_hub, transformers and ``llama-server -hf --offline``."""
+    endpoint: str | None = None
+    """Where files come from (default: ``HF_ENDPOINT``, else the Hub)."""
+    token: str | None = None
+    """The Hub token (default: ``HF_TOKEN`` or the saved login; ``""``: none)."""
+    download: DownloadOptions | None = None
+    """Connections, piece size, timeouts and retries of the downloader."""
+
+
+def sync(
+    manifest_path: Path = Path("models.yaml"),
+    options: SyncOptions | None = None,
+    *,
+    lock_path: Path | None = None,
+    store_home: Path | None = None,
+    progress: Progress | None = None,
+    remote: Remote | None = None,
+    client: httpx2.Client | None = None,
+) -> SyncResult:
+    """Make the store hold exactly the locked bytes of the selected models, and their views, then
+    write the manifest's ``emit:`` files.
+
+    Locks first when the lock is out of date (unless ``options.locked`` or ``options.frozen``);
+    locking asks ``remote`` (default: the endpoint's Hub API). ``progress`` sees each download.
+    """
+    opts = options or SyncOptions()
+    began = time.monotonic()
+    settings = Settings.from_env()
+    offline = opts.offline or settings.offline
+    lock_path = lock_path or default_lock_path(manifest_path)
+    current, resolved = _lock_for_sync(
+        manifest_path, lock_path, locked=opts.locked, frozen=opts.frozen, offline=offline, remote=remote
+    )
+    names = _selected(current, opts.only)
+    store = store_for(manifest_path, store_home).init()
+    emits = not opts.frozen or manifest_path.exists()
+    if opts.locked and emits:
+        _check_emitted(manifest_path, current, store)
+    # Registered before anything is fetched, so a gc running meanwhile keeps what this sync brings.
+    store.register_lock(lock_path)
+    endpoint = (opts.endpoint or settings.endpoint).rstrip("/")
+    wanted = download_jobs(current, names, endpoint)
+    missing = with_token(
+        [job for job in wanted.values() if not store.has_blob(job.sha256, job.size)], endpoint, opts.token
+    )
+    if missing and offline:
+        labels = ", ".join(job.label for job in missing[:_LISTED_AT_MOST])
+        more = f" and {len(missing) - _LISTED_AT_MOST} more" if len(missing) > _LISTED_AT_MOST else ""
+        raise UserError(
+            f"offline, and {len(missing)} locked file(s) are not in the store {store.home}: {labels}{more}",
+            hint="run 'alex-models sync' where the endpoint is reachable, or copy the store here",
+        )
+    check_space(store, missing)
+    counter = _CountingProgress(progress or NoProgress())
+    fetched: set[str] = set()
+    if missing:
+        fetched = download_missing(
+            store,
+            missing,
+            counter,
+            jobs=opts.jobs,
+            client=client,
+            options=opts.download,
+            checks=gguf_checks(current, names),
+        )
+    models = tuple(link_views(store, name, current.models[name]) for name in names)
+    if opts.hf_cache is not None:
+        _link_hf_cache(store, opts.hf_cache, [current.models[name] for name in names])
+    emitted: tuple[Path, ...] = ()
+    warnings: tuple[str, ...] = ()
+    if emits:  # with --locked, existing files were checked above: only missing ones are written
+        # With --only, a target may name a model not synced here: a warning says so, as before.
+        results = emit_targets(manifest_path, lock=current, store_home=store.home, allow_missing=True)
+        emitted = tuple(r.path for r in results if r.changed and r.path is not None)
+        warnings = tuple(dict.fromkeys(w for r in results for w in r.warnings))
+    return SyncResult(
+        lock_path=lock_path,
+        store=store.home,
+        resolved=resolved,
+        downloaded=tuple(job.label for job in missing if job.sha256 in fetched),
+        reused=tuple(job.label for job in wanted.values() if job.sha256 not in fetched),
+        bytes_received=counter.received,
+        seconds=time.monotonic() - began,
+        models=models,
+        emitted=emitted,
+        warnings=warnings,
+    )
+
+
+def _check_emitted(manifest_path: Path, current: Lock, store: Store) -> None:
+    """--locked: an emitted file that exists but differs from what the lock gives now is an error."""
+
+    stale = [
+        r.path
+        for r in emit_targets(manifest_path, check=True, lock=current, store_home=store.home)
+        if r.changed and r.path is not None and r.path.exists()
+    ]
+    if stale:
+        raise UserError(
+            f"emitted file(s) differ from what models.lock gives: {', '.join(str(p) for p in stale)}",
+            hint="run 'alex-models emit' (or 'alex-models sync') and commit them; do not edit them by hand",
+        )
+
+
+def _lock_for_sync(
+    manifest_path: Path, lock_path: Path, *, locked: bool, frozen: bool, offline: bool, remote: Remote | None
+) -> tuple[Lock, tuple[str, ...]]:
+    if locked and frozen:
+        raise UsageError(
+            "--locked and --frozen exclude each other", hint="--locked checks the lock; --frozen trusts it"
+        )
+    if frozen:
+        found = read_lock(lock_path)
+        if found is None:
+            raise UserError(
+                f"{lock_path} does not exist, and --frozen uses only the lock",
+                hint="run 'alex-models lock' and commit models.lock",
+            )
+        return found, ()
+    manifest = load_manifest(manifest_path)
+    previous = read_lock(lock_path)
+    changes = drift(manifest, previous)
+    if not changes and previous is not None:
+        return previous, ()
+    summary = "; ".join(change.describe() for change in changes[:_LISTED_AT_MOST]) or "no lock yet"
+    if locked:
+        problem = "does not exist" if previous is None else f"needs to be updated ({summary})"
+        raise UserError(
+            f"{lock_path} {problem}, but --locked was given",
+            hint="run 'alex-models lock' and commit models.lock",
+        )
+    if offline:
+        raise UserError(
+            f"{lock_path} is out of date ({summary}) and offline mode forbids resolving",
+            hint="run 'alex-models lock' where the endpoint is reachable",
+        )
+    result = lock(manifest_path, lock_path, remote=remote)
+    updated = read_lock(lock_path)
+    if updated is None:  # lock() always writes a lock for a valid manifest
+        raise UserError(f"{lock_path} was not written")
+    return updated, result.resolved
+
+
+def _selected(current: Lock, only: Iterable[str]) -> list[str]:
+    chosen = sorted(set(only)) or sorted(current.models)
+    unknown = [name for name in chosen if name not in current.models]
+    if unknown:
+        raise UserError(
+            f"no model named {', '.join(unknown)} in the lock",
+            hint=f"locked models: {', '.join(sorted(current.models)) or 'none'}",
+        )
+    return chosen
+
+
+class _CountingProgress:
+    def __init__(self, inner: Progress) -> None:
+        self.inner = inner
+        self.received = 0
+
+    def started(self, job: FileJob, already: int) -> None:
+        self.inner.started(job, already)
+
+    def advanced(self, job: FileJob, received: int) -> None:
+        self.received += received  # int += is atomic enough under the GIL for a byte count
+        self.inner.advanced(job, received)
+
+    def finished(self, job: FileJob) -> None:
+        self.inner.finished(job)
+
+    def waiting(self, job: FileJob, done: int) -> None:
+        self.inner.waiting(job, done)
+
+
+def _link_hf_cache(store: Store, cache: Path, entries: list[LockedModel]) -> None:
+    from alex_models.hubfiles import link_into_cache  # noqa: PLC0415
+
+    for entry in entries:
+        if entry.source != "hf" or entry.repo is None or entry.revision is None or entry.commit is None:
+            continue  # a plain URL has no place in a Hugging Face cache
+        for file in entry.files:
+            link_into_cache(
+                cache,
+                entry.repo,
+                entry.revision,
+                entry.commit,
+                file.path,
+                file.size,
+                store.blob_path(file.sha256),
+            )
