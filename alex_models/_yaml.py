@@ -205,12 +205,25 @@ def with_entry_appended(text: str, mapping: CommentedMap, key: str, value: Mappi
             end = number
         elif stripped.strip() and not stripped.startswith("#"):
             break  # the next key: a comment at the margin does not end the entry, a key does
-    out = io.StringIO()
-    yaml = YAML(typ="rt")
-    yaml.width = 4096
-    yaml.dump({key: dict(value)}, out)
     block = "".join(
-        " " * key_col + line if line.strip() else line for line in out.getvalue().splitlines(True)
+        " " * key_col + line if line.strip() else line
+        for line in dump_yaml({key: dict(value)}).splitlines(True)
     )
     head = "".join(lines[: end + 1])
     return (head if head.endswith("\n") else head + "\n") + block + "".join(lines[end + 1 :])
+
+
+def round_trip_yaml(*, sequence: int = 2, offset: int = 0) -> YAML:
+    """The one YAML set-up that writes: round-trip (comments kept), lines never folded (paths and
+    URLs stay whole), 2-space mappings; lists indented ``sequence`` with the dash at ``offset``."""
+    yaml = YAML(typ="rt")
+    yaml.width = 4096
+    yaml.indent(mapping=2, sequence=sequence, offset=offset)
+    return yaml
+
+
+def dump_yaml(document: object, *, sequence: int = 2, offset: int = 0) -> str:
+    """``document`` as YAML text, written by ``round_trip_yaml``."""
+    out = io.StringIO()
+    round_trip_yaml(sequence=sequence, offset=offset).dump(document, out)
+    return out.getvalue()

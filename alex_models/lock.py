@@ -14,17 +14,15 @@ alex-models is refused with the advice to upgrade.
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field, field_validator, model_validator
-from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.scalarstring import DoubleQuotedScalarString
 
 from alex_models._ids import COMMIT_RE, SHA256_RE
-from alex_models._yaml import load_document, validate_document
+from alex_models._yaml import dump_yaml, load_document, validate_document
 from alex_models.errors import IntegrityError, UserError
 from alex_models.manifest import Manifest, ModelInput, ModelName, RelPath, RepoId, StrictModel, check_version
 
@@ -104,6 +102,13 @@ class LockedModel(StrictModel):
     def model_files(self) -> list[LockedFile]:
         return [f for f in self.files if f.role == "model"]
 
+    @property
+    def main_file(self) -> LockedFile | None:
+        """The file llama.cpp is given (``-m``): the model, or a split model's first shard (files
+        are sorted, so it comes first); None when only other files are locked."""
+        models = self.model_files
+        return models[0] if models else None
+
 
 class Lock(StrictModel):
     """The whole ``models.lock``."""
@@ -123,12 +128,7 @@ def dumps(lock: Lock) -> str:
     for name in sorted(lock.models):
         models[name] = _entry_map(lock.models[name])
     document = CommentedMap([("version", lock.version), ("models", models)])
-    yaml = YAML(typ="rt")
-    yaml.width = 4096  # never fold long paths or URLs
-    yaml.indent(mapping=2, sequence=2, offset=0)
-    out = io.StringIO()
-    yaml.dump(document, out)
-    return HEADER + out.getvalue()
+    return HEADER + dump_yaml(document)
 
 
 def _entry_map(entry: LockedModel) -> CommentedMap:

@@ -13,7 +13,6 @@ they could escape a directory, long before anything is downloaded.
 from __future__ import annotations
 
 import difflib
-import io
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -27,12 +26,11 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap
 
 from alex_models._fs import relpath_problem
 from alex_models._ids import COMMIT_RE, SHA256_RE
-from alex_models._yaml import load_document, position, validate_document, with_entry_appended
+from alex_models._yaml import dump_yaml, load_document, position, validate_document, with_entry_appended
 from alex_models.errors import UserError
 from alex_models.formats import EmitFormat
 
@@ -397,12 +395,9 @@ def with_model(text: str, name: str, entry: dict[str, object], filename: str) ->
         document["models"] = models
     models.fa.set_block_style()  # "models: {}" is a flow mapping; entries read better as blocks
     models[name] = CommentedMap(entry)
-    out = io.StringIO()
-    yaml = YAML(typ="rt")
-    yaml.width = 4096
-    yaml.dump(document, out)
-    parse_manifest(out.getvalue(), filename)
-    return out.getvalue()
+    text = dump_yaml(document)
+    parse_manifest(text, filename)
+    return text
 
 
 def _adds_only(current: Manifest, edited: str, name: str, filename: str) -> bool:

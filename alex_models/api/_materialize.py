@@ -163,13 +163,8 @@ def _first_error(futures: list[Future[bool]]) -> None:
         raise failure
 
 
-def main_file(entry: LockedModel) -> LockedFile | None:
-    models = entry.model_files
-    return models[0] if models else None  # files are sorted: the first shard comes first
-
-
 def link_views(store: Store, name: str, entry: LockedModel) -> SyncedModel:
-    main = main_file(entry)
+    main = entry.main_file
     views = []
     # The main file is linked last: llama.cpp finds a split model's shards through the first one,
     # so whenever it exists, every other shard already does.

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Literal
 
 from alex_models.api._context import require_lock, store_choice, store_for
-from alex_models.api._materialize import label, main_file
+from alex_models.api._materialize import label
 from alex_models.errors import IntegrityError, UserError
 from alex_models.lock import LockedModel, drift
 from alex_models.manifest import load_manifest
@@ -83,7 +83,7 @@ def status(
             linked += _link_present(store, entry, found)
             found = store.model_state(entry)
         present = [f.file for f in found.files if f.present]
-        main = main_file(entry)
+        main = entry.main_file
         view = None if main is None else store.view_path(entry, main)
         models.append(
             ModelStatus(
@@ -112,7 +112,7 @@ def status(
 
 def _link_present(store: Store, entry: LockedModel, found: ModelState) -> list[Path]:
     """Link the missing views of present blobs; the main file last, as ``sync`` does."""
-    main = main_file(entry)
+    main = entry.main_file
     todo = [f for f in found.files if f.present and not f.linked]
     for file in sorted(todo, key=lambda f: f.file == main):
         store.link_view(file.view, file.file.sha256)
@@ -179,7 +179,7 @@ def model_path(
             f"no model named {name!r} in {lock_path}",
             hint=f"locked models: {', '.join(sorted(current.models)) or 'none'}",
         )
-    main = main_file(entry)
+    main = entry.main_file
     if main is None:
         raise UserError(f"model {name!r} has no model file (only {', '.join(f.path for f in entry.files)})")
     store = store_for(manifest_path, store_home)

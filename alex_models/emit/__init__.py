@@ -104,13 +104,13 @@ def _spec(manifest: Manifest, lock: Lock, view_path: ViewPath, manifest_dir: Pat
 
 
 def _main_view(entry: LockedModel, view_path: ViewPath, name: str) -> Path:
-    models = entry.model_files
-    if not models:
+    main = entry.main_file
+    if main is None:
         raise UserError(
             f"model {name!r} locks no GGUF model to serve, only {', '.join(f.path for f in entry.files)}",
             hint="point it at a .gguf with 'quant:' or 'file:'",
         )
-    return view_path(entry, models[0])  # files are sorted: a split model's first shard comes first
+    return view_path(entry, main)
 
 
 def is_llama_cpp(provider: object) -> bool:

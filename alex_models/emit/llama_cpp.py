@@ -12,7 +12,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 import re
 import shlex
@@ -26,6 +25,7 @@ from ruamel.yaml.error import CommentMark
 from ruamel.yaml.scalarstring import LiteralScalarString
 from ruamel.yaml.tokens import CommentToken
 
+from alex_models._yaml import dump_yaml, round_trip_yaml
 from alex_models.emit import PROVIDER, ServerSpec, is_llama_cpp, single
 from alex_models.emit.flags import ServerFlags
 from alex_models.errors import UserError
@@ -326,16 +326,12 @@ def _remove(mapping: CommentedMap, key: str) -> str:
 
 
 def _yaml_io() -> YAML:
-    yaml = YAML(typ="rt")
-    yaml.width = 4096
-    yaml.indent(mapping=2, sequence=4, offset=2)
-    return yaml
+    # Lists indented under their key, as llama-swap's and most apps' own configs write them.
+    return round_trip_yaml(sequence=4, offset=2)
 
 
 def _yaml(document: CommentedMap) -> str:
-    out = io.StringIO()
-    _yaml_io().dump(document, out)
-    return out.getvalue()
+    return dump_yaml(document, sequence=4, offset=2)
 
 
 @dataclass(frozen=True)
