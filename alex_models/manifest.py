@@ -29,15 +29,13 @@ from pydantic import (
 from ruamel.yaml.comments import CommentedMap
 
 from alex_models._fs import relpath_problem
-from alex_models._ids import COMMIT_RE, SHA256_RE
+from alex_models._ids import COMMIT_RE, SHA256_RE, is_repo_id
 from alex_models._yaml import dump_yaml, load_document, position, validate_document, with_entry_appended
 from alex_models.errors import UserError
 from alex_models.formats import EmitFormat
 
 DEFAULT_REVISION = "main"
 
-_REPO_PART = r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9])?"
-_REPO_ID_RE = re.compile(rf"{_REPO_PART}/{_REPO_PART}")
 _MODEL_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 _QUANT_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 # Git ref names (git-check-ref-format): no control characters, spaces, ~^:?*[\ or "..", "@{",
@@ -58,7 +56,7 @@ def check_version(value: object) -> object:
 
 
 def _check_repo_id(value: str) -> str:
-    if not _REPO_ID_RE.fullmatch(value) or "--" in value or ".." in value:
+    if not is_repo_id(value):
         raise ValueError(f"{value!r} is not a Hugging Face repo id; write it as 'org/name'")
     return value
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -31,12 +30,9 @@ from pathlib import Path
 from typing import Literal
 
 from alex_models._fs import sha256_file
-from alex_models._ids import COMMIT_RE
+from alex_models._ids import COMMIT_RE, is_repo_id
 from alex_models.errors import UserError
 from alex_models.hubfiles import DEFAULT_LFS_THRESHOLD, git_blob_sha1, is_lfs_path, lfs_pointer
-
-REPO_PART_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}")
-
 
 GatedMode = Literal[False, "auto", "manual"]
 
@@ -123,12 +119,12 @@ class Snapshot:
 
 def check_repo_id(repo_id: str) -> tuple[str, str]:
     """Split ``org/name``; raise ``UserError`` for anything else (it becomes a path under the root)."""
-    parts = repo_id.split("/")
-    if len(parts) != 2 or not all(REPO_PART_RE.fullmatch(p) and ".." not in p for p in parts):
+    if not is_repo_id(repo_id):
         raise UserError(
             f"invalid repo id {repo_id!r}", hint="a repo id is 'org/name' with letters, digits, '.', '_', '-'"
         )
-    return parts[0], parts[1]
+    org, name = repo_id.split("/")
+    return org, name
 
 
 class _HashCache:
