@@ -688,6 +688,17 @@ def test_pull_with_a_wrong_sha256_is_an_integrity_error_and_downloads_nothing(hu
     assert [r for r in hub.settled() if r.origin == "cdn"] == []
 
 
+def test_pull_is_locked_by_the_resolver_so_a_bad_repo_id_or_revision_says_so_before_any_request(
+    hub: Hub,
+) -> None:
+    hub.server.clear_log()
+    with pytest.raises(UserError, match="'org alpha' is not a Hugging Face repo id"):
+        api.pull("org alpha", ALPHA_FILE)
+    with pytest.raises(UserError, match="'a..b' is neither a branch or tag name"):
+        api.pull(ALPHA, ALPHA_FILE, revision="a..b")
+    assert hub.server.log == []
+
+
 def test_pull_with_the_right_sha256_in_upper_case_succeeds(hub: Hub) -> None:
     alpha = hub.files[f"{ALPHA}/{ALPHA_FILE}"]
 

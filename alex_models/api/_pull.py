@@ -6,6 +6,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import httpx2
+from pydantic import ValidationError
 
 from alex_models._fs import atomic_write, link_atomically, safe_relpath
 from alex_models.api._context import store_for
@@ -17,12 +18,13 @@ from alex_models.api._materialize import (
     link_views,
     with_token,
 )
+from alex_models.api._project import gather_facts
 from alex_models.download import NoProgress, Progress
-from alex_models.errors import IntegrityError
-from alex_models.lock import Lock, LockedFile, LockedModel, dumps
-from alex_models.manifest import ModelInput
+from alex_models.errors import IntegrityError, UserError
+from alex_models.lock import dumps
+from alex_models.manifest import Manifest
 from alex_models.remote import Remote
-from alex_models.resolve import select
+from alex_models.resolve import resolve
 from alex_models.settings import Settings
 
 
@@ -46,6 +48,7 @@ def pull(
     from alex_models.hub import HubRemote  # noqa: PLC0415
 
     safe_relpath(file, what="file to pull")  # refused before any request, as in a manifest
+    manifest = _one_model_manifest(repo, file, revision)
     settings = Settings.from_env()
     owned = remote is None
     source = remote or HubRemote(
@@ -54,32 +57,17 @@ def pull(
         offline_hint="pull needs the network: unset HF_HUB_OFFLINE to pull",
     )
     try:
-        snapshot = source.snapshot(repo, revision)
-        picked = select(f"{repo}/{file}", ModelInput(repo=repo, revision=revision, file=file), snapshot)
-        files = []
-        for remote_file, role in picked:
-            digest = remote_file.sha256 or source.file_sha256(
-                repo, snapshot.commit, remote_file.path, remote_file.size
-            )
-            files.append(LockedFile(path=remote_file.path, role=role, size=remote_file.size, sha256=digest))
+        single = resolve(manifest, gather_facts(manifest, None, True, source), None, True)
     finally:
         if owned and isinstance(source, HubRemote):
             source.close()
-    requested = next(f for f in files if f.path == file)
+    entry = single.models["pull"]
+    requested = next(f for f in entry.files if f.path == file)
     if sha256 is not None and requested.sha256 != sha256.lower():
         raise IntegrityError(
-            f"{repo}/{file} at {snapshot.commit[:12]} has SHA256 {requested.sha256}, not {sha256}",
+            f"{repo}/{file} at {str(entry.commit)[:12]} has SHA256 {requested.sha256}, not {sha256}",
             hint="check --sha256, or the revision",
         )
-    entry = LockedModel(
-        input=ModelInput(repo=repo, revision=revision, file=file),
-        source="hf",
-        repo=repo,
-        revision=revision,
-        commit=snapshot.commit,
-        files=files,
-    )
-    single = Lock(version=1, models={"pull": entry})
     store = store_for(None, store_home).init()
     if store.writable:  # a read-only store serves what it holds; nothing there can be collected
         # Registered before the download, as sync registers its lock: gc keeps what pull fetched (and
@@ -110,6 +98,21 @@ def pull(
     if directory is None:
         return view
     return _place(synced.views, store.view_path(entry, requested), directory)
+
+
+def _one_model_manifest(repo: str, file: str, revision: str) -> Manifest:
+    """What ``pull`` asks for, as a one-model manifest: it is locked by the same resolver as any
+    other (shards, hashes, roles), and refused with the manifest's own words."""
+    try:
+        return Manifest.model_validate(
+            {"version": 1, "models": {"pull": {"repo": repo, "revision": revision, "file": file}}}
+        )
+    except ValidationError as exc:
+        problem = str(exc.errors()[0]["msg"]).removeprefix("Value error, ")
+        raise UserError(
+            f"cannot pull {file} from {repo}@{revision}: {problem}",
+            hint="e.g. 'alex-models pull Qwen/Qwen2.5-0.5B-Instruct-GGUF qwen2.5-0.5b-instruct-q4_k_m.gguf'",
+        ) from None
 
 
 def _place(views: tuple[Path, ...], requested: Path, directory: Path) -> Path:
