@@ -694,7 +694,7 @@ def test_pull_is_locked_by_the_resolver_so_a_bad_repo_id_or_revision_says_so_bef
     hub.server.clear_log()
     with pytest.raises(UserError, match="'org alpha' is not a Hugging Face repo id"):
         api.pull("org alpha", ALPHA_FILE)
-    with pytest.raises(UserError, match="'a..b' is neither a branch or tag name"):
+    with pytest.raises(UserError, match=r"'a\.\.b' is neither a branch or tag name"):
         api.pull(ALPHA, ALPHA_FILE, revision="a..b")
     assert hub.server.log == []
 

@@ -12,6 +12,7 @@ from alex_models.store import Store
 
 
 def default_lock_path(manifest_path: Path) -> Path:
+    """Where a manifest's lock lives: ``models.lock`` beside it."""
     return manifest_path.with_name("models.lock")
 
 

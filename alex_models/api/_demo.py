@@ -122,8 +122,12 @@ DemoStep = MirrorStep | LockStep | SyncStep | EmitStep | ChatStep
 
 @dataclass(frozen=True)
 class DemoResult:
+    """What ``demo`` did, step by step, and where."""
+
     steps: tuple[DemoStep, ...]
+    """Mirror, lock, sync, emit and chat, in the order they ran."""
     workspace: Path
+    """The project folder: models.yaml, models.lock and its store."""
     kept: bool
     """Whether ``workspace`` still exists (``keep``); otherwise nothing the demo made is left."""
 

@@ -23,15 +23,19 @@ class Removal:
 
 @dataclass(frozen=True)
 class GcResult:
+    """What ``gc`` removed (with ``dry_run``: would remove), and the locks that kept the rest."""
+
     blobs: tuple[Removal, ...]
     partials: tuple[Removal, ...]
     """Partial downloads; ``size`` is the disk space they take."""
     views: tuple[Removal, ...]
     """Views; ``size`` is the file's (a hard link frees nothing while its blob stays)."""
     kept_locks: tuple[str, ...]
+    """The registered lock files that still exist: what they pin stays."""
     forgotten_pulls: tuple[Path, ...]
     """The pull locks ``forget_pulls`` removed (or would remove)."""
     dry_run: bool
+    """Nothing was removed; the lists say what would have been."""
 
     @property
     def removed_blobs(self) -> int:

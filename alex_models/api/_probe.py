@@ -60,6 +60,8 @@ class ProbeResult:
 
 @dataclass(frozen=True)
 class ProbeReport:
+    """Every server ``probe`` asked, and whether each serves its locked file (``ok``: all do)."""
+
     results: tuple[ProbeResult, ...]
     """One per model looked for, in manifest order (one per server with nothing to look for)."""
 

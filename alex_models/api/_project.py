@@ -125,9 +125,13 @@ def init(manifest_path: Path = Path("models.yaml")) -> Path:
 
 @dataclass(frozen=True)
 class AddResult:
+    """The model ``add`` put in the manifest, and the lock that followed."""
+
     name: str
+    """The model's name in ``models:`` (given, or made from the repo name)."""
     manifest_path: Path
     lock: LockResult
+    """What locking the manifest with the new model did."""
 
 
 def add(

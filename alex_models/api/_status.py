@@ -20,14 +20,20 @@ _LISTED_AT_MOST = 8
 
 @dataclass(frozen=True)
 class ModelStatus:
+    """One locked model against the store: which files are there, and whether llama.cpp can load it."""
+
     name: str
     state: Literal["present", "partial", "missing"]
     """How many of its blobs the store holds (all, some, none); ``sync_state`` says whether it is usable."""
     files: int
+    """Files the lock pins for it."""
     present_files: int
+    """Of those, verified blobs in the store."""
     size: int
+    """Bytes the lock pins for it."""
     present_bytes: int
     main: Path | None
+    """The view of its main file, when that is in place."""
     sync_state: Literal["synced", "partial", "missing"]
     """``synced``: every blob verified and every view in place, so llama.cpp can load it."""
     views_missing: bool
@@ -42,12 +48,16 @@ class ModelStatus:
 
 @dataclass(frozen=True)
 class StatusResult:
+    """What ``status`` found: the lock's freshness and every locked model against the store."""
+
     lock_path: Path
     store: Path
+    """The store read (see ``store_origin`` for why this one)."""
     stale: tuple[str, ...]
     """The lock's drift from the manifest, described; empty when fresh (or with no manifest)."""
     models: tuple[ModelStatus, ...]
     store_origin: StoreOrigin = "given"
+    """What chose the store: given, ``ALEX_MODELS_HOME``, the manifest's ``store:``, or the default."""
     store_overridden: Path | None = None
     """The manifest's ``store:``, when ``ALEX_MODELS_HOME`` set it aside."""
     linked: tuple[Path, ...] = ()
@@ -121,10 +131,14 @@ def _link_present(store: Store, entry: LockedModel, found: ModelState) -> list[P
 
 @dataclass(frozen=True)
 class VerifyResult:
+    """What ``verify`` re-hashed, and what no longer matches the lock or is gone."""
+
     checked: int
+    """Distinct blobs re-hashed."""
     corrupt: tuple[str, ...]
     """Files whose bytes no longer match the lock; removed from the store (blob and views)."""
     missing: tuple[str, ...]
+    """Locked files with no blob in the store."""
 
 
 def verify(

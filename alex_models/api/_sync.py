@@ -34,15 +34,20 @@ _LISTED_AT_MOST = 8
 
 @dataclass(frozen=True)
 class SyncResult:
+    """What ``sync`` did: what it locked, fetched and reused, where the views are, what it wrote."""
+
     lock_path: Path
     store: Path
     resolved: tuple[str, ...]
     """Models this sync had to lock first."""
     downloaded: tuple[str, ...]
+    """Files this process fetched (``repo/path`` or URL)."""
     reused: tuple[str, ...]
+    """Files already in the store, or brought by another process meanwhile."""
     bytes_received: int
     seconds: float
     models: tuple[SyncedModel, ...]
+    """Each synced model and its views."""
     emitted: tuple[Path, ...] = ()
     """Files of the manifest's ``emit:`` list that this sync rewrote."""
     warnings: tuple[str, ...] = ()
