@@ -15,8 +15,6 @@ from alex_models.manifest import load_manifest
 from alex_models.settings import StoreOrigin
 from alex_models.store import ModelState, Store
 
-_LISTED_AT_MOST = 8
-
 
 @dataclass(frozen=True)
 class ModelStatus:

@@ -210,9 +210,6 @@ class Repo:
             maps[kind] = names
         return Refs(branches=maps["branches"], tags=maps["tags"])
 
-    def commits(self) -> list[str]:
-        return sorted(p.name for p in self.dir.iterdir() if p.is_dir() and COMMIT_RE.fullmatch(p.name))
-
     def resolve(self, revision: str) -> str:
         """The commit a branch, tag (also as ``refs/heads/x``, ``refs/tags/x``) or commit id names."""
         refs = self.refs
