@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx2
 import pytest
 from helpers import CLI, cli, free_port, small_disk, write_manifest
-from reliability.faultkit import locked_project
+from faultkit import locked_project
 
 from alex_models.fetch import transport_verdict
 from alex_models.mirror import MirrorRoot, MirrorServer
