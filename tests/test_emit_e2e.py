@@ -4,16 +4,14 @@ rendered by ``api.emit`` / ``api.emit_targets`` / ``sync`` and by the installed 
 from __future__ import annotations
 
 import json
-import os
 import re
 import shlex
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from helpers import cli, free_port
+from helpers import Hub, cli, free_port, home, view
 from ruamel.yaml import YAML
 
 from alex_models import api
@@ -64,12 +62,6 @@ TARGETS: list[dict[str, object]] = [
 # -- fixtures and helpers ----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Hub:
-    server: MirrorServer
-    commits: Mapping[str, str]
-
-
 @pytest.fixture(scope="session")
 def ggufs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
     """The files of every repo, by repo path, written once a session."""
@@ -102,7 +94,7 @@ def hub(
             key.removeprefix(repo + "/"): data for key, data in ggufs.items() if key.startswith(repo + "/")
         }
         commits[repo] = mirror_root.commit(repo, files)
-    return Hub(mirror, commits)
+    return Hub(mirror_root, mirror, ggufs, commits)
 
 
 def write_project(
@@ -125,14 +117,6 @@ def synced(hub: Hub, project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPa
     monkeypatch.chdir(tmp_path)
     api.sync(manifest)
     return manifest
-
-
-def home() -> Path:
-    return Path(os.environ["ALEX_MODELS_HOME"])
-
-
-def view(hub: Hub, repo: str, path: str) -> Path:
-    return home() / "llama.cpp" / "hf" / repo / hub.commits[repo] / path
 
 
 def store_paths(text: str) -> set[Path]:
