@@ -25,7 +25,6 @@ from alex_models.download import (
     Downloader,
     DownloadOptions,
     FileJob,
-    MiB,
     NoProgress,
 )
 from alex_models.errors import IntegrityError, RemoteError, UserError
@@ -33,7 +32,7 @@ from alex_models.fetch import download_headers, file_url, new_client
 from alex_models.ggufinfo import NotGGUFError, check_gguf
 from alex_models.mirror import MirrorRoot, MirrorServer, RequestRecord
 from alex_models.store import Store
-from alex_models.transfer import announced_sha256
+from alex_models.transfer import MiB, announced_sha256
 
 REPO = "org/model"
 FAST_RETRY = RetryPolicy(attempts=5, base=0.01)

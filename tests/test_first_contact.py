@@ -13,8 +13,8 @@ from pathlib import Path
 
 import httpx2
 import pytest
-from helpers import CLI, cli, free_port, small_disk, write_manifest
 from faultkit import locked_project
+from helpers import CLI, cli, free_port, small_disk, write_manifest
 
 from alex_models.fetch import transport_verdict
 from alex_models.mirror import MirrorRoot, MirrorServer

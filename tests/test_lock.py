@@ -195,7 +195,7 @@ AWKWARD = ["null", "true", "1.5", "0x1F", "~", "-", "a: b", "#x", "[x]", "{y}", 
 SEGMENTS = st.one_of(
     st.sampled_from(AWKWARD),
     st.text(
-        alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",), exclude_characters="/\\"),
+        alphabet=st.characters(codec="utf-8", exclude_categories=["Cs"], exclude_characters="/\\"),
         min_size=1,
         max_size=10,
     ),

@@ -75,8 +75,18 @@ def api(mirror: MirrorServer, token: str | bool = False) -> HfApi:
     return HfApi(endpoint=mirror.url, token=token)
 
 
-def download(mirror: MirrorServer, cache: Path, filename: str, repo: str = REPO, **kwargs: object) -> Path:
-    path = hf_hub_download(repo, filename, cache_dir=cache, endpoint=mirror.url, **kwargs)  # type: ignore[arg-type]
+def download(
+    mirror: MirrorServer,
+    cache: Path,
+    filename: str,
+    repo: str = REPO,
+    *,
+    token: str | bool = False,
+    revision: str | None = None,
+) -> Path:
+    path = hf_hub_download(
+        repo, filename, cache_dir=cache, endpoint=mirror.url, token=token, revision=revision
+    )
     return Path(path)
 
 

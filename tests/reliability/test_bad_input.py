@@ -247,12 +247,13 @@ def _manifest_text(entry: dict[str, object]) -> str:
 @bad_names
 @pytest.mark.parametrize("key", ["file", "files", "mmproj", "lora"])
 def test_manifest_refuses_an_escaping_name_at_parse(bad: str, key: str) -> None:
-    entry: dict[str, object] = {
+    entries: dict[str, dict[str, object]] = {
         "file": {"file": bad},
         "files": {"files": [bad]},
         "mmproj": {"quant": "Q4_K_M", "mmproj": bad},
         "lora": {"quant": "Q4_K_M", "lora": [bad]},
-    }[key]
+    }
+    entry = entries[key]
 
     with pytest.raises(ManifestError) as caught:
         parse_manifest(_manifest_text(entry))

@@ -105,6 +105,7 @@ def test_a_stall_longer_than_the_read_timeout_is_retried_and_the_sync_completes(
     resumed = [r for r in gets if r.range is not None]
     assert len(gets) == 2
     assert len(resumed) == 1  # the stalled file, fetched again from where the stall began
+    assert resumed[0].range is not None  # for mypy: the list holds ranged GETs only
     start = int(resumed[0].range.removeprefix("bytes=").split("-")[0])
     stalled = next(m for m in models if resumed[0].path.endswith("/" + m.file))
     assert 0 < start < stalled.size
