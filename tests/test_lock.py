@@ -21,7 +21,9 @@ URL = "https://example.org/files/draft.gguf"
 
 
 def hf_entry(*files: LockedFile, commit: str = HEX_COMMIT, **input_fields: object) -> LockedModel:
-    wanted = ModelInput(repo="Qwen/Qwen2.5-0.5B-Instruct-GGUF", revision="main", **input_fields)  # type: ignore[arg-type]
+    wanted = ModelInput.model_validate(
+        {"repo": "Qwen/Qwen2.5-0.5B-Instruct-GGUF", "revision": "main", **input_fields}
+    )
     return LockedModel(
         input=wanted,
         source="hf",
