@@ -6,7 +6,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from typing import TypeVar
 
@@ -16,11 +16,14 @@ RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """``attempts`` tries in all; waits grow from ``base`` seconds, doubling, up to ``cap``."""
+    """``attempts`` tries in all; waits grow from ``base`` seconds, doubling, up to ``cap``.
+
+    ``sleep`` does the waiting: a test passes one that records the waits instead of sleeping them."""
 
     attempts: int = 5
     base: float = 0.5
     cap: float = 30.0
+    sleep: Callable[[float], None] = field(default=time.sleep, compare=False, repr=False)
 
     def delay(self, failures: int, retry_after: float | None) -> float:
         """Seconds to wait after the ``failures``-th failure (1-based)."""
@@ -44,7 +47,7 @@ class RetryPolicy:
                 again, retry_after = retryable(exc)
                 if not again or failures >= self.attempts:
                     raise
-                time.sleep(self.delay(failures, retry_after))
+                self.sleep(self.delay(failures, retry_after))
 
 
 def status_verdict(status: int, headers: Mapping[str, str]) -> tuple[bool, float | None]:
@@ -52,8 +55,9 @@ def status_verdict(status: int, headers: Mapping[str, str]) -> tuple[bool, float
     return status in RETRYABLE_STATUS, parse_retry_after(headers.get("Retry-After"))
 
 
-def parse_retry_after(value: str | None) -> float | None:
-    """``Retry-After`` as seconds: integer seconds or an HTTP date; None if absent or unreadable."""
+def parse_retry_after(value: str | None, now: Callable[[], float] = time.time) -> float | None:
+    """``Retry-After`` as seconds: integer seconds or an HTTP date (counted from ``now()``, the
+    wall clock but in tests); None if absent or unreadable."""
     if not value:
         return None
     value = value.strip()
@@ -63,4 +67,4 @@ def parse_retry_after(value: str | None) -> float | None:
         moment = parsedate_to_datetime(value)
     except (TypeError, ValueError):
         return None
-    return max(0.0, moment.timestamp() - time.time())
+    return max(0.0, moment.timestamp() - now())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import socket
@@ -10,9 +11,13 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
+
+from alex_models.mirror import MirrorRoot, MirrorServer, RequestRecord
 
 CLI = Path(sys.executable).parent / "alex-models"
 
@@ -100,6 +105,75 @@ def home() -> Path:
 
 def blob(digest: str) -> Path:
     return home() / "blobs" / "sha256" / digest[:2] / digest
+
+
+def blob_files() -> list[Path]:
+    return sorted(p for p in (home() / "blobs").rglob("*") if p.is_file())
+
+
+def view_files() -> list[Path]:
+    top = home() / "llama.cpp"
+    return sorted(p for p in top.rglob("*") if p.is_file() or p.is_symlink()) if top.exists() else []
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def sha_file(path: Path) -> str:
+    """The SHA256 of a file read in pieces (test files run to tens of MB)."""
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(4 * 1024 * 1024):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class Hub:
+    """What a test module's ``hub`` fixture put on the mirror: the bytes it committed (keyed as
+    that module names them) and each repo's commit id."""
+
+    root: MirrorRoot
+    server: MirrorServer
+    files: Mapping[str, bytes]
+    commits: Mapping[str, str]
+
+
+def view(hub: Hub, repo: str, path: str) -> Path:
+    """Where sync links ``repo``'s ``path`` at the commit the ``hub`` fixture made."""
+    return home() / "llama.cpp" / "hf" / repo / hub.commits[repo] / path
+
+
+def cdn_gets(log: list[RequestRecord], name: str | None = None) -> list[RequestRecord]:
+    """The GETs of LFS bytes (from the CDN origin), of the file ``name`` if given."""
+    return [
+        r
+        for r in log
+        if r.origin == "cdn" and r.method == "GET" and (name is None or r.path.endswith("/" + name))
+    ]
+
+
+def settled_log(
+    server: MirrorServer, ready: Callable[[list[RequestRecord]], bool], what: str, timeout: float = 15.0
+) -> list[RequestRecord]:
+    """The request log once ``ready(log)`` holds: the records a test expects (a request is logged
+    after its last byte, a killed client's when the server next fails to write to it)."""
+    log = server.wait_log(ready, timeout)
+    if not ready(log):
+        pytest.fail(f"timed out after {timeout}s waiting for the mirror to log {what}")
+    return log
+
+
+def start(cwd: Path, *args: str, **popen: Any) -> tuple[subprocess.Popen[str], Path]:
+    """``alex-models`` in the background, and the file its stderr goes to (stdout: same name, .o)."""
+    count = len(list(cwd.parent.glob("run-*.o")))
+    out_path, err_path = cwd.parent / f"run-{count}.o", cwd.parent / f"run-{count}.e"
+    with out_path.open("w") as out, err_path.open("w") as err:
+        process = subprocess.Popen(
+            [str(CLI), *args], cwd=cwd, env=dict(os.environ), stdout=out, stderr=err, text=True, **popen
+        )
+    return process, err_path
 
 
 def progress_done(record: Path) -> int:

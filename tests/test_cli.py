@@ -17,8 +17,8 @@ BIN = Path(sys.executable).parent
 HEAVY_MODULES = ("huggingface_hub", "httpx2", "pydantic", "gguf", "numpy", "ruamel")
 
 
-def run(*args: str, **kwargs: object) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(args, capture_output=True, text=True, timeout=60, check=False, **kwargs)  # type: ignore[call-overload]
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(args, capture_output=True, text=True, timeout=60, check=False)
 
 
 def test_version_prints_the_package_version() -> None:

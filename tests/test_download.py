@@ -25,7 +25,6 @@ from alex_models.download import (
     Downloader,
     DownloadOptions,
     FileJob,
-    MiB,
     NoProgress,
 )
 from alex_models.errors import IntegrityError, RemoteError, UserError
@@ -33,7 +32,7 @@ from alex_models.fetch import download_headers, file_url, new_client
 from alex_models.ggufinfo import NotGGUFError, check_gguf
 from alex_models.mirror import MirrorRoot, MirrorServer, RequestRecord
 from alex_models.store import Store
-from alex_models.transfer import announced_sha256
+from alex_models.transfer import MiB, announced_sha256
 
 REPO = "org/model"
 FAST_RETRY = RetryPolicy(attempts=5, base=0.01)
@@ -512,24 +511,36 @@ def test_two_threads_fetching_one_blob_download_it_once(
     publish: Callable[..., FileJob], store: Store, client: httpx2.Client, mirror: MirrorServer
 ) -> None:
     job = publish(SMALL)
-    mirror.faults.add("latency=300ms,on=cdn")  # the first fetcher still holds the lock when the second asks
-    start = threading.Barrier(2)
+    holding = threading.Event()  # the first fetch has the bytes, and its blob lock
+    waited = threading.Event()  # the second fetch has found that lock held
+
+    class Waits(NoProgress):
+        def waiting(self, job: FileJob, done: int) -> None:
+            waited.set()
+
+    def hold(partial: Path, checked: FileJob) -> None:
+        """Runs under the first fetch's blob lock: keep it until the second fetch has hit it."""
+        holding.set()
+        waited.wait(timeout=10)
+
     results: list[bool] = []
     errors: list[BaseException] = []
 
-    def fetch() -> None:
-        start.wait()
+    def fetch(downloader: Downloader) -> None:
         try:
-            results.append(Downloader(store, client).fetch(job))
+            results.append(downloader.fetch(job))
         except BaseException as exc:
             errors.append(exc)
 
-    threads = [threading.Thread(target=fetch) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
+    first = threading.Thread(target=fetch, args=(Downloader(store, client, check=hold),))
+    first.start()
+    assert holding.wait(timeout=10), "the first fetch took the blob lock and downloaded"
+    second = threading.Thread(target=fetch, args=(Downloader(store, client, progress=Waits()),))
+    second.start()
+    for thread in (first, second):
         thread.join(timeout=10)
 
+    assert waited.is_set(), "the second fetch ran into the lock the first one held"
     assert errors == []
     assert sorted(results) == [False, True]
     assert len(cdn_gets(settled(mirror, 1))) == 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shlex
 from pathlib import Path
+from typing import Any
 
 import pytest
 from ruamel.yaml import YAML
@@ -34,7 +35,7 @@ def qwen(**changes: object) -> ServerSpec:
         ttl=300,
         env={"GGML_LOG": "1", "CUDA_VISIBLE_DEVICES": "0"},
     )
-    fields: dict[str, object] = {
+    fields: dict[str, Any] = {  # Any: ``changes`` stands in for any of ServerSpec's fields
         "name": "qwen",
         "model": QWEN_FILE,
         "mmproj": MMPROJ,
@@ -43,7 +44,7 @@ def qwen(**changes: object) -> ServerSpec:
         "chat_template_file": None,
         **changes,
     }
-    return ServerSpec(**fields)  # type: ignore[arg-type]
+    return ServerSpec(**fields)
 
 
 def tiny(**runtime: object) -> ServerSpec:
@@ -54,7 +55,7 @@ def tiny(**runtime: object) -> ServerSpec:
         model=TINY_FILE,
         mmproj=None,
         draft=None,
-        runtime=Runtime(**settings),  # type: ignore[arg-type]
+        runtime=Runtime.model_validate(settings),
         chat_template_file=None,
     )
 
@@ -65,7 +66,7 @@ def bare(name: str = "bare", **runtime: object) -> ServerSpec:
         model=Path(f"/models/{name}.gguf"),
         mmproj=None,
         draft=None,
-        runtime=Runtime(**runtime),  # type: ignore[arg-type]
+        runtime=Runtime.model_validate(runtime),
         chat_template_file=None,
     )
 

@@ -4,16 +4,15 @@ rendered by ``api.emit`` / ``api.emit_targets`` / ``sync`` and by the installed 
 from __future__ import annotations
 
 import json
-import os
 import re
 import shlex
 import sys
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any, Required, TypedDict
 
 import pytest
-from helpers import cli, free_port
+from helpers import Hub, cli, free_port, home, view
 from ruamel.yaml import YAML
 
 from alex_models import api
@@ -53,7 +52,19 @@ runtime:
   temperature: 0.2
 # end of the app's settings
 """
-TARGETS: list[dict[str, object]] = [
+
+
+class Target(TypedDict, total=False):
+    """An ``emit:`` entry of the manifest."""
+
+    format: Required[str]
+    path: Required[str]
+    model: str
+    only: list[str]
+    base_url: str
+
+
+TARGETS: list[Target] = [
     {"format": "llama-swap", "path": "deploy/llama-swap.yaml"},
     {"format": "llama-server-env", "path": "deploy/chat.env", "model": "chat"},
     {"format": "router-preset", "path": "presets.ini", "only": ["chat", "split"]},
@@ -64,19 +75,13 @@ TARGETS: list[dict[str, object]] = [
 # -- fixtures and helpers ----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Hub:
-    server: MirrorServer
-    commits: Mapping[str, str]
-
-
 @pytest.fixture(scope="session")
 def ggufs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
     """The files of every repo, by repo path, written once a session."""
     made = tmp_path_factory.mktemp("emit-ggufs")
 
-    def gguf(name: str, **kwargs: object) -> bytes:
-        return write_tiny_gguf(made / name, **kwargs).read_bytes()  # type: ignore[arg-type]
+    def gguf(name: str, **kwargs: Any) -> bytes:  # Any: write_tiny_gguf's own keywords, passed on
+        return write_tiny_gguf(made / name, **kwargs).read_bytes()
 
     return {
         f"{CHAT}/{CHAT_FILE}": gguf(CHAT_FILE, context_length=2048, chat_template=TEMPLATE),
@@ -102,11 +107,11 @@ def hub(
             key.removeprefix(repo + "/"): data for key, data in ggufs.items() if key.startswith(repo + "/")
         }
         commits[repo] = mirror_root.commit(repo, files)
-    return Hub(mirror, commits)
+    return Hub(mirror_root, mirror, ggufs, commits)
 
 
 def write_project(
-    directory: Path, models: Mapping[str, object], emit: list[dict[str, object]] | None = None
+    directory: Path, models: Mapping[str, object], emit: Sequence[Target] | None = None
 ) -> Path:
     """``directory/models.yaml`` with these models and emit targets (JSON is YAML)."""
     directory.mkdir(parents=True, exist_ok=True)
@@ -125,14 +130,6 @@ def synced(hub: Hub, project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPa
     monkeypatch.chdir(tmp_path)
     api.sync(manifest)
     return manifest
-
-
-def home() -> Path:
-    return Path(os.environ["ALEX_MODELS_HOME"])
-
-
-def view(hub: Hub, repo: str, path: str) -> Path:
-    return home() / "llama.cpp" / "hf" / repo / hub.commits[repo] / path
 
 
 def store_paths(text: str) -> set[Path]:
@@ -159,7 +156,7 @@ def model_names(format_name: str, text: str) -> list[str]:
 
 
 def sync_project(
-    project: Path, models: Mapping[str, object], emit: list[dict[str, object]] | None = None
+    project: Path, models: Mapping[str, object], emit: Sequence[Target] | None = None
 ) -> api.SyncResult:
     return api.sync(write_project(project, models, emit))
 
@@ -281,8 +278,8 @@ def test_each_emitted_file_is_what_emit_gives_for_its_target(synced: Path) -> No
         given = api.emit(
             str(target["format"]),
             synced,
-            only=only,  # type: ignore[arg-type]
-            base_url=target.get("base_url"),  # type: ignore[arg-type]
+            only=only,
+            base_url=target.get("base_url"),
         )
         path = synced.parent / str(target["path"])
         assert path.read_text(encoding="utf-8") == given.text, path

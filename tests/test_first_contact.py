@@ -10,11 +10,12 @@ import re
 import select
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import httpx2
 import pytest
+from faultkit import locked_project
 from helpers import CLI, cli, free_port, small_disk, write_manifest
-from reliability.faultkit import locked_project
 
 from alex_models.fetch import transport_verdict
 from alex_models.mirror import MirrorRoot, MirrorServer
@@ -177,9 +178,9 @@ def test_nobody_listening_is_retried_after_a_short_wait_not_the_backoff() -> Non
 # -- --json on every command a script reads --------------------------------------------------------
 
 
-def as_json(result: subprocess.CompletedProcess[str], kind: str) -> dict[str, object]:
+def as_json(result: subprocess.CompletedProcess[str], kind: str) -> dict[str, Any]:
     assert result.returncode == 0, result.stderr
-    payload: dict[str, object] = json.loads(result.stdout)
+    payload: dict[str, Any] = json.loads(result.stdout)  # Any: whatever JSON the command printed
     assert payload["format"] == 1
     assert payload["kind"] == kind
     return payload
@@ -196,7 +197,7 @@ def test_every_read_command_prints_one_json_object_with_its_keys(
 
     synced = as_json(cli(project, "sync", "--json"), "sync")
     assert {"downloaded", "reused", "models", "store", "lock"} <= synced.keys()
-    main = Path(str(synced["models"][model.key]["main"]))  # type: ignore[index]
+    main = Path(str(synced["models"][model.key]["main"]))
     assert main.is_file()
 
     assert as_json(cli(project, "path", model.key, "--json"), "path") == {
@@ -206,7 +207,7 @@ def test_every_read_command_prints_one_json_object_with_its_keys(
         "path": str(main),
     }
     status = as_json(cli(project, "status", "--json"), "status")
-    assert status["models"][model.key]["state"] == "present"  # type: ignore[index]
+    assert status["models"][model.key]["state"] == "present"
     assert as_json(cli(project, "verify", "--json"), "verify")["corrupt"] == []
     assert as_json(cli(project, "lock", "--json"), "lock")["stale"] is False
     assert "bytes_freed" in as_json(cli(project, "gc", "--dry-run", "--json"), "gc")

@@ -30,7 +30,7 @@ def synced(
     monkeypatch.setenv("HF_ENDPOINT", mirror.url)
     source = tmp_path / "src"
     source.mkdir()
-    files = {
+    files: dict[str, bytes | Path] = {
         "tiny-Q4_K_M.gguf": write_tiny_gguf(source / "a.gguf", padding=4096),
         "split/tiny-Q8_0-00001-of-00002.gguf": write_tiny_gguf(source / "b1.gguf", split=(1, 2)),
         "split/tiny-Q8_0-00002-of-00002.gguf": write_tiny_gguf(source / "b2.gguf", split=(2, 2)),

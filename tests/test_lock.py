@@ -21,7 +21,9 @@ URL = "https://example.org/files/draft.gguf"
 
 
 def hf_entry(*files: LockedFile, commit: str = HEX_COMMIT, **input_fields: object) -> LockedModel:
-    wanted = ModelInput(repo="Qwen/Qwen2.5-0.5B-Instruct-GGUF", revision="main", **input_fields)  # type: ignore[arg-type]
+    wanted = ModelInput.model_validate(
+        {"repo": "Qwen/Qwen2.5-0.5B-Instruct-GGUF", "revision": "main", **input_fields}
+    )
     return LockedModel(
         input=wanted,
         source="hf",
@@ -195,7 +197,7 @@ AWKWARD = ["null", "true", "1.5", "0x1F", "~", "-", "a: b", "#x", "[x]", "{y}", 
 SEGMENTS = st.one_of(
     st.sampled_from(AWKWARD),
     st.text(
-        alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",), exclude_characters="/\\"),
+        alphabet=st.characters(codec="utf-8", exclude_categories=["Cs"], exclude_characters="/\\"),
         min_size=1,
         max_size=10,
     ),

@@ -495,6 +495,21 @@ def test_permanent_503_fails_with_remote_error_exit_4(
     assert listing(project) == ["models.yaml"]
 
 
+def test_429_on_metadata_waits_the_retry_after_the_hub_asked_for(hub: Hub, project: Path) -> None:
+    hub.server.faults.add("rate-limit=7,times=1,on=api")
+    waits: list[float] = []
+    remote = HubRemote(hub.server.url, retry=RetryPolicy(sleep=waits.append))
+
+    try:
+        api.lock(write_manifest(project, {"plain": {"repo": PLAIN, "quant": "Q4_K_M"}}), remote=remote)
+    finally:
+        remote.close()
+
+    assert read_lock(project).models["plain"].commit == hub.plain_v2
+    assert [r.status for r in hub.requests(2)][:2] == [429, 200]
+    assert waits == [7.0]  # Retry-After: 7, not the backoff (which starts under a second)
+
+
 # -- url sources -----------------------------------------------------------------------------------
 
 

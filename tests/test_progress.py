@@ -19,11 +19,9 @@ OTHER = FileJob("c" * 64, 5_000_000, "u", "org/small/small-Q4_K_M.gguf")
 
 
 def rendered(bars: BarProgress, width: int = 80) -> list[str]:
-    console = Console(file=io.StringIO(), width=width, force_terminal=True, color_system=None)
-    console.print(bars)
-    output = console.file.getvalue()
-    assert isinstance(output, str)
-    return output.splitlines()
+    output = io.StringIO()
+    Console(file=output, width=width, force_terminal=True, color_system=None).print(bars)
+    return output.getvalue().splitlines()
 
 
 def test_one_file_is_one_row_with_its_bar_and_figures_within_80_columns_and_no_total() -> None:

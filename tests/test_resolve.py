@@ -37,7 +37,7 @@ def snapshot(*paths: str, repo: str = REPO, commit: str = C1, salt: str = "") ->
 
 
 def wanted(**fields: object) -> ModelInput:
-    return ModelInput(repo=REPO, revision="main", **fields)  # type: ignore[arg-type]
+    return ModelInput.model_validate({"repo": REPO, "revision": "main", **fields})
 
 
 def picked(fields: dict[str, object], paths: list[str]) -> list[tuple[str, str]]:

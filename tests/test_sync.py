@@ -7,16 +7,15 @@ request log of the mirror is the witness of what went over the network.
 
 from __future__ import annotations
 
-import hashlib
-import os
 import stat
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import helpers
 import httpx2
 import pytest
-from helpers import small_disk, write_manifest
+from helpers import blob, blob_files, home, sha256, small_disk, view, view_files, write_manifest
 
 from alex_models import api
 from alex_models.errors import IntegrityError, RemoteError, UsageError, UserError
@@ -71,11 +70,8 @@ def ggufs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
 
 
 @dataclass(frozen=True)
-class Hub:
-    root: MirrorRoot
-    server: MirrorServer
-    files: Mapping[str, bytes]
-    commits: Mapping[str, str]
+class Hub(helpers.Hub):
+    """The shared ``Hub`` (files keyed ``repo/path``), with this module's request-log witnesses."""
 
     def settled(self) -> list[RequestRecord]:
         """Every request so far (harness lookups aside), once a request made now has been logged."""
@@ -122,36 +118,6 @@ def hub(
     return Hub(mirror_root, mirror, files, commits)
 
 
-def home() -> Path:
-    return Path(os.environ["ALEX_MODELS_HOME"])
-
-
-def sha(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def blob(data: bytes) -> Path:
-    digest = sha(data)
-    return home() / "blobs" / "sha256" / digest[:2] / digest
-
-
-def stored_blobs() -> list[Path]:
-    return sorted((home() / "blobs").rglob("*")) if (home() / "blobs").exists() else []
-
-
-def blob_files() -> list[Path]:
-    return [p for p in stored_blobs() if p.is_file()]
-
-
-def view_files() -> list[Path]:
-    views = home() / "llama.cpp"
-    return sorted(p for p in views.rglob("*") if not p.is_dir()) if views.exists() else []
-
-
-def view(hub: Hub, repo: str, path: str) -> Path:
-    return home() / "llama.cpp" / "hf" / repo / hub.commits[repo] / path
-
-
 def label(repo: str, path: str) -> str:
     return f"{repo}/{path}"
 
@@ -179,8 +145,8 @@ def test_sync_locks_first_then_downloads_every_file_into_blobs_and_views(hub: Hu
     assert result.reused == ()
     alpha, beta = hub.files[f"{ALPHA}/{ALPHA_FILE}"], hub.files[f"{BETA}/{BETA_FILE}"]
     assert result.bytes_received == len(alpha) + len(beta)
-    assert blob(alpha).read_bytes() == alpha
-    assert blob(beta).read_bytes() == beta
+    assert blob(sha256(alpha)).read_bytes() == alpha
+    assert blob(sha256(beta)).read_bytes() == beta
     by_name = {m.name: m for m in result.models}
     assert by_name["alpha"].main == view(hub, ALPHA, ALPHA_FILE)
     assert view(hub, ALPHA, ALPHA_FILE).read_bytes() == alpha
@@ -340,8 +306,8 @@ def test_only_syncs_just_the_named_model(hub: Hub, project: Path) -> None:
 
     assert [m.name for m in result.models] == ["alpha"]
     assert result.downloaded == (label(ALPHA, ALPHA_FILE),)
-    assert blob(hub.files[f"{ALPHA}/{ALPHA_FILE}"]).exists()
-    assert not blob(hub.files[f"{BETA}/{BETA_FILE}"]).exists()
+    assert blob(sha256(hub.files[f"{ALPHA}/{ALPHA_FILE}"])).exists()
+    assert not blob(sha256(hub.files[f"{BETA}/{BETA_FILE}"])).exists()
     assert {r.path.rsplit("/", 1)[-1] for r in hub.cdn_gets()} == {ALPHA_FILE}
 
 
@@ -394,7 +360,7 @@ def test_views_are_read_only_hard_links_to_the_blobs(hub: Hub, project: Path) ->
 
     for repo, path in ((ALPHA, ALPHA_FILE), (BETA, BETA_FILE)):
         linked = view(hub, repo, path)
-        content = blob(hub.files[f"{repo}/{path}"])
+        content = blob(sha256(hub.files[f"{repo}/{path}"]))
         assert not linked.is_symlink()
         assert linked.stat().st_ino == content.stat().st_ino
         assert stat.S_IMODE(content.stat().st_mode) & 0o222 == 0
@@ -445,7 +411,7 @@ def test_shard_whose_header_names_another_split_fails_and_no_view_appears(hub: H
     assert caught.value.exit_code == 3
     assert label(MISLABEL, MISLABELLED[1]) in caught.value.message
     assert "shard 2 of 2" in caught.value.message
-    assert not blob(hub.files[f"{MISLABEL}/{MISLABELLED[1]}"]).exists()
+    assert not blob(sha256(hub.files[f"{MISLABEL}/{MISLABELLED[1]}"])).exists()
     assert view_files() == []
     assert list((home() / "tmp").glob("*.part")) == []
 
@@ -479,8 +445,8 @@ def test_status_reports_present_partial_missing_sizes_and_stale(hub: Hub, projec
     manifest = write_manifest(project, {**TWO, "split": {"repo": SPLIT, "quant": "Q8_0"}})
     api.sync(manifest, api.SyncOptions(only=("alpha", "split")))
     shard_3 = hub.files[f"{SPLIT}/{SHARDS[2]}"]
-    blob(shard_3).chmod(0o644)
-    blob(shard_3).unlink()
+    blob(sha256(shard_3)).chmod(0o644)
+    blob(sha256(shard_3)).unlink()
     write_manifest(
         project, {**TWO, "split": {"repo": SPLIT, "quant": "Q8_0"}, "twin": {"repo": TWIN, "quant": "Q4_K_M"}}
     )
@@ -526,13 +492,13 @@ def test_verify_reports_a_blob_corrupted_in_place_removes_it_and_sync_restores_i
     manifest = write_manifest(project, TWO)
     api.sync(manifest)
     alpha = hub.files[f"{ALPHA}/{ALPHA_FILE}"]
-    corrupt_in_place(blob(alpha))
+    corrupt_in_place(blob(sha256(alpha)))
     hub.fresh()
 
     found = api.verify(manifest)
 
     assert found.corrupt == (label(ALPHA, ALPHA_FILE),)
-    assert not blob(alpha).exists()
+    assert not blob(sha256(alpha)).exists()
     assert not view(hub, ALPHA, ALPHA_FILE).exists()
     assert view(hub, BETA, BETA_FILE).exists()
 
@@ -548,12 +514,12 @@ def test_sync_does_not_trust_a_blob_changed_behind_its_back(hub: Hub, project: P
     manifest = write_manifest(project, TWO)
     api.sync(manifest)
     alpha = hub.files[f"{ALPHA}/{ALPHA_FILE}"]
-    corrupt_in_place(blob(alpha))
+    corrupt_in_place(blob(sha256(alpha)))
 
     again = api.sync(manifest)
 
     assert again.downloaded == (label(ALPHA, ALPHA_FILE),)
-    assert blob(alpha).read_bytes() == alpha
+    assert blob(sha256(alpha)).read_bytes() == alpha
 
 
 # -- path ------------------------------------------------------------------------------------------
@@ -614,10 +580,10 @@ def test_gc_removes_what_a_dropped_model_left_and_dry_run_reports_the_same_remov
         dry.bytes_freed,
     )
     assert done.kept_locks == (str(project / "models.lock"),)
-    assert not blob(beta).exists()
+    assert not blob(sha256(beta)).exists()
     assert not view(hub, BETA, BETA_FILE).exists()
     assert not view(hub, BETA, BETA_FILE).parent.exists()  # empty view folders go too
-    assert blob(hub.files[f"{ALPHA}/{ALPHA_FILE}"]).exists()
+    assert blob(sha256(hub.files[f"{ALPHA}/{ALPHA_FILE}"])).exists()
     assert view(hub, ALPHA, ALPHA_FILE).exists()
     assert api.gc().removed_blobs == 0
 
@@ -636,7 +602,7 @@ def test_gc_keeps_what_another_registered_lock_still_references(
     result = api.gc()
 
     assert (result.removed_blobs, result.removed_views) == (0, 0)
-    assert blob(hub.files[f"{BETA}/{BETA_FILE}"]).exists()
+    assert blob(sha256(hub.files[f"{BETA}/{BETA_FILE}"])).exists()
 
 
 def test_gc_stops_protecting_the_blobs_of_a_lock_file_that_disappeared(hub: Hub, project: Path) -> None:
@@ -660,7 +626,7 @@ def test_pull_downloads_one_file_into_the_store_and_returns_its_view(hub: Hub) -
 
     assert found == view(hub, ALPHA, ALPHA_FILE)
     assert found.read_bytes() == hub.files[f"{ALPHA}/{ALPHA_FILE}"]
-    assert blob_files() == [blob(hub.files[f"{ALPHA}/{ALPHA_FILE}"])]
+    assert blob_files() == [blob(sha256(hub.files[f"{ALPHA}/{ALPHA_FILE}"]))]
 
 
 def test_pull_of_the_first_shard_brings_every_shard_and_places_links_in_a_directory(
@@ -683,7 +649,7 @@ def test_pull_with_a_wrong_sha256_is_an_integrity_error_and_downloads_nothing(hu
         api.pull(ALPHA, ALPHA_FILE, sha256="0" * 64)
 
     assert caught.value.exit_code == 3
-    assert sha(hub.files[f"{ALPHA}/{ALPHA_FILE}"]) in caught.value.message
+    assert sha256(hub.files[f"{ALPHA}/{ALPHA_FILE}"]) in caught.value.message
     assert blob_files() == []
     assert [r for r in hub.settled() if r.origin == "cdn"] == []
 
@@ -702,7 +668,7 @@ def test_pull_is_locked_by_the_resolver_so_a_bad_repo_id_or_revision_says_so_bef
 def test_pull_with_the_right_sha256_in_upper_case_succeeds(hub: Hub) -> None:
     alpha = hub.files[f"{ALPHA}/{ALPHA_FILE}"]
 
-    found = api.pull(ALPHA, ALPHA_FILE, sha256=sha(alpha).upper())
+    found = api.pull(ALPHA, ALPHA_FILE, sha256=sha256(alpha).upper())
 
     assert found.read_bytes() == alpha
 
@@ -725,7 +691,7 @@ def test_gc_keeps_what_pull_fetched_until_the_pull_is_forgotten(hub: Hub) -> Non
 
     forgot = api.gc(forget_pulls=True)
 
-    assert [item.path for item in forgot.blobs] == [blob(alpha)]
+    assert [item.path for item in forgot.blobs] == [blob(sha256(alpha))]
     assert [item.path for item in forgot.views] == [found]
     assert forgot.bytes_freed == len(alpha)
     assert not found.exists()

@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx2
 import pytest
+from helpers import sha256
 
 from alex_models.errors import UsageError
 from alex_models.mirror import Fault, Faults, MirrorRoot, MirrorServer, RequestRecord
@@ -63,10 +64,6 @@ def elapsed(action: Any) -> tuple[float, Any]:
     began = time.monotonic()
     result = action()
     return time.monotonic() - began, result
-
-
-def sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 # -- request faults --------------------------------------------------------------------------------------

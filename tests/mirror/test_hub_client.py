@@ -12,11 +12,11 @@ import math
 import os
 import subprocess
 import sys
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from helpers import cdn_gets, settled_log, sha256
 from huggingface_hub import HfApi, hf_hub_download, snapshot_download
 from huggingface_hub.errors import (
     EntryNotFoundError,
@@ -75,17 +75,23 @@ def api(mirror: MirrorServer, token: str | bool = False) -> HfApi:
     return HfApi(endpoint=mirror.url, token=token)
 
 
-def download(mirror: MirrorServer, cache: Path, filename: str, repo: str = REPO, **kwargs: object) -> Path:
-    path = hf_hub_download(repo, filename, cache_dir=cache, endpoint=mirror.url, **kwargs)  # type: ignore[arg-type]
+def download(
+    mirror: MirrorServer,
+    cache: Path,
+    filename: str,
+    repo: str = REPO,
+    *,
+    token: str | bool = False,
+    revision: str | None = None,
+) -> Path:
+    path = hf_hub_download(
+        repo, filename, cache_dir=cache, endpoint=mirror.url, token=token, revision=revision
+    )
     return Path(path)
 
 
 def blobs_dir(cache: Path, repo: str = REPO) -> Path:
     return cache / f"models--{repo.replace('/', '--')}" / "blobs"
-
-
-def sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 def git_blob_id(data: bytes) -> str:
@@ -117,15 +123,6 @@ def git_oids(work: Path, files: dict[str, bytes]) -> dict[str, str]:
         meta, path = line.split("\t")
         oids[path] = meta.split()[2]
     return oids
-
-
-def settled_log(mirror: MirrorServer, ready: Callable[[list[RequestRecord]], bool]) -> list[RequestRecord]:
-    """The request log once ``ready`` holds for it (the last record may land after the client returns)."""
-    return mirror.wait_log(ready)
-
-
-def cdn_gets(log: list[RequestRecord]) -> list[RequestRecord]:
-    return [r for r in log if r.origin == "cdn" and r.method == "GET"]
 
 
 # -- metadata --------------------------------------------------------------------------------------
@@ -235,7 +232,9 @@ def test_list_repo_tree_follows_pagination_links(mirror_root: MirrorRoot, publis
     pages = math.ceil(len(expected) / 3)
     with MirrorServer(mirror_root.root, page_size=3) as server:
         entries = list(api(server).list_repo_tree(REPO, recursive=True, revision="main"))
-        log = settled_log(server, lambda log: sum("/tree/" in r.path for r in log) >= pages)
+        log = settled_log(
+            server, lambda log: sum("/tree/" in r.path for r in log) >= pages, f"{pages} tree pages"
+        )
 
     paths = [e.path for e in entries]
     assert sorted(paths) == sorted(expected)  # everything, each once
@@ -280,7 +279,7 @@ def test_lfs_download_is_cached_under_its_sha256_and_comes_from_the_cdn(
     assert path.resolve() == blob.resolve()
     assert [p.name for p in blobs_dir(cache).iterdir()] == [blob.name]
     assert path == cache / "models--org--model" / "snapshots" / published.head / "model.gguf"
-    log = settled_log(mirror, lambda log: len(cdn_gets(log)) >= 1)
+    log = settled_log(mirror, lambda log: len(cdn_gets(log)) >= 1, "the CDN GET")
     [get] = cdn_gets(log)
     assert (get.status, get.bytes_sent) == (200, len(data))
     assert get.path.endswith("/model.gguf")
@@ -312,7 +311,7 @@ def test_token_goes_to_the_api_but_never_to_the_cdn(
     path = download(mirror, cache, "model.gguf", repo="org/private", token="hf_test")
 
     assert path.read_bytes() == FILES["model.gguf"]
-    log = settled_log(mirror, lambda log: len(cdn_gets(log)) >= 1)
+    log = settled_log(mirror, lambda log: len(cdn_gets(log)) >= 1, "the CDN GET")
     api_requests = [r for r in log if r.origin == "api"]
     assert api_requests
     assert all(r.authorization for r in api_requests)
@@ -345,7 +344,11 @@ def test_snapshot_download_fetches_only_the_allowed_files(
     def resolved(log: list[RequestRecord]) -> set[str]:
         return {r.path.split(f"/resolve/{published.head}/", 1)[1] for r in log if "/resolve/" in r.path}
 
-    log = settled_log(mirror, lambda log: resolved(log) >= allowed and len(cdn_gets(log)) >= 1)
+    log = settled_log(
+        mirror,
+        lambda log: resolved(log) >= allowed and len(cdn_gets(log)) >= 1,
+        "the resolves and the CDN GET",
+    )
     assert resolved(log) == allowed
     assert [r.path.rsplit("/", 1)[1] for r in cdn_gets(log)] == ["weights.safetensors"]
 
@@ -364,7 +367,7 @@ def test_interrupted_download_resumes_with_a_range_request(
 
     assert path.read_bytes() == data
     assert [p.name for p in blobs_dir(cache, "org/big").iterdir()] == [sha256(data)]
-    log = settled_log(mirror, lambda log: len(cdn_gets(log)) >= 2)
+    log = settled_log(mirror, lambda log: len(cdn_gets(log)) >= 2, "2 CDN GETs")
     first, second = cdn_gets(log)
     assert (first.range, first.status, first.bytes_sent, first.faults) == (
         None,
@@ -494,5 +497,5 @@ def test_hf_cli_download_through_hf_endpoint(
     path = Path(result.stdout.strip())  # --quiet: the path alone, for scripts
     assert path.read_bytes() == FILES["model.gguf"]
     assert path.is_relative_to(hf_home / "hub" / "models--org--model" / "snapshots" / published.head)
-    log = settled_log(mirror, lambda log: len(cdn_gets(log)) >= 1)
+    log = settled_log(mirror, lambda log: len(cdn_gets(log)) >= 1, "the CDN GET")
     assert [r.path.rsplit("/", 1)[1] for r in cdn_gets(log)] == ["model.gguf"]  # via the CDN

@@ -7,6 +7,7 @@ import os
 import subprocess
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 import httpx2
 import pytest
@@ -74,14 +75,15 @@ def test_commit_ids_are_deterministic_across_roots(tmp_path: Path) -> None:
         {"parent": "0" * 40},
     ],
 )
-def test_commit_id_depends_on_content_parent_and_message(tmp_path: Path, change: dict[str, object]) -> None:
-    base: dict[str, object] = {"files": {"config.json": b"{}"}, "message": "m", "branch": None}
+def test_commit_id_depends_on_content_parent_and_message(tmp_path: Path, change: dict[str, Any]) -> None:
+    # Any: the case's change replaces any of MirrorRoot.commit's keywords.
+    base: dict[str, Any] = {"files": {"config.json": b"{}"}, "message": "m", "branch": None}
     root = MirrorRoot(tmp_path / "root")
     root.create_repo(REPO)
     (root.repo_dir(REPO) / ("0" * 40)).mkdir()  # the parent of the "parent" case, empty
 
-    original = root.commit(REPO, **base)  # type: ignore[arg-type]
-    changed = root.commit(REPO, **{**base, **change})  # type: ignore[arg-type]
+    original = root.commit(REPO, **base)
+    changed = root.commit(REPO, **{**base, **change})
 
     assert changed != original
 

@@ -1,20 +1,18 @@
-"""Shared pieces of the reliability tests: repos of tiny GGUFs on the mirror, background
-``alex-models`` runs, bounded polling, and the witnesses (request log, store contents)."""
+"""Shared pieces of the reliability tests: repos of tiny GGUFs on the mirror, what the store
+holds of them, and the request log once it holds what a test waits for (the helpers every test
+module uses are in ``helpers``)."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import subprocess
-import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import CLI, blob, cli, home, progress_done, write_manifest
+from helpers import blob, cdn_gets, cli, home, progress_done, sha256, write_manifest
 
 from alex_models.mirror import MirrorRoot, MirrorServer, RequestRecord
 from alex_models.tinymodels import write_tiny_gguf
@@ -40,7 +38,7 @@ def publish(root: MirrorRoot, folder: Path, paddings: Iterable[int]) -> list[Mod
         made = write_tiny_gguf(folder / name, context_length=1000 + n, padding=padding)
         data = made.read_bytes()
         root.commit(f"org/{key}", {name: made})
-        models.append(Model(key, f"org/{key}", name, len(data), hashlib.sha256(data).hexdigest()))
+        models.append(Model(key, f"org/{key}", name, len(data), sha256(data)))
     return models
 
 
@@ -65,34 +63,6 @@ def manifest(project: Path, models: Iterable[Model]) -> Path:
     return write_manifest(project, {m.key: {"repo": m.repo, "quant": "Q4_K_M"} for m in models})
 
 
-def blob_files() -> list[Path]:
-    return sorted(p for p in (home() / "blobs").rglob("*") if p.is_file())
-
-
-def view_files() -> list[Path]:
-    top = home() / "llama.cpp"
-    return sorted(p for p in top.rglob("*") if p.is_file() or p.is_symlink()) if top.exists() else []
-
-
-def sha_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(4 * 1024 * 1024):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def start(cwd: Path, *args: str, **popen: Any) -> tuple[subprocess.Popen[str], Path]:
-    """``alex-models`` in the background, and the file its stderr goes to (stdout: same name, .o)."""
-    count = len(list(cwd.parent.glob("run-*.o")))
-    out_path, err_path = cwd.parent / f"run-{count}.o", cwd.parent / f"run-{count}.e"
-    with out_path.open("w") as out, err_path.open("w") as err:
-        process = subprocess.Popen(
-            [str(CLI), *args], cwd=cwd, env=dict(os.environ), stdout=out, stderr=err, text=True, **popen
-        )
-    return process, err_path
-
-
 def stored_bytes(models: Iterable[Model]) -> int:
     """Bytes the store holds for ``models``: whole blobs plus checkpointed partials."""
     total = 0
@@ -104,27 +74,18 @@ def stored_bytes(models: Iterable[Model]) -> int:
     return total
 
 
-def cdn_gets(log: list[RequestRecord], name: str | None = None) -> list[RequestRecord]:
-    return [
-        r
-        for r in log
-        if r.origin == "cdn" and r.method == "GET" and (name is None or r.path.endswith("/" + name))
-    ]
+def delivered(model: Model) -> Callable[[list[RequestRecord]], bool]:
+    """Whether a log holds a CDN GET that sent ``model``'s file through its last byte: the record
+    of the request that completed it (it lands a moment after the client has read it)."""
 
+    def ready(log: list[RequestRecord]) -> bool:
+        for r in cdn_gets(log, model.file):
+            start = int(r.range.removeprefix("bytes=").split("-")[0]) if r.range else 0
+            if r.status in (200, 206) and r.bytes_sent == model.size - start:
+                return True
+        return False
 
-def settled_log(server: MirrorServer, quiet: float = 0.5, timeout: float = 15.0) -> list[RequestRecord]:
-    """The request log once no new record has landed for ``quiet`` seconds (killed clients' requests
-    are logged when the server next fails to write to them)."""
-    deadline = time.monotonic() + timeout
-    count, since = len(server.log), time.monotonic()
-    while time.monotonic() < deadline:
-        now = len(server.log)
-        if now != count:
-            count, since = now, time.monotonic()
-        elif time.monotonic() - since >= quiet:
-            break
-        time.sleep(0.05)
-    return server.log
+    return ready
 
 
 def report(name: str, figures: dict[str, Any]) -> None:

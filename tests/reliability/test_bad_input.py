@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import cli, write_manifest
+from helpers import cli, home, sha256, write_manifest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
@@ -248,12 +247,13 @@ def _manifest_text(entry: dict[str, object]) -> str:
 @bad_names
 @pytest.mark.parametrize("key", ["file", "files", "mmproj", "lora"])
 def test_manifest_refuses_an_escaping_name_at_parse(bad: str, key: str) -> None:
-    entry: dict[str, object] = {
+    entries: dict[str, dict[str, object]] = {
         "file": {"file": bad},
         "files": {"files": [bad]},
         "mmproj": {"quant": "Q4_K_M", "mmproj": bad},
         "lora": {"quant": "Q4_K_M", "lora": [bad]},
-    }[key]
+    }
+    entry = entries[key]
 
     with pytest.raises(ManifestError) as caught:
         parse_manifest(_manifest_text(entry))
@@ -408,14 +408,6 @@ class Synced:
     commit: str
 
 
-def _home() -> Path:
-    return Path(os.environ["ALEX_MODELS_HOME"])
-
-
-def _digest(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
 @pytest.fixture
 def hub_repo(
     mirror_root: MirrorRoot,
@@ -444,12 +436,12 @@ def synced(hub_repo: Synced) -> Synced:
 
 
 def _view(synced: Synced, name: str) -> Path:
-    return _home() / "llama.cpp" / "hf" / "org" / "x" / synced.commit / name
+    return home() / "llama.cpp" / "hf" / "org" / "x" / synced.commit / name
 
 
 def _views_hold_their_own_bytes(synced: Synced) -> bool:
     """Every file under the store's views holds exactly the repo's bytes for its own name."""
-    views = [p for p in (_home() / "llama.cpp").rglob("*") if p.is_file() and not p.name.startswith(".")]
+    views = [p for p in (home() / "llama.cpp").rglob("*") if p.is_file() and not p.name.startswith(".")]
     return all(p.read_bytes() == synced.files[p.name] for p in views)
 
 
@@ -464,15 +456,15 @@ def _edit_lock(project: Path, old: str, new: str) -> None:
 def test_frozen_sync_of_a_lock_with_an_edited_hash_exits_3_and_stores_nothing_under_it(
     synced: Synced,
 ) -> None:
-    real = _digest(synced.files["model.gguf"])
-    forged = _digest(b"not the model")
+    real = sha256(synced.files["model.gguf"])
+    forged = sha256(b"not the model")
     _edit_lock(synced.project, f"sha256: {real}", f"sha256: {forged}")
 
     result = cli(synced.project, "sync", "--frozen")
 
     assert result.returncode == 3, result.stderr
     assert "Traceback" not in result.stderr
-    assert not Store(_home()).blob_path(forged).exists()  # the old bytes never stand in for the new hash
+    assert not Store(home()).blob_path(forged).exists()  # the old bytes never stand in for the new hash
     assert _views_hold_their_own_bytes(synced)
 
 
@@ -510,8 +502,8 @@ def test_sync_does_not_write_views_through_a_symlink_planted_in_the_views(
 ) -> None:
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    (_home() / "llama.cpp" / "hf").mkdir(parents=True)
-    (_home() / "llama.cpp" / "hf" / "org").symlink_to(elsewhere)
+    (home() / "llama.cpp" / "hf").mkdir(parents=True)
+    (home() / "llama.cpp" / "hf" / "org").symlink_to(elsewhere)
 
     result = cli(hub_repo.project, "sync")
 
@@ -526,8 +518,8 @@ def test_sync_does_not_store_a_blob_through_a_symlinked_shard_folder(
 ) -> None:
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    digest = _digest(hub_repo.files["model.gguf"])
-    shard = Store(_home()).blob_path(digest).parent
+    digest = sha256(hub_repo.files["model.gguf"])
+    shard = Store(home()).blob_path(digest).parent
     shard.parent.mkdir(parents=True)
     shard.symlink_to(elsewhere)
 
@@ -545,7 +537,7 @@ def test_sync_replaces_a_blob_planted_as_a_symlink_with_verified_bytes(
     data = synced.files["model.gguf"]
     outside = tmp_path / "outside.gguf"
     outside.write_bytes(data)
-    blob = Store(_home()).blob_path(_digest(data))
+    blob = Store(home()).blob_path(sha256(data))
     blob.chmod(0o644)
     blob.unlink()
     blob.symlink_to(outside)
@@ -560,7 +552,7 @@ def test_sync_replaces_a_blob_planted_as_a_symlink_with_verified_bytes(
 
 
 def test_gc_deletes_nothing_through_a_symlinked_shard_folder(tmp_path: Path) -> None:
-    store = Store(_home()).init()
+    store = Store(home()).init()
     outside, digest = _outside_blob(tmp_path)
     folder = tmp_path / "elsewhere"
     folder.mkdir()

@@ -8,20 +8,19 @@ import time
 from pathlib import Path
 
 import pytest
-from faultkit import (
-    MB,
+from faultkit import MB, delivered, locked_project, report
+from helpers import (
     blob,
     blob_files,
     cdn_gets,
+    cli,
     home,
-    locked_project,
     progress_done,
-    report,
     settled_log,
     sha_file,
     start,
+    wait_for,
 )
-from helpers import cli, wait_for
 
 from alex_models.mirror import MirrorRoot, MirrorServer
 
@@ -43,7 +42,7 @@ def test_four_syncs_at_once_on_one_store_all_succeed_and_each_blob_is_downloaded
     codes = [process.wait(timeout=120) for process, _ in runs]
 
     assert codes == [0, 0, 0, 0], [err.read_text(encoding="utf-8") for _, err in runs]
-    log = settled_log(mirror)
+    log = settled_log(mirror, lambda log: all(delivered(m)(log) for m in models), "every file delivered")
     for m in models:
         # One complete GET per file: the other processes waited on its lock and reused the blob.
         assert [(r.status, r.range, r.bytes_sent) for r in cdn_gets(log, m.file)] == [(200, None, m.size)]
@@ -88,7 +87,7 @@ def test_gc_during_a_sync_removes_nothing_the_lock_needs_and_the_sync_completes(
     assert code == 0, stderr.read_text(encoding="utf-8")
     assert blob_files() == sorted(blob(m.sha256) for m in (present, pending))
     assert cli(project, "verify").returncode == 0
-    gets = cdn_gets(settled_log(mirror), pending.file)
+    gets = cdn_gets(settled_log(mirror, delivered(pending), "the pending file delivered"), pending.file)
     assert [(r.range, r.bytes_sent) for r in gets] == [(None, pending.size)]  # never restarted
 
 
@@ -122,5 +121,5 @@ def test_a_second_sync_says_once_that_it_waits_for_the_first_and_stops_at_once_o
     ]
     assert first.wait(timeout=60) == 0, first_stderr.read_text(encoding="utf-8")
     assert sha_file(blob(model.sha256)) == model.sha256
-    gets = cdn_gets(settled_log(mirror), model.file)
+    gets = cdn_gets(settled_log(mirror, delivered(model), "the file delivered"), model.file)
     assert [(r.range, r.bytes_sent) for r in gets] == [(None, model.size)]  # only the first downloaded

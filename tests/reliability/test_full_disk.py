@@ -8,18 +8,8 @@ import os
 from pathlib import Path
 
 import pytest
-from faultkit import (
-    MB,
-    blob,
-    blob_files,
-    cdn_gets,
-    home,
-    locked_project,
-    progress_done,
-    sha_file,
-    start,
-)
-from helpers import cli, small_disk
+from faultkit import MB, locked_project
+from helpers import blob, blob_files, cdn_gets, cli, home, progress_done, sha_file, small_disk, start
 from helpers import wait_for as wait_until
 
 from alex_models._units import human_size

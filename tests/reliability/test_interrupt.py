@@ -10,8 +10,8 @@ import time
 from pathlib import Path
 
 import pytest
-from faultkit import MB, blob, cdn_gets, home, locked_project, publish, settled_log, start
-from helpers import cli, progress_done, wait_for
+from faultkit import MB, delivered, locked_project, publish
+from helpers import blob, cdn_gets, cli, home, progress_done, settled_log, start, wait_for
 
 from alex_models._units import human_size
 from alex_models.mirror import MirrorRoot, MirrorServer
@@ -61,14 +61,15 @@ def test_a_signal_stops_sync_at_once_keeps_what_arrived_and_the_next_sync_resume
     assert 0 < kept < model.size
     assert (home() / "tmp" / f"{model.sha256}.part").exists()
     assert not blob(model.sha256).exists()
-    interrupted = len(settled_log(mirror))
+    interrupted = len(settled_log(mirror, lambda log: bool(cdn_gets(log, model.file)), "the interrupted GET"))
     mirror.faults.clear()
 
     again = cli(project, "sync", "--frozen")
 
     assert again.returncode == 0, again.stderr
     assert blob(model.sha256).exists()
-    resumed = cdn_gets(settled_log(mirror)[interrupted:], model.file)
+    resumed_log = settled_log(mirror, lambda log: delivered(model)(log[interrupted:]), "the resumed GET")
+    resumed = cdn_gets(resumed_log[interrupted:], model.file)
     assert [(r.range, r.bytes_sent) for r in resumed] == [
         (f"bytes={kept}-{model.size - 1}", model.size - kept)
     ]

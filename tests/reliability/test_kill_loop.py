@@ -10,21 +10,8 @@ import time
 from pathlib import Path
 
 import pytest
-from faultkit import (
-    MB,
-    Model,
-    blob,
-    blob_files,
-    cdn_gets,
-    home,
-    locked_project,
-    report,
-    settled_log,
-    sha_file,
-    start,
-    stored_bytes,
-)
-from helpers import cli, wait_for
+from faultkit import MB, Model, delivered, locked_project, report, stored_bytes
+from helpers import blob, blob_files, cdn_gets, cli, home, settled_log, sha_file, start, wait_for
 
 from alex_models.mirror import MirrorRoot, MirrorServer
 
@@ -96,7 +83,8 @@ def test_sync_killed_20_times_at_random_moments_resumes_and_stores_exactly_the_l
     for m in models:
         assert sha_file(blob(m.sha256)) == m.sha256
     assert list((home() / "tmp").glob("*.part")) == []
-    sent = sum(r.bytes_sent for r in cdn_gets(settled_log(mirror)))
+    log = settled_log(mirror, lambda log: all(delivered(m)(log) for m in models), "every file delivered")
+    sent = sum(r.bytes_sent for r in cdn_gets(log))
     figures = {
         "kills": kills,
         "files": len(models),

@@ -6,7 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from faultkit import MB, Model, blob_files, home, manifest, progress_done, publish, view_files
+from faultkit import MB, Model, manifest, publish
+from helpers import blob_files, home, progress_done, view_files
 
 from alex_models import api
 from alex_models._retry import RetryPolicy
