@@ -11,17 +11,8 @@ from hypothesis import strategies as st
 from ruamel.yaml import YAML
 
 from alex_models.errors import UserError
-from alex_models.manifest import (
-    DEFAULT_REVISION,
-    EMPTY_MANIFEST,
-    STARTER_MANIFEST,
-    Manifest,
-    ManifestError,
-    ModelInput,
-    model_name_for,
-    parse_manifest,
-    with_model,
-)
+from alex_models.manifest import DEFAULT_REVISION, Manifest, ManifestError, ModelInput, parse_manifest
+from alex_models.manifest_edit import EMPTY_MANIFEST, STARTER_MANIFEST, model_name_for, with_model
 
 FILENAME = "proj/models.yaml"
 SHA = "3f1c" + "0" * 60

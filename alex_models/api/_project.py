@@ -12,14 +12,8 @@ from alex_models._fs import atomic_write
 from alex_models.api._context import default_lock_path, read_lock
 from alex_models.errors import UserError
 from alex_models.lock import Drift, Lock, drift, dumps
-from alex_models.manifest import (
-    EMPTY_MANIFEST,
-    STARTER_MANIFEST,
-    Manifest,
-    load_manifest,
-    model_name_for,
-    with_model,
-)
+from alex_models.manifest import Manifest, load_manifest
+from alex_models.manifest_edit import EMPTY_MANIFEST, STARTER_MANIFEST, model_name_for, with_model
 from alex_models.remote import Facts, Remote
 from alex_models.resolve import Upgrade, plan, resolve, unhashed
 from alex_models.settings import Settings
