@@ -26,6 +26,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from urllib.parse import quote
 from typing import Literal
 
 from filelock import FileLock
@@ -246,8 +247,10 @@ class Store:
     # -- the registry of locks that synced here ----------------------------------------------------
 
     def pull_lock_path(self, repo: str, file: str) -> Path:
-        """The lock ``pull`` writes for ``file`` of ``repo``: a flat name, whatever the slashes."""
-        return self.home / "pulls" / (f"{repo}/{file}".replace("/", "--") + ".lock")
+        """The lock ``pull`` writes for ``file`` of ``repo``: one flat name per (repo, file), never
+        shared (a repo id holds no ``--``, and the file's ``/`` and ``%`` are percent-encoded)."""
+        org, name = repo.split("/")
+        return self.home / "pulls" / f"{org}--{name}--{quote(file, safe='')}.lock"
 
     def pull_locks(self) -> list[Path]:
         return sorted((self.home / "pulls").glob("*.lock"))

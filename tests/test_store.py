@@ -172,3 +172,12 @@ def test_registered_locks_round_trip(store: Store, tmp_path: Path, monkeypatch: 
     store.set_registered_locks([str(second)])
 
     assert store.registered_locks() == [str(second)]
+
+
+def test_pull_locks_of_different_files_never_share_a_name(tmp_path: Path) -> None:
+    """'a/b.gguf' and 'a--b.gguf' once both became 'org--repo--a--b.gguf.lock': pulling one
+    replaced the other's lock, and gc then removed a file the user had pulled."""
+    store = Store(tmp_path)
+    names = {store.pull_lock_path("org/repo", file).name for file in ("a/b.gguf", "a--b.gguf", "a%2Fb.gguf")}
+    assert len(names) == 3
+    assert store.pull_lock_path("org/repo", "a/b.gguf").name == "org--repo--a%2Fb.gguf.lock"
