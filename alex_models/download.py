@@ -2,7 +2,9 @@
 
 A job names the blob (SHA256, size) and its sources in order (``alex_models.sources``: the Hub, a
 plain URL, a folder laid out like the store). Everything below except the wire checks is the same
-whatever the source; the pieces' threads are in ``transfer``.
+whatever the source: the plan, the progress record, the per-blob lock, verification and promotion
+are here; the pieces' workers, retries, hasher and checkpoints in ``transfer``; each kind of
+source checks its own answers in ``sources``.
 
 How one file is fetched:
 
@@ -161,10 +163,6 @@ class Downloader:
             transfers = list(self._transfers)
         for transfer in transfers:
             transfer.halt()
-
-    @property
-    def cancelled(self) -> bool:
-        return self._cancelled.is_set()
 
     @property
     def kept(self) -> int:
