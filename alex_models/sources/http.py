@@ -19,7 +19,7 @@ import httpx2
 
 from alex_models._retry import status_verdict
 from alex_models.errors import AlexModelsError, IntegrityError, RemoteError, UserError
-from alex_models.fetch import USER_AGENT, transport_verdict
+from alex_models.fetch import USER_AGENT, transport_verdict, without_query
 from alex_models.sources.base import Blob, Missing, Transient, Wire
 
 _CONTENT_RANGE_RE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
@@ -41,11 +41,6 @@ def origin(url: str | httpx2.URL) -> str:
     """``scheme://host[:port]`` of ``url``: how an HTTP source names itself."""
     parsed = httpx2.URL(url)
     return f"{parsed.scheme}://{parsed.netloc.decode('ascii')}"
-
-
-def public(url: str | httpx2.URL) -> str:
-    """``url`` without its query, which may carry signatures (a CDN's)."""
-    return str(url).split("?", 1)[0]
 
 
 @contextlib.contextmanager
@@ -102,7 +97,7 @@ class HttpReader:
         again, retry_after = status_verdict(status, response.headers)
         if again:
             raise Transient(f"the server answered {status}", retry_after)
-        where = public(response.url)
+        where = without_query(response.url)
         if status in (404, 410):
             raise Missing(f"{where} answered {status}", hint="is the lock for this endpoint?")
         if status in (401, 403):

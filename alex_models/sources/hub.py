@@ -16,9 +16,9 @@ import httpx2
 
 from alex_models._ids import SHA256_RE
 from alex_models.errors import AlexModelsError, UserError
-from alex_models.fetch import file_url
+from alex_models.fetch import file_url, without_query
 from alex_models.sources.base import Blob, LockDisagrees, Transient, Wire
-from alex_models.sources.http import HttpReader, download_headers, origin, public
+from alex_models.sources.http import HttpReader, download_headers, origin
 
 
 def announced_sha256(headers: httpx2.Headers) -> str | None:
@@ -80,7 +80,7 @@ class HubReader(HttpReader):
         if response.status_code >= 400 and url != self.url:
             # A remembered CDN address expired (signed URLs do): ask the file's own URL again.
             self._at = (self.url, self.headers)
-            raise Transient(f"{public(url)} answered {response.status_code}", retry_after=0)
+            raise Transient(f"{without_query(url)} answered {response.status_code}", retry_after=0)
         super()._check(url, response)
         self._remember(url, response)
 
