@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+MiB = 1024 * 1024
+"""For sizes in code: pieces, reads, buffers (people are told decimal units, below)."""
 _UNITS = ("KB", "MB", "GB", "TB")
 
 

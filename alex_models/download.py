@@ -1,4 +1,10 @@
-"""The downloader: one blob from a URL into the store, verified, resumable, in parallel ranges.
+"""The downloader: one blob from its sources into the store, verified, resumable, in parallel ranges.
+
+A job names the blob (SHA256, size) and its sources in order (``alex_models.sources``: the Hub, a
+plain URL, a folder laid out like the store). Everything below except the wire checks is the same
+whatever the source: the plan, the progress record, the per-blob lock, verification and promotion
+are here; the pieces' workers, retries, hasher and checkpoints in ``transfer``; each kind of
+source checks its own answers in ``sources``.
 
 How one file is fetched:
 
@@ -15,16 +21,19 @@ How one file is fetched:
   also starts the write-back the final ``fsync`` needs. (A flush per 4 MiB, from the workers,
   cost 2.5 s per GiB here; one per half second costs nothing measurable.)
 * Bodies are read from the connection in large pieces, not through h11's 64 KiB events (see
-  ``transfer._body``): user CPU per GiB went from 1.65 s to 0.95 s here.
+  ``sources.http._read``): user CPU per GiB went from 1.65 s to 0.95 s here.
 * Transient failures (connection errors, timeouts, 408/429/5xx, a body cut short) are retried
   per segment with backoff and ``Retry-After``; the budget resets whenever bytes arrive.
 * A server that ignores ``Range`` is detected (200 to a ranged request) and the file is fetched
-  as one stream; a server that answers the wrong range or a wrong ``Content-Length`` is refused.
-* The first piece goes alone: its answer says where the bytes are (the Hub's redirect to its CDN),
-  and the other pieces go straight there, so a file costs one request to the API, not one per
-  connection. That redirect also announces the file's SHA256 (``X-Linked-Etag``): when it is not
-  the one the lock pins, the lock is wrong, not the transfer, and the fetch fails at once, before
-  any body is sent.
+  as one stream; a server that answers the wrong range or a wrong ``Content-Length`` is refused
+  (``sources.http``).
+* The first piece goes alone. It asks the sources in order; one that lacks the file (404, no such
+  file) passes it to the next, and only when none has it does the fetch fail, naming each. Its
+  answer also says where the bytes are (the Hub's redirect to its CDN), and the other pieces go
+  straight there, so a file costs one request to the API, not one per connection. That redirect
+  announces the file's SHA256 (``X-Linked-Etag``): when it is not the one the lock pins, the lock
+  is wrong, not the transfer, and the fetch fails at once, before any body is sent
+  (``sources.hub``).
 * The result must match the lock's size and SHA256; a mismatch discards the bytes, retries once
   from scratch, then fails with exit 3. Only then is the blob promoted into ``blobs/``.
 * ``Downloader.cancel()`` (Ctrl-C, SIGTERM) stops every transfer at its next chunk, retry wait or
@@ -38,7 +47,7 @@ import errno
 import json
 import os
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -48,9 +57,11 @@ from filelock import Timeout
 
 from alex_models._fs import atomic_write
 from alex_models._retry import RetryPolicy
+from alex_models._units import MiB
 from alex_models.errors import IntegrityError
+from alex_models.sources import LockDisagrees, Source, Wire
 from alex_models.store import Store
-from alex_models.transfer import LockDisagrees, MiB, RangesIgnored, Segment, Transfer, raise_if_no_space
+from alex_models.transfer import RangesIgnored, Segment, Transfer, Tuning, raise_if_no_space
 
 _PROGRESS_VERSION = 1
 _PIECES_PER_CONNECTION = 8
@@ -66,10 +77,9 @@ class FileJob:
 
     sha256: str
     size: int
-    url: str
+    sources: tuple[Source, ...]
+    """Asked in order: the first that has the blob serves it."""
     label: str
-    headers: Mapping[str, str] = field(default_factory=dict)
-    """Sent with every request; httpx drops ``Authorization`` on a redirect to another origin."""
     model: str | None = None
     """The locked model that pins this file, to name it when the lock turns out wrong."""
 
@@ -136,8 +146,9 @@ class Downloader:
         check: Callable[[Path, FileJob], None] | None = None,
     ) -> None:
         self.store = store.init()
-        self.client = client
         self.options = options or DownloadOptions()
+        self.wire = Wire(client, self.options.read_timeout)
+        """Lent to the sources: one connection pool for every HTTP source."""
         self.progress = progress or NoProgress()
         self._check = check
         self._cancelled = threading.Event()
@@ -153,10 +164,6 @@ class Downloader:
             transfers = list(self._transfers)
         for transfer in transfers:
             transfer.halt()
-
-    @property
-    def cancelled(self) -> bool:
-        return self._cancelled.is_set()
 
     @property
     def kept(self) -> int:
@@ -194,7 +201,7 @@ class Downloader:
                     self._discard_partial(job)
                     raise
             self.store.promote(partial, job.sha256)
-            self.set_kept(job, None)
+            self._set_kept(job, None)
         self.progress.finished(job)
         return True
 
@@ -219,14 +226,14 @@ class Downloader:
         finally:
             lock.release()
 
-    def set_kept(self, job: FileJob, done: int | None) -> None:
+    def _set_kept(self, job: FileJob, done: int | None) -> None:
         with self._guard:
             if done is None:
                 self._kept.pop(job.sha256, None)
             else:
                 self._kept[job.sha256] = done
 
-    def track(self, transfer: Transfer, running: bool) -> None:
+    def _track(self, transfer: Transfer, running: bool) -> None:
         with self._guard:
             if running:
                 self._transfers.add(transfer)
@@ -238,7 +245,7 @@ class Downloader:
     def _discard_partial(self, job: FileJob) -> None:
         self.store.partial_path(job.sha256).unlink(missing_ok=True)
         self.store.progress_path(job.sha256).unlink(missing_ok=True)
-        self.set_kept(job, None)
+        self._set_kept(job, None)
 
     def _download(self, job: FileJob) -> str:
         if self._cancelled.is_set():
@@ -250,13 +257,13 @@ class Downloader:
         fd = os.open(partial, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             _reserve(fd, job, partial)
-            transfer = Transfer(self, job, fd, segments)
+            host = _Host(self, job)
             self.progress.started(job, sum(s.done for s in segments))
             try:
-                digest = transfer.run()
-            except RangesIgnored:
+                digest = Transfer(host, job, fd, segments, job.sources).run()
+            except RangesIgnored as ignored:
                 # One stream from the start: the only way to read a server that ignores Range.
-                digest = Transfer(self, job, fd, [Segment(0, job.size)]).run()
+                digest = Transfer(host, job, fd, [Segment(0, job.size)], [ignored.source]).run()
         finally:
             os.close(fd)
         if digest is None:
@@ -292,7 +299,7 @@ class Downloader:
             expected_start = segment.end
         return segments if expected_start == job.size else None
 
-    def save_progress(self, job: FileJob, segments: list[Segment]) -> None:
+    def _save_progress(self, job: FileJob, segments: list[Segment]) -> None:
         record = {
             "version": _PROGRESS_VERSION,
             "sha256": job.sha256,
@@ -300,6 +307,38 @@ class Downloader:
             "segments": [[s.start, s.end, s.done] for s in segments],
         }
         atomic_write(self.store.progress_path(job.sha256), json.dumps(record).encode())
+
+
+@dataclass(frozen=True)
+class _Host:
+    """The downloader as one file's transfers see it (``transfer.Host``)."""
+
+    downloader: Downloader
+    job: FileJob
+
+    @property
+    def options(self) -> Tuning:
+        return self.downloader.options
+
+    @property
+    def wire(self) -> Wire:
+        return self.downloader.wire
+
+    @property
+    def partial(self) -> Path:
+        return self.downloader.store.partial_path(self.job.sha256)
+
+    def wrote(self, received: int) -> None:
+        self.downloader.progress.advanced(self.job, received)
+
+    def record(self, segments: list[Segment]) -> None:
+        self.downloader._save_progress(self.job, segments)
+
+    def kept(self, done: int) -> None:
+        self.downloader._set_kept(self.job, done)
+
+    def running(self, transfer: Transfer, running: bool) -> None:
+        self.downloader._track(transfer, running)
 
 
 def _reserve(fd: int, job: FileJob, partial: Path) -> None:

@@ -22,16 +22,6 @@ def file_url(endpoint: str, repo: str, commit: str, path: str) -> str:
     return f"{endpoint.rstrip('/')}/{repo}/resolve/{commit}/{quote(path)}"
 
 
-def download_headers(token: str | None) -> dict[str, str]:
-    """Headers for file downloads from the endpoint. ``Accept-Encoding: identity`` because the bytes
-    are hashed as they arrive and Range offsets count raw bytes; httpx drops ``Authorization``
-    itself on a redirect to another origin (the CDN)."""
-    headers = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity"}
-    if token:
-        headers["Authorization"] = f"Bearer {token}"
-    return headers
-
-
 def new_client(headers: Mapping[str, str] | None = None) -> httpx2.Client:
     """The HTTP client alex-models uses: keep-alive, redirects followed (httpx drops the token
     on a redirect to another origin)."""
@@ -80,7 +70,7 @@ def stream_sha256(
     except httpx2.HTTPStatusError as exc:
         raise HTTPStatusFailure(url, exc.response.status_code) from None
     except httpx2.HTTPError as exc:
-        raise RemoteError(f"GET {_public(url)} failed: {type(exc).__name__}: {exc}") from None
+        raise RemoteError(f"GET {without_query(url)} failed: {type(exc).__name__}: {exc}") from None
 
 
 def content_length(client: httpx2.Client, url: str, *, retry: RetryPolicy | None = None) -> int | None:
@@ -103,12 +93,12 @@ class HTTPStatusFailure(RemoteError):
 
     def __init__(self, url: str, status: int) -> None:
         super().__init__(
-            f"GET {_public(url)} answered {status}", hint="retry later" if status >= 500 else None
+            f"GET {without_query(url)} answered {status}", hint="retry later" if status >= 500 else None
         )
         self.url = url
         self.status = status
 
 
-def _public(url: str) -> str:
-    """``url`` without its query, which may carry signatures."""
-    return url.split("?", 1)[0]
+def without_query(url: str | httpx2.URL) -> str:
+    """``url`` without its query, which may carry signatures (a CDN's): for messages."""
+    return str(url).split("?", 1)[0]

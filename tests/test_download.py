@@ -20,6 +20,7 @@ import httpx2
 import pytest
 
 from alex_models._retry import RetryPolicy
+from alex_models._units import MiB
 from alex_models.download import (
     Cancelled,
     Downloader,
@@ -28,11 +29,12 @@ from alex_models.download import (
     NoProgress,
 )
 from alex_models.errors import IntegrityError, RemoteError, UserError
-from alex_models.fetch import download_headers, file_url, new_client
+from alex_models.fetch import new_client
 from alex_models.ggufinfo import NotGGUFError, check_gguf
 from alex_models.mirror import MirrorRoot, MirrorServer, RequestRecord
+from alex_models.sources import HubSource, UrlSource
+from alex_models.sources.hub import announced_sha256
 from alex_models.store import Store
-from alex_models.transfer import MiB, announced_sha256
 
 REPO = "org/model"
 FAST_RETRY = RetryPolicy(attempts=5, base=0.01)
@@ -61,9 +63,8 @@ def publish(mirror_root: MirrorRoot, mirror: MirrorServer) -> Callable[..., File
         return FileJob(
             sha256=hashlib.sha256(data).hexdigest(),
             size=len(data),
-            url=file_url(mirror.url, repo, commit, path),
+            sources=(HubSource(mirror.url, repo, commit, path, token),),
             label=f"{repo}/{path}",
-            headers=download_headers(token),
         )
 
     return make
@@ -616,7 +617,10 @@ def test_pieces_arrive_intact_over_tls(store: Store, tmp_path: Path) -> None:
     threading.Thread(target=server.serve_forever, daemon=True).start()
     trusted = ssl.create_default_context(cafile=str(cert))
     job = FileJob(
-        hashlib.sha256(LARGE).hexdigest(), len(LARGE), f"https://127.0.0.1:{server.server_port}/f", "tls"
+        hashlib.sha256(LARGE).hexdigest(),
+        len(LARGE),
+        (UrlSource(f"https://127.0.0.1:{server.server_port}/f"),),
+        "tls",
     )
     try:
         with httpx2.Client(verify=trusted) as client:

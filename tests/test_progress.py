@@ -11,11 +11,9 @@ from rich.console import Console
 from alex_models.cli.progress import BarProgress, LineProgress
 from alex_models.download import FileJob
 
-LONG = FileJob(
-    "a" * 64, 491_400_032, "u", "Qwen/Qwen2.5-0.5B-Instruct-GGUF/qwen2.5-0.5b-instruct-q4_k_m.gguf"
-)
-SECOND = FileJob("b" * 64, 12_345_678_901, "u", "org/big/big-Q4_K_M-00001-of-00002.gguf")
-OTHER = FileJob("c" * 64, 5_000_000, "u", "org/small/small-Q4_K_M.gguf")
+LONG = FileJob("a" * 64, 491_400_032, (), "Qwen/Qwen2.5-0.5B-Instruct-GGUF/qwen2.5-0.5b-instruct-q4_k_m.gguf")
+SECOND = FileJob("b" * 64, 12_345_678_901, (), "org/big/big-Q4_K_M-00001-of-00002.gguf")
+OTHER = FileJob("c" * 64, 5_000_000, (), "org/small/small-Q4_K_M.gguf")
 
 
 def rendered(bars: BarProgress, width: int = 80) -> list[str]:

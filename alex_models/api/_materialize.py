@@ -4,17 +4,20 @@
 from __future__ import annotations
 
 import shutil
-from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TypeGuard
 
 import httpx2
 
+from alex_models._futures import results_or_first_error
 from alex_models._units import human_size
 from alex_models.download import Downloader, DownloadOptions, FileJob, Progress
 from alex_models.errors import Interrupted, UserError, exit_code_of
-from alex_models.fetch import download_headers, file_url
 from alex_models.lock import Lock, LockedFile, LockedModel
+from alex_models.sources import HubSource, Source, UrlSource
 from alex_models.store import Store
 
 _STOP_WAIT = 5.0
@@ -35,10 +38,14 @@ def label(entry: LockedModel, file: LockedFile) -> str:
     return f"{entry.repo}/{file.path}" if entry.source == "hf" else f"{entry.url}"
 
 
-def download_jobs(current: Lock, names: list[str], endpoint: str) -> dict[str, FileJob]:
+def download_jobs(
+    current: Lock, names: list[str], endpoint: str, remotes: Sequence[Source] = ()
+) -> dict[str, FileJob]:
     """One download job per distinct content: identical files in two repos are fetched once.
 
-    Jobs carry no token yet: ``_with_token`` adds it to the ones that will really download.
+    Each job asks ``remotes`` first (sources that serve any blob, such as a store folder), in
+    order, then the file's own place: its repo on ``endpoint``, or its URL. Jobs carry no token
+    yet: ``with_token`` adds it to the ones that will really download.
     """
     jobs: dict[str, FileJob] = {}
     for name in names:
@@ -46,30 +53,35 @@ def download_jobs(current: Lock, names: list[str], endpoint: str) -> dict[str, F
         for file in entry.files:
             if file.sha256 in jobs:
                 continue
+            own: Source
             if entry.source == "hf" and entry.repo is not None and entry.commit is not None:
-                url = file_url(endpoint, entry.repo, entry.commit, file.path)
+                own = HubSource(endpoint, entry.repo, entry.commit, file.path)
             else:
-                url = str(entry.url)
+                own = UrlSource(str(entry.url))
             jobs[file.sha256] = FileJob(
-                file.sha256, file.size, url, label(entry, file), download_headers(None), model=name
+                file.sha256, file.size, (*remotes, own), label(entry, file), model=name
             )
     return jobs
 
 
 def with_token(jobs: list[FileJob], endpoint: str, token: str | None = None) -> list[FileJob]:
-    """The jobs, with the Hub token on those that go to the endpoint (never to another host).
+    """The jobs, with the Hub token on their Hub sources at ``endpoint`` (never to another host).
 
     ``token`` None looks it up, which loads huggingface_hub, so a sync with nothing to fetch
     never does; ``""`` sends none.
     """
-    if not any(job.url.startswith(f"{endpoint}/") for job in jobs):
+
+    def at_endpoint(source: Source) -> TypeGuard[HubSource]:
+        return isinstance(source, HubSource) and source.endpoint == endpoint
+
+    if not any(at_endpoint(source) for job in jobs for source in job.sources):
         return jobs
     if token is None:
         from alex_models.hub import hub_token  # noqa: PLC0415
 
         token = hub_token()
     return [
-        replace(job, headers=download_headers(token)) if job.url.startswith(f"{endpoint}/") else job
+        replace(job, sources=tuple(replace(s, token=token) if at_endpoint(s) else s for s in job.sources))
         for job in jobs
     ]
 
@@ -136,7 +148,8 @@ def download_missing(
         futures: list[Future[bool]] = []
         try:
             futures.extend(pool.submit(downloader.fetch, job) for job in missing)
-            _first_error(futures)
+            # On a failure, files not started yet are not started; the running ones finish.
+            fetched = results_or_first_error(futures)
         except KeyboardInterrupt as interrupt:
             downloader.cancel()
             wait(futures, timeout=_STOP_WAIT)
@@ -147,20 +160,10 @@ def download_missing(
         finally:
             pool.shutdown(wait=False, cancel_futures=True)
         # fetch() is False when a concurrent sync stored the blob while this one waited for its lock.
-        return {job.sha256 for job, future in zip(missing, futures, strict=True) if future.result()}
+        return {job.sha256 for job, stored in zip(missing, fetched, strict=True) if stored}
     finally:
         if own_client:
             http.close()
-
-
-def _first_error(futures: list[Future[bool]]) -> None:
-    done, _ = wait(futures, return_when=FIRST_EXCEPTION)
-    failure = next((f.exception() for f in done if f.exception() is not None), None)
-    if failure is not None:
-        for future in futures:
-            future.cancel()  # files not started yet are not started; the running ones finish
-        wait(futures)
-        raise failure
 
 
 def link_views(store: Store, name: str, entry: LockedModel) -> SyncedModel:
