@@ -4,6 +4,7 @@ and the server's ``Retry-After`` honoured when it sends one."""
 from __future__ import annotations
 
 import random
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -16,14 +17,23 @@ RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """``attempts`` tries in all; waits grow from ``base`` seconds, doubling, up to ``cap``.
-
-    ``sleep`` does the waiting: a test passes one that records the waits instead of sleeping them."""
+    """``attempts`` tries in all; waits grow from ``base`` seconds, doubling, up to ``cap``."""
 
     attempts: int = 5
     base: float = 0.5
     cap: float = 30.0
-    sleep: Callable[[float], None] = field(default=time.sleep, compare=False, repr=False)
+    sleep: Callable[[float], object] | None = field(default=None, compare=False, repr=False)
+    """Waits in place of the clock: a test passes one that records the waits instead of sleeping
+    them. None: really wait."""
+
+    def pause(self, seconds: float, stop: threading.Event | None = None) -> None:
+        """Wait ``seconds``, or less if ``stop`` is set meanwhile (Ctrl-C ends a download's wait)."""
+        if self.sleep is not None:
+            self.sleep(seconds)
+        elif stop is not None:
+            stop.wait(seconds)
+        else:
+            time.sleep(seconds)
 
     def delay(self, failures: int, retry_after: float | None) -> float:
         """Seconds to wait after the ``failures``-th failure (1-based)."""
@@ -47,7 +57,7 @@ class RetryPolicy:
                 again, retry_after = retryable(exc)
                 if not again or failures >= self.attempts:
                     raise
-                self.sleep(self.delay(failures, retry_after))
+                self.pause(self.delay(failures, retry_after))
 
 
 def status_verdict(status: int, headers: Mapping[str, str]) -> tuple[bool, float | None]:

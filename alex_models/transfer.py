@@ -243,7 +243,7 @@ class Transfer:
                         hint="check the network and HF_ENDPOINT, then run the same command again: it "
                         "resumes; 'alex-models sync --offline' uses only the store",
                     ) from None
-                self.stop.wait(self.options.retry.delay(failures, exc.retry_after))
+                self.options.retry.pause(self.options.retry.delay(failures, exc.retry_after), self.stop)
 
     def _stream(self, segment: Segment) -> None:
         whole_file = segment.start == 0 and segment.end == self.job.size
