@@ -22,7 +22,7 @@ from typing import Protocol
 
 from alex_models._futures import results_or_first_error
 from alex_models._retry import RetryPolicy
-from alex_models._units import MiB
+from alex_models._units import MiB, human_size
 from alex_models.errors import RemoteError, UserError
 from alex_models.sources import Blob, Body, Missing, Source, Transient, Wire
 
@@ -57,7 +57,7 @@ def raise_if_no_space(exc: OSError, job: Blob, partial: Path) -> None:
     """
     if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
         raise UserError(
-            f"no space for {job.label}: {job.size} bytes needed in {partial.parent} ({exc.strerror})",
+            f"no space for {job.label}: {human_size(job.size)} needed in {partial.parent} ({exc.strerror})",
             hint="free some space (alex-models gc) or point ALEX_MODELS_HOME at a larger disk",
         ) from None
 

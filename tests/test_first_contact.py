@@ -17,6 +17,7 @@ import pytest
 from faultkit import locked_project
 from helpers import CLI, cli, free_port, small_disk, write_manifest
 
+from alex_models._units import human_size
 from alex_models.fetch import transport_verdict
 from alex_models.mirror import MirrorRoot, MirrorServer
 
@@ -123,7 +124,7 @@ def test_a_disk_too_small_names_needed_free_where_and_the_fix(
         error, hint = one_error(cli(project, "sync"), 1)
 
     assert re.fullmatch(
-        rf"error: not enough disk space in {re.escape(str(store))}: {model.size} bytes needed, \d+ free",
+        rf"error: not enough disk space in {re.escape(str(store))}: {re.escape(human_size(model.size))} needed, [0-9.]+ [KMGT]?B free",
         error,
     )
     assert "free some space" in hint

@@ -18,6 +18,7 @@ import pytest
 from helpers import blob, blob_files, home, sha256, small_disk, view, view_files, write_manifest
 
 from alex_models import api
+from alex_models._units import human_size
 from alex_models.errors import IntegrityError, RemoteError, UsageError, UserError
 from alex_models.ggufinfo import NotGGUFError
 from alex_models.mirror import MirrorRoot, MirrorServer, RequestRecord
@@ -748,7 +749,7 @@ def test_sync_fails_early_naming_the_bytes_needed_when_the_disk_is_too_small(
     with pytest.raises(UserError) as caught:
         api.sync(manifest)
 
-    assert f"{size} bytes needed" in caught.value.message
+    assert f"{human_size(size)} needed" in caught.value.message
     assert str(small_disk_home) in caught.value.message
     assert [r for r in hub.settled() if r.origin == "cdn"] == []
     assert list((small_disk_home / "tmp").iterdir()) == []

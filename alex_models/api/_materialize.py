@@ -111,7 +111,7 @@ def check_space(store: Store, missing: list[FileJob]) -> None:
     free = shutil.disk_usage(store.home).free
     if needed > free:
         raise UserError(
-            f"not enough disk space in {store.home}: {needed} bytes needed, {free} free",
+            f"not enough disk space in {store.home}: {human_size(needed)} needed, {human_size(free)} free",
             hint="free some space (alex-models gc), or point ALEX_MODELS_HOME at a larger disk",
         )
 

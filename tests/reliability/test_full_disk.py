@@ -51,7 +51,7 @@ def test_a_disk_too_small_fails_early_naming_the_bytes_needed_and_fetches_nothin
 
         assert result.returncode == 1
         assert result.stderr.startswith(f"error: not enough disk space in {store}: ")
-        assert f"{sum(m.size for m in models)} bytes needed" in result.stderr
+        assert f"{human_size(sum(m.size for m in models))} needed" in result.stderr
         assert blob_files() == []
         assert list((store / "tmp").iterdir()) == []
     assert cdn_gets(mirror.log) == []
@@ -83,7 +83,7 @@ def test_a_disk_filled_mid_download_is_a_clear_error_keeps_no_blob_and_the_next_
         assert code == 1, message
         [error] = [line for line in message.splitlines() if line.startswith("error: ")]
         assert error.startswith(
-            f"error: no space for {model.repo}/{model.file}: {model.size} bytes needed in {store / 'tmp'}"
+            f"error: no space for {model.repo}/{model.file}: {human_size(model.size)} needed in {store / 'tmp'}"
         )
         assert "Traceback" not in message
         assert blob_files() == []
