@@ -101,6 +101,8 @@ class Progress(Protocol):
 
 
 class NoProgress:
+    """A ``Progress`` that shows nothing (the API's default)."""
+
     def started(self, job: FileJob, already: int) -> None:
         """Nothing to show."""
 
@@ -120,6 +122,8 @@ class Cancelled(Exception):
 
 @dataclass(frozen=True)
 class DownloadOptions:
+    """How the downloader works a file: connections, piece size, checkpoints, retries, timeouts."""
+
     connections: int = 8
     """Parallel range requests for one large file."""
     min_segment: int = 32 * MiB

@@ -36,6 +36,7 @@ def lfs_pointer(sha256: str, size: int) -> bytes:
 
 
 def git_blob_sha1(data: bytes) -> str:
+    """Git's object id of a file's content: what the Hub lists as a plain file's oid and ETag."""
     return hashlib.sha1(b"blob %d\0" % len(data) + data, usedforsecurity=False).hexdigest()
 
 
@@ -46,6 +47,7 @@ def is_lfs_path(path: str, size: int, threshold: int = DEFAULT_LFS_THRESHOLD) ->
 
 
 def repo_folder(cache: Path, repo: str) -> Path:
+    """A repo's folder in a Hugging Face cache: ``models--org--name``."""
     org, name = repo.split("/")
     return cache / f"models--{org}--{name}"
 

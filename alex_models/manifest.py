@@ -229,6 +229,8 @@ class ModelInput(StrictModel):
 
 
 class Defaults(StrictModel):
+    """``defaults:``: what a model entry that says nothing else gets."""
+
     revision: Revision = DEFAULT_REVISION
     runtime: Runtime | None = None
 

@@ -25,6 +25,8 @@ from alex_models.errors import RemoteError
 
 @dataclass(frozen=True)
 class Health:
+    """What ``/health`` says (or, where there is none, whether ``/v1/models`` answers)."""
+
     ok: bool
     status: str
     """The server's word: ``ok``, ``loading model``, or the error."""
@@ -32,6 +34,8 @@ class Health:
 
 @dataclass(frozen=True)
 class ChatReply:
+    """One chat completion's text, the model that answered, and why it stopped."""
+
     text: str
     model: str | None
     finish_reason: str | None

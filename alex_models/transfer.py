@@ -37,6 +37,8 @@ class RangesIgnored(Exception):
 
 @dataclass
 class Segment:
+    """One piece of a file: ``[start, end)``, of which ``done`` bytes are on disk."""
+
     start: int
     end: int
     done: int = 0

@@ -137,6 +137,8 @@ class LineProgress:
 
 
 class QuietProgress(LineProgress):
+    """Nothing but errors (``--quiet``, ``--json``)."""
+
     def started(self, job: FileJob, already: int) -> None:
         """Quiet."""
 
@@ -148,6 +150,7 @@ class QuietProgress(LineProgress):
 
 
 def progress_for(quiet: bool) -> BarProgress | LineProgress:
+    """Bars on a terminal, lines in a log, nothing when ``quiet``."""
     if quiet:
         return QuietProgress()
     return BarProgress() if sys.stderr.isatty() else LineProgress()

@@ -30,10 +30,12 @@ def print_json(kind: str, data: dict[str, Any]) -> None:
 
 
 def say(line: str) -> None:
+    """A line of the command's output, on stdout."""
     print(line)
 
 
 def warn(line: str) -> None:
+    """A line for the person watching, on stderr."""
     print(line, file=sys.stderr)
 
 

@@ -79,10 +79,12 @@ def server_argv(
 
 
 def llama_server(spec: ServerSpec, flags: ServerFlags) -> str:
+    """llama-server's command line, shell-quoted, one line."""
     return shlex.join(server_argv(spec, flags)) + "\n"
 
 
 def llama_server_json(spec: ServerSpec, flags: ServerFlags) -> str:
+    """llama-server's argv as JSON (``emit llama-server --json``)."""
     return json.dumps({"argv": server_argv(spec, flags)}, indent=2) + "\n"
 
 

@@ -13,6 +13,7 @@ HEADER_LIES: tuple[FaultKind, ...] = ("ignore-range", "wrong-range", "bad-length
 
 
 def file_response(mirror: Mirror, request: HubRequest, item: RepoFile, headers: dict[str, str]) -> Response:
+    """The answer for a file: whole, or the one ``Range`` asked, with the header lies the faults tell."""
     info = RequestInfo(request.scope, item.path)
     lies: set[FaultKind] = {kind for kind in HEADER_LIES if mirror.faults.take(kind, info)}
     request.applied.extend(sorted(lies))

@@ -24,6 +24,8 @@ _CORRUPT_STRIDE = 64 * 1024  # the first byte of every 64 KiB block of a body is
 
 
 class OriginServer(ThreadingHTTPServer):
+    """One origin (the API or the CDN): a threaded HTTP server that knows its mirror."""
+
     daemon_threads = True
     block_on_close = False
     request_queue_size = 256
@@ -42,6 +44,8 @@ class OriginServer(ThreadingHTTPServer):
 
 
 class HubHandler(BaseHTTPRequestHandler):
+    """Parses each request, asks the routes, writes the answer, and logs it."""
+
     protocol_version = "HTTP/1.1"
     server: OriginServer
     server_version = "alex-models-mirror"
@@ -193,6 +197,7 @@ def _corrupt(chunk: bytes, offset: int) -> bytes:
 
 
 def parse_request(handler: HubHandler, origin: Origin) -> HubRequest:
+    """The request as the routes read it: path split before decoding, token, range, form body."""
     split = urlsplit(handler.path)
     # Split before decoding: a revision like "feature%2Fx" is one segment (HUB_PROTOCOL §1).
     segments = [unquote(s) for s in split.path.split("/")[1:]]
@@ -216,6 +221,7 @@ def parse_request(handler: HubHandler, origin: Origin) -> HubRequest:
 
 
 def read_form(handler: HubHandler) -> dict[str, Any]:
+    """A POST body, JSON or form-encoded, as a dict (a malformed JSON body is a 400)."""
     length = int(handler.headers.get("Content-Length") or 0)
     raw = handler.rfile.read(length) if length else b""
     content_type = handler.headers.get("Content-Type", "")

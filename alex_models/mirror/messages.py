@@ -55,6 +55,8 @@ class RequestRecord:
 
 @dataclass
 class Response:
+    """An answer: status, headers, and a body in memory or a slice of a file."""
+
     status: int
     headers: dict[str, str] = field(default_factory=dict)
     body: bytes = b""
@@ -88,6 +90,7 @@ class HubError(Exception):
 
 
 def json_body(value: object) -> bytes:
+    """Compact JSON, as the Hub sends it."""
     return json.dumps(value, separators=(",", ":")).encode()
 
 
@@ -98,6 +101,7 @@ def header_text(text: str) -> str:
 
 
 def iso_date(date: datetime) -> str:
+    """A date as the Hub writes it: ISO 8601 with milliseconds and ``Z``."""
     return date.strftime("%Y-%m-%dT%H:%M:%S.") + f"{date.microsecond // 1000:03d}Z"
 
 

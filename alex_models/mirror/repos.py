@@ -296,6 +296,7 @@ class DirectorySource:
 
 
 def read_json_object(path: Path, *, missing_ok: bool) -> dict[str, object]:
+    """A JSON object from a mirror root's file (``refs.json``, ``repo.json``), or the admin's error."""
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:

@@ -24,6 +24,7 @@ _MODEL_INFO_KEYS = (
 
 
 def route(mirror: Mirror, request: HubRequest, applied: list[str]) -> Response:
+    """The answer to ``request``: the CDN origin serves files; the API origin the API and resolve."""
     segments = request.segments
     if request.origin == "cdn":
         return _guarded(mirror, request, applied, None, lambda: _cdn_file(mirror, request))

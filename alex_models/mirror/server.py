@@ -83,11 +83,11 @@ class MirrorServer:
     @property
     def url(self) -> str:
         """The endpoint: what ``HF_ENDPOINT`` should be set to."""
-        return f"http://{url_host(self.host)}:{self.port}"
+        return f"http://{_url_host(self.host)}:{self.port}"
 
     @property
     def cdn_url(self) -> str:
-        return f"http://{url_host(self.host)}:{self.cdn_port}"
+        return f"http://{_url_host(self.host)}:{self.cdn_port}"
 
     @property
     def log(self) -> list[RequestRecord]:
@@ -157,17 +157,17 @@ class MirrorServer:
     def cdn_location(self, request_host: str | None, repo: str, commit: str, path: str) -> str:
         # The CDN is reached on the host name the client used for the API, so a client that
         # talks to us as "localhost" or through a LAN name is redirected to the same host.
-        host = url_host(self.host) if request_host is None else strip_port(request_host)
+        host = _url_host(self.host) if request_host is None else _strip_port(request_host)
         expires = int(time.time()) + CDN_URL_TTL_SECONDS
         query = urlencode({"expires": expires, "sig": self.sign(repo, commit, path, expires)})
         return f"http://{host}:{self.cdn_port}/{repo}/{commit}/{quote(path)}?{query}"
 
 
-def url_host(host: str) -> str:
+def _url_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
-def strip_port(host_header: str) -> str:
+def _strip_port(host_header: str) -> str:
     if host_header.startswith("["):
         return host_header[: host_header.index("]") + 1]
     return host_header.rsplit(":", 1)[0] if host_header.count(":") == 1 else host_header
