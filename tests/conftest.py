@@ -21,7 +21,11 @@ os.environ["HF_HOME"] = str(_SESSION_HOME / "hf-home")
 os.environ["HF_ENDPOINT"] = "http://127.0.0.1:9"
 os.environ["HF_HUB_DISABLE_UPDATE_CHECK"] = "1"
 
+import httpx2  # noqa: E402
+
+from alex_models.fetch import new_client  # noqa: E402
 from alex_models.mirror import MirrorRoot, MirrorServer  # noqa: E402
+from alex_models.store import Store  # noqa: E402
 
 _ENV_DIRS = {
     "HOME": "home",
@@ -64,3 +68,16 @@ def mirror(mirror_root: MirrorRoot) -> Iterator[MirrorServer]:
     """The mirror server over ``mirror_root``, on free loopback ports, for the test's duration."""
     with MirrorServer(mirror_root.root, host="127.0.0.1") as server:
         yield server
+
+
+@pytest.fixture
+def client() -> Iterator[httpx2.Client]:
+    """The HTTP client alex-models downloads with (keep-alive, redirects followed)."""
+    with new_client() as http:
+        yield http
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    """An empty store of this test's own."""
+    return Store(tmp_path / "store").init()

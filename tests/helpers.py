@@ -6,6 +6,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx2
 import pytest
 
 from alex_models.mirror import MirrorRoot, MirrorServer, RequestRecord
@@ -201,3 +203,25 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+SETTLE = "/__settle__"
+"""A path no route knows: requested last, its record in the log means every earlier one is there."""
+
+
+def since_settled(server: MirrorServer) -> list[RequestRecord]:
+    """Every request in the log, once a request made now has been logged (and without it)."""
+    httpx2.get(server.url + SETTLE, trust_env=False)
+    log = server.wait_log(lambda records: any(r.path == SETTLE for r in records))
+    return [r for r in log if r.path != SETTLE]
+
+
+def mirror_process(command: list[str]) -> tuple[subprocess.Popen[str], str]:
+    """A mirror started in the foreground by ``command`` (``mirror serve`` or ``python -m
+    alex_models.mirror``, on port 0), and the endpoint its first line announces."""
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert process.stdout is not None
+    banner = process.stdout.readline()
+    match = re.search(r"at (http://127\.0\.0\.1:\d+) ", banner)
+    assert match, banner
+    return process, match[1]

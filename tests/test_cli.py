@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import re
 import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import httpx2
+from helpers import mirror_process
 
 from alex_models import __version__
 from alex_models.mirror import MirrorRoot
@@ -61,19 +61,12 @@ def test_mirror_module_serves_with_command_line_faults_and_exits_143_on_sigterm(
     mirror_root: MirrorRoot,
 ) -> None:
     commit = mirror_root.commit("org/tiny", {"config.json": b"{}"})
-    process = subprocess.Popen(
+    process, endpoint = mirror_process(
         [sys.executable, "-m", "alex_models.mirror", "--root", str(mirror_root.root), "--port", "0",
-         "--fault", "status=503,times=1"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+         "--fault", "status=503,times=1"]
     )  # fmt: skip
     try:
-        assert process.stdout is not None
-        banner = process.stdout.readline()
-        match = re.search(r"at (http://127\.0\.0\.1:\d+) ", banner)
-        assert match, banner
-        url = f"{match[1]}/org/tiny/resolve/main/config.json"
+        url = f"{endpoint}/org/tiny/resolve/main/config.json"
         with httpx2.Client() as client:
             assert client.get(url).status_code == 503
             second = client.get(url)
@@ -84,4 +77,4 @@ def test_mirror_module_serves_with_command_line_faults_and_exits_143_on_sigterm(
         _, stderr = process.communicate(timeout=30)
     assert process.returncode == 143
     assert "GET api /org/tiny/resolve/main/config.json 503" in stderr
-    assert stderr.splitlines()[-1] == f"interrupted; stopped serving {match[1]}"
+    assert stderr.splitlines()[-1] == f"interrupted; stopped serving {endpoint}"

@@ -12,7 +12,7 @@ import stat
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -42,17 +42,6 @@ FAST_RETRY = RetryPolicy(attempts=5, base=0.01)
 SMALL = hashlib.shake_256(b"small").digest(200_000)
 LARGE = hashlib.shake_256(b"large").digest(6 * MiB)
 HUGE = hashlib.shake_256(b"huge").digest(8 * MiB)
-
-
-@pytest.fixture
-def client() -> Iterator[httpx2.Client]:
-    with new_client() as http:
-        yield http
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Store:
-    return Store(tmp_path / "store").init()
 
 
 @pytest.fixture

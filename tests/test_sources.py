@@ -8,12 +8,11 @@ request log witnesses what went over the network.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx2
 import pytest
-from helpers import write_manifest
+from helpers import since_settled, write_manifest
 
 from alex_models import api
 from alex_models._retry import RetryPolicy
@@ -21,8 +20,7 @@ from alex_models._units import MiB
 from alex_models.api._materialize import download_jobs, download_missing, gguf_checks, link_views, with_token
 from alex_models.download import Downloader, DownloadOptions, FileJob, NoProgress
 from alex_models.errors import IntegrityError, RemoteError
-from alex_models.fetch import new_client
-from alex_models.mirror import MirrorRoot, MirrorServer, RequestRecord
+from alex_models.mirror import MirrorRoot, MirrorServer
 from alex_models.sources import FolderSource, HubSource, Source, UrlSource
 from alex_models.store import Store
 from alex_models.tinymodels import write_tiny_gguf
@@ -30,19 +28,7 @@ from alex_models.tinymodels import write_tiny_gguf
 REPO = "org/model"
 DATA = hashlib.shake_256(b"sources").digest(3 * MiB + 12_345)
 SHA = hashlib.sha256(DATA).hexdigest()
-SETTLE = "/__settle__"
 PIECES = DownloadOptions(min_segment=MiB, connections=2)
-
-
-@pytest.fixture
-def client() -> Iterator[httpx2.Client]:
-    with new_client() as http:
-        yield http
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Store:
-    return Store(tmp_path / "store").init()
 
 
 def folder_with(root: Path, data: bytes, sha256: str = SHA) -> FolderSource:
@@ -55,13 +41,6 @@ def folder_with(root: Path, data: bytes, sha256: str = SHA) -> FolderSource:
 
 def job(*sources: Source, data: bytes = DATA) -> FileJob:
     return FileJob(hashlib.sha256(data).hexdigest(), len(data), sources, "org/model/model.gguf")
-
-
-def since_settled(mirror: MirrorServer) -> list[RequestRecord]:
-    """Every request since the log was last cleared, once a request made now has been logged."""
-    httpx2.get(mirror.url + SETTLE, trust_env=False)
-    log = mirror.wait_log(lambda records: any(r.path == SETTLE for r in records))
-    return [r for r in log if r.path != SETTLE]
 
 
 def test_a_locked_project_syncs_from_a_store_folder_and_asks_the_mirror_nothing(

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import helpers
-import httpx2
 import pytest
 from helpers import blob, blob_files, home, sha256, small_disk, view, view_files, write_manifest
 
@@ -25,7 +24,6 @@ from alex_models.mirror import MirrorRoot, MirrorServer, RequestRecord
 from alex_models.tinymodels import write_tiny_gguf
 
 HARNESSES = "/api/agent-harnesses"  # huggingface_hub's own lookup, not ours
-SETTLE = "/__settle__"
 
 ALPHA, BETA, TWIN, SPLIT = "org/alpha", "org/beta", "org/twin", "org/split"
 PRIVATE, FAKE, MISLABEL, COPIED, COPIED_2 = (
@@ -76,9 +74,7 @@ class Hub(helpers.Hub):
 
     def settled(self) -> list[RequestRecord]:
         """Every request so far (harness lookups aside), once a request made now has been logged."""
-        httpx2.get(self.server.url + SETTLE, trust_env=False)
-        log = self.server.wait_log(lambda records: any(r.path == SETTLE for r in records))
-        return [r for r in log if r.path not in (HARNESSES, SETTLE)]
+        return [r for r in helpers.since_settled(self.server) if r.path != HARNESSES]
 
     def fresh(self) -> None:
         """Start a clean request log (after the last run's requests have landed)."""

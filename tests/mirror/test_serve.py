@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import httpx2
 import pytest
-from helpers import CLI, wait_for
+from helpers import CLI, mirror_process, wait_for
 
 from alex_models.mirror import MirrorRoot
 from alex_models.mirror.stderr import write_stderr
@@ -24,19 +24,12 @@ _LOG_LINE = re.compile(r"(GET|HEAD|POST) (api|cdn) /\S* \d{3} \d+B( \[[a-z,-]+\]
 def serving(mirror_root: MirrorRoot) -> Iterator[tuple[subprocess.Popen[str], str]]:
     """``alex-models mirror serve`` on free ports, 5 MB of LFS bytes sent at 200 kB/s."""
     mirror_root.commit("org/big", {"big.gguf": bytes(5_000_000), "config.json": b"{}"})
-    process = subprocess.Popen(
+    process, endpoint = mirror_process(
         [str(CLI), "mirror", "serve", "--root", str(mirror_root.root), "--port", "0", "--cdn-port", "0",
-         "--fault", "bandwidth=200KB,file=big.gguf"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+         "--fault", "bandwidth=200KB,file=big.gguf"]
     )  # fmt: skip
     try:
-        assert process.stdout is not None
-        banner = process.stdout.readline()
-        match = re.search(r"at (http://127\.0\.0\.1:\d+) ", banner)
-        assert match, banner
-        yield process, match[1]
+        yield process, endpoint
     finally:
         if process.poll() is None:
             process.kill()
