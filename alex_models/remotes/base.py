@@ -1,0 +1,85 @@
+"""What a remote does, whatever the storage behind it (a folder, S3, GCS, Azure).
+
+A remote holds blobs under ``blobs/sha256/<first two hex>/<sha256>`` below its prefix, like a store
+(so a store folder is a remote), and published locks under ``locks/``. It never holds a secret in
+its URL: credentials come from each ecosystem's own variables and files.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Protocol
+
+from alex_models.errors import UsageError
+from alex_models.sources.base import Source
+
+
+def blob_key(sha256: str) -> str:
+    """Where a blob lives below a remote's prefix: the store's own layout."""
+    return f"blobs/sha256/{sha256[:2]}/{sha256}"
+
+
+class BlobRemote(Protocol):
+    """One remote, opened for one command."""
+
+    @property
+    def url(self) -> str:
+        """The remote as the user named it (``s3://bucket/prefix``, ``file:///srv/models``): for
+        messages; it holds no secret."""
+        ...
+
+    def source(self) -> Source:
+        """The remote as a place ``sync`` reads blobs from (ranged reads, verified by the downloader)."""
+        ...
+
+    def sizes(self, digests: Iterable[str]) -> dict[str, int]:
+        """Which of these blobs the remote holds, with the size of each (asked, never assumed)."""
+        ...
+
+    def upload(self, sha256: str, size: int, path: Path, advanced: Callable[[int], None]) -> bool:
+        """Put the verified blob at ``path`` under ``blob_key(sha256)``, only if no object is there
+        (a good object is never overwritten; a concurrent upload of the same blob is fine).
+        Nothing appears under the final name before all its bytes are there. ``advanced`` is told
+        the bytes sent. True if this call uploaded it, False if it was already there."""
+        ...
+
+    def write(self, key: str, data: bytes) -> None:
+        """Write a small file (a published lock or manifest) under ``key``, replacing it whole."""
+        ...
+
+    def close(self) -> None:
+        """Release connections."""
+        ...
+
+
+def open_remote(url: str) -> BlobRemote:
+    """The remote at ``url``, by its scheme; an unknown scheme is a usage error naming the known ones."""
+    scheme = url.split("://", 1)[0].lower() if "://" in url else ""
+    opener = _OPENERS.get(scheme)
+    if opener is None:
+        raise UsageError(
+            f"{url!r} is not a remote this tool can use",
+            hint=f"a remote is one of {', '.join(f'{s}://…' for s in _OPENERS)}, or a name from models.yaml's remotes:",
+        )
+    return opener(url)
+
+
+def _open_folder(url: str) -> BlobRemote:
+    from alex_models.remotes.folder import FolderRemote  # noqa: PLC0415
+
+    return FolderRemote.from_url(url)
+
+
+def _open_object_store(url: str) -> BlobRemote:
+    from alex_models.remotes.objects import ObjectStoreRemote  # noqa: PLC0415 - obstore loads only when used
+
+    return ObjectStoreRemote.from_url(url)
+
+
+_OPENERS: dict[str, Callable[[str], BlobRemote]] = {
+    "file": _open_folder,
+    "s3": _open_object_store,
+    "gs": _open_object_store,
+    "az": _open_object_store,
+}
