@@ -34,8 +34,9 @@ How one file is fetched:
   announces the file's SHA256 (``X-Linked-Etag``): when it is not the one the lock pins, the lock
   is wrong, not the transfer, and the fetch fails at once, before any body is sent
   (``sources.hub``).
-* The result must match the lock's size and SHA256; a mismatch discards the bytes, retries once
-  from scratch, then fails with exit 3. Only then is the blob promoted into ``blobs/``.
+* The result must match the lock's size and SHA256; a mismatch discards the bytes and asks the
+  next source (a warning names the bad one); a job's only source is retried once from scratch.
+  With no source left, it fails with exit 3. Only then is the blob promoted into ``blobs/``.
 * ``Downloader.cancel()`` (Ctrl-C, SIGTERM) stops every transfer at its next chunk, retry wait or
   lock poll; each checkpoints what arrived, for the next run to resume.
 """
@@ -116,6 +117,15 @@ class NoProgress:
         """Nothing to show."""
 
 
+class _WrongBytes(Exception):
+    """A source said or showed that it holds other bytes than the blob (another size)."""
+
+    def __init__(self, source: Source, error: IntegrityError) -> None:
+        super().__init__(error.message)
+        self.source = source
+        self.error = error
+
+
 class Cancelled(Exception):
     """``Downloader.cancel()`` stopped this fetch; what arrived is checkpointed for the next run."""
 
@@ -148,6 +158,7 @@ class Downloader:
         options: DownloadOptions | None = None,
         progress: Progress | None = None,
         check: Callable[[Path, FileJob], None] | None = None,
+        warn: Callable[[str], None] | None = None,
     ) -> None:
         self.store = store.init()
         self.options = options or DownloadOptions()
@@ -155,6 +166,8 @@ class Downloader:
         """Lent to the sources: one connection pool for every HTTP source."""
         self.progress = progress or NoProgress()
         self._check = check
+        self._warn = warn or (lambda message: None)
+        """Told when a source sent wrong bytes and the next one is asked."""
         self._cancelled = threading.Event()
         self._guard = threading.Lock()
         self._transfers: set[Transfer] = set()
@@ -182,21 +195,7 @@ class Downloader:
                 if waited:
                     self.progress.finished(job)  # the other process stored it
                 return False
-            try:
-                actual = self._download(job)
-            except LockDisagrees:
-                self._discard_partial(job)  # named after a SHA256 this file does not have
-                raise
-            if actual != job.sha256:
-                # Wrong bytes: never kept. One more try from scratch, then a hard failure.
-                self._discard_partial(job)
-                actual = self._download(job)
-            if actual != job.sha256:
-                self._discard_partial(job)
-                raise IntegrityError(
-                    f"{job.label}: downloaded bytes have SHA256 {actual}, the lock says {job.sha256}",
-                    hint="the server sent wrong bytes twice and nothing was stored; check the endpoint",
-                )
+            self._download_verified(job)
             partial = self.store.partial_path(job.sha256)
             if self._check is not None:
                 try:
@@ -208,6 +207,49 @@ class Downloader:
             self._set_kept(job, None)
         self.progress.finished(job)
         return True
+
+    def _download_verified(self, job: FileJob) -> None:
+        """Leave the right bytes in the partial file, or fail: wrong bytes are never kept.
+
+        A source whose bytes are wrong (another size, another SHA256) is named in a warning and
+        the next source serves the blob; a job's only source gets one more try from scratch. With
+        no source left, exit 3 naming what each sent.
+        """
+        sources = job.sources
+        wrong: list[str] = []
+        while True:
+            try:
+                actual, used = self._download(job, sources)
+                problem = None if actual == job.sha256 else f"sent bytes with SHA256 {actual}"
+            except LockDisagrees:
+                self._discard_partial(job)  # named after a SHA256 this file does not have
+                raise
+            except _WrongBytes as bad:
+                actual, used, problem = None, bad.source, bad.error.message
+                if len(job.sources) == 1:
+                    self._discard_partial(job)
+                    raise bad.error from None  # a source that says so at once is not asked again
+            if problem is None:
+                return
+            self._discard_partial(job)
+            wrong.append(f"{used.name} {problem}")
+            rest = sources[sources.index(used) + 1 :]
+            if rest:
+                self._warn(f"{job.label}: {used.name} {problem}, not the locked bytes; trying {rest[0].name}")
+                sources = rest
+            elif len(job.sources) == 1 and len(wrong) == 1:
+                continue  # one source: perhaps a fluke of the transfer, so once more from scratch
+            elif len(job.sources) == 1:
+                raise IntegrityError(
+                    f"{job.label}: downloaded bytes have SHA256 {actual}, the lock says {job.sha256}",
+                    hint="the server sent wrong bytes twice and nothing was stored; check the endpoint",
+                )
+            else:
+                raise IntegrityError(
+                    f"{job.label}: no source has the locked bytes ({'; '.join(wrong)})",
+                    hint="nothing was stored; delete the damaged copies and push them again, "
+                    "or sync from the Hub",
+                )
 
     @contextlib.contextmanager
     def _blob_locked(self, job: FileJob) -> Iterator[bool]:
@@ -251,7 +293,8 @@ class Downloader:
         self.store.progress_path(job.sha256).unlink(missing_ok=True)
         self._set_kept(job, None)
 
-    def _download(self, job: FileJob) -> str:
+    def _download(self, job: FileJob, sources: tuple[Source, ...]) -> tuple[str, Source]:
+        """The SHA256 of what ``sources`` (in order, the first that has it) sent, and which did."""
         if self._cancelled.is_set():
             raise Cancelled(job.label)
         partial = self.store.partial_path(job.sha256)
@@ -263,16 +306,23 @@ class Downloader:
             _reserve(fd, job, partial)
             host = _Host(self, job)
             self.progress.started(job, sum(s.done for s in segments))
+            transfer = Transfer(host, job, fd, segments, sources)
             try:
-                digest = Transfer(host, job, fd, segments, job.sources).run()
-            except RangesIgnored as ignored:
-                # One stream from the start: the only way to read a server that ignores Range.
-                digest = Transfer(host, job, fd, [Segment(0, job.size)], [ignored.source]).run()
+                try:
+                    digest = transfer.run()
+                except RangesIgnored as ignored:
+                    # One stream from the start: the only way to read a server that ignores Range.
+                    transfer = Transfer(host, job, fd, [Segment(0, job.size)], [ignored.source])
+                    digest = transfer.run()
+            except LockDisagrees:
+                raise
+            except IntegrityError as error:  # the source holds another size than the lock pins
+                raise _WrongBytes(transfer.sources[transfer.current], error) from None
         finally:
             os.close(fd)
         if digest is None:
             raise Cancelled(job.label)
-        return digest
+        return digest, transfer.sources[transfer.current]
 
     def _plan(self, size: int) -> list[Segment]:
         """Pieces that ``connections`` workers take in file order, each a ranged request.

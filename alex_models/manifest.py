@@ -41,6 +41,10 @@ _QUANT_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 # no segment starting with "." or ending with ".lock", no leading/trailing "/" or "//".
 _BAD_REF_CHARS = re.compile(r"[\x00-\x20\x7f~^:?*\[\\]|\.\.|@\{|//")
 _LOOPBACK_HOSTS = ("localhost", "127.", "[::1]")
+_REMOTE_URL_RE = re.compile(
+    r"(?P<scheme>[a-z][a-z0-9+.-]*)://(?P<authority>[^/?#]*)(?P<rest>[^?#]*)(?:\?(?P<query>[^#]*))?"
+)
+_SECRET_PARAM_RE = re.compile(r"(?i)(token|secret|key|sig|signature|password|passwd|credential|auth)")
 
 
 class ManifestError(UserError):
@@ -110,6 +114,22 @@ def _check_url(value: str) -> str:
     raise ValueError(f"{value!r} is not an https:// URL")
 
 
+def _check_remote_url(value: str) -> str:
+    """A remote's URL, which never carries a secret: models.yaml is committed and shared."""
+    found = _REMOTE_URL_RE.fullmatch(value)
+    if found is None:
+        raise ValueError(f"{value!r} is not a remote URL like s3://bucket/prefix or file:///srv/models")
+    query = found["query"] or ""
+    if "@" in found["authority"] or any(
+        _SECRET_PARAM_RE.search(param.split("=", 1)[0]) for param in query.split("&") if param
+    ):
+        raise ValueError(
+            "a remote URL in models.yaml must not hold credentials (user:password@ or a token in the "
+            "query); give them through the storage's own variables and files (AWS_*, ...)"
+        )
+    return value
+
+
 RepoId = Annotated[str, AfterValidator(_check_repo_id)]
 Revision = Annotated[str, AfterValidator(_check_revision)]
 RelPath = Annotated[str, AfterValidator(_check_relpath)]
@@ -117,6 +137,7 @@ ModelName = Annotated[str, AfterValidator(_check_model_name)]
 Quant = Annotated[str, AfterValidator(_check_quant)]
 Sha256 = Annotated[str, AfterValidator(_check_sha256)]
 Url = Annotated[str, AfterValidator(_check_url)]
+RemoteUrl = Annotated[str, AfterValidator(_check_remote_url)]
 
 
 class StrictModel(BaseModel):
@@ -249,6 +270,13 @@ class EmitTarget(StrictModel):
     """For ``alex``: the server the app talks to (default: http://<host>:<port>/v1)."""
 
 
+class RemoteSpec(StrictModel):
+    """One entry of ``remotes:``: a copy of the blobs ``push`` fills and ``sync --from NAME`` reads."""
+
+    url: RemoteUrl
+    """``s3://bucket/prefix``, ``gs://…``, ``az://…`` or ``file:///absolute/path``; never a secret."""
+
+
 class Manifest(StrictModel):
     """The whole ``models.yaml``."""
 
@@ -259,6 +287,8 @@ class Manifest(StrictModel):
     store: Annotated[str, Field(min_length=1)] | None = None
     """The store this project uses: a path, relative to this file's folder, ``~`` expanded.
     ``ALEX_MODELS_HOME`` in the environment wins over it."""
+    remotes: dict[ModelName, RemoteSpec] = Field(default_factory=dict)
+    """Named remotes, in order: ``push`` uses the first unless told another."""
 
     @field_validator("version", mode="before")
     @classmethod

@@ -125,7 +125,7 @@ def test_valid_manifests_parse(text: str) -> None:
 REFUSED = [
     # id, text, location, words of the message, hint (None: no hint)
     ("unknown-key-close-match", model("qaunt: Q4_K_M"), "5:5", ["unknown key 'qaunt'", "models.m"], "did you mean 'quant'?"),
-    ("unknown-top-level-key", "version: 1\nmodels: {}\nextras: 1\n", "3:1", ["unknown key 'extras'"], "known keys here: version, defaults, models, emit, store"),
+    ("unknown-top-level-key", "version: 1\nmodels: {}\nextras: 1\n", "3:1", ["unknown key 'extras'"], "known keys here: version, defaults, models, emit, store, remotes"),
     ("unknown-top-level-close", "version: 1\nmodel: {}\n", "2:1", ["unknown key 'model'"], "did you mean 'models'?"),
     ("unknown-runtime-key", model("quant: Q", "runtime: {ctx_siz: 1}"), "6:15", ["unknown key 'ctx_siz'", "models.m.runtime"], "did you mean 'ctx_size'?"),
     ("ctx-size-string", model("quant: Q", "runtime: {ctx_size: '4096'}"), "6:15", ["models.m.runtime.ctx_size", "valid integer", "'4096'"], None),

@@ -13,6 +13,7 @@ from alex_models.api._materialize import SyncedModel
 from alex_models.api._probe import ProbeReport, ProbeResult, probe
 from alex_models.api._project import AddResult, LockResult, add, init, lock
 from alex_models.api._pull import pull
+from alex_models.api._push import PushResult, RemoteBlob, RemoteModel, RemoteStatusResult, push, remote_status
 from alex_models.api._status import ModelStatus, StatusResult, VerifyResult, model_path, status, verify
 from alex_models.api._sync import SyncOptions, SyncResult, sync
 
@@ -25,6 +26,10 @@ __all__ = [
     "ModelStatus",
     "ProbeReport",
     "ProbeResult",
+    "PushResult",
+    "RemoteBlob",
+    "RemoteModel",
+    "RemoteStatusResult",
     "Removal",
     "StatusResult",
     "SyncOptions",
@@ -42,7 +47,9 @@ __all__ = [
     "model_path",
     "probe",
     "pull",
+    "push",
     "read_lock",
+    "remote_status",
     "status",
     "sync",
     "verify",

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from alex_models.errors import UserError
 from alex_models.lock import Lock, loads
 from alex_models.manifest import load_manifest, manifest_not_found
+from alex_models.remotes import BlobRemote, open_remote
 from alex_models.settings import StoreHome, store_home
 from alex_models.store import Store
 
@@ -58,3 +60,38 @@ def manifest_relative(path: str, manifest_path: Path) -> Path:
     """A path the manifest names (a store, an emit target): ``~`` expanded, relative to its folder."""
     expanded = Path(path).expanduser()
     return expanded if expanded.is_absolute() else manifest_path.parent / expanded
+
+
+def select_models(current: Lock, only: Iterable[str]) -> list[str]:
+    """The locked models a command works on: ``only`` (each must be locked), else all of them."""
+    chosen = sorted(set(only)) or sorted(current.models)
+    unknown = [name for name in chosen if name not in current.models]
+    if unknown:
+        raise UserError(
+            f"no model named {', '.join(unknown)} in the lock",
+            hint=f"locked models: {', '.join(sorted(current.models)) or 'none'}",
+        )
+    return chosen
+
+
+def open_remotes(manifest_path: Path, given: Sequence[str | None]) -> list[BlobRemote]:
+    """The remotes a command names, in order: each a URL, a name from the manifest's ``remotes:``,
+    or None for the manifest's first. The one place that resolves ``--from NAME|URL``."""
+    named = load_manifest(manifest_path).remotes if manifest_path.exists() else {}
+    urls = []
+    for choice in given:
+        if choice is not None and "://" in choice:
+            urls.append(choice)
+        elif choice is None and named:
+            urls.append(next(iter(named.values())).url)
+        elif choice is not None and choice in named:
+            urls.append(named[choice].url)
+        else:
+            wanted = "no remote was given" if choice is None else f"no remote named {choice!r}"
+            known = f"models.yaml names {', '.join(named)}" if named else f"{manifest_path} names none"
+            raise UserError(
+                f"{wanted}, and {known}",
+                hint="give a URL (s3://bucket/prefix, file:///srv/models), "
+                "or add it under 'remotes:' in models.yaml",
+            )
+    return [open_remote(url) for url in urls]

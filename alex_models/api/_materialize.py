@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -39,13 +39,14 @@ def label(entry: LockedModel, file: LockedFile) -> str:
 
 
 def download_jobs(
-    current: Lock, names: list[str], endpoint: str, remotes: Sequence[Source] = ()
+    current: Lock, names: list[str], endpoint: str, remotes: Sequence[Source] = (), *, own: bool = True
 ) -> dict[str, FileJob]:
     """One download job per distinct content: identical files in two repos are fetched once.
 
     Each job asks ``remotes`` first (sources that serve any blob, such as a store folder), in
-    order, then the file's own place: its repo on ``endpoint``, or its URL. Jobs carry no token
-    yet: ``with_token`` adds it to the ones that will really download.
+    order, then the file's own place (unless ``own`` is False: ``--no-hub``): its repo on
+    ``endpoint``, or its URL. Jobs carry no token yet: ``with_token`` adds it to the ones that
+    will really download.
     """
     jobs: dict[str, FileJob] = {}
     for name in names:
@@ -53,14 +54,13 @@ def download_jobs(
         for file in entry.files:
             if file.sha256 in jobs:
                 continue
-            own: Source
+            origin: Source
             if entry.source == "hf" and entry.repo is not None and entry.commit is not None:
-                own = HubSource(endpoint, entry.repo, entry.commit, file.path)
+                origin = HubSource(endpoint, entry.repo, entry.commit, file.path)
             else:
-                own = UrlSource(str(entry.url))
-            jobs[file.sha256] = FileJob(
-                file.sha256, file.size, (*remotes, own), label(entry, file), model=name
-            )
+                origin = UrlSource(str(entry.url))
+            sources = (*remotes, origin) if own else tuple(remotes)
+            jobs[file.sha256] = FileJob(file.sha256, file.size, sources, label(entry, file), model=name)
     return jobs
 
 
@@ -126,9 +126,11 @@ def download_missing(
     options: DownloadOptions | None,
     checks: dict[str, list[tuple[str, str]]],
     command: str = "sync",
+    warn: Callable[[str], None] | None = None,
 ) -> set[str]:
     """Fetch ``missing``; the SHA256s this process downloaded (not those another process brought).
 
+    ``warn`` is told when a source sends wrong bytes and the next one serves the file.
     Ctrl-C or SIGTERM (a ``KeyboardInterrupt`` here) cancels every download; each checkpoints what
     arrived and stops within moments, and ``Interrupted`` says how much ``command`` resumes from.
     """
@@ -142,7 +144,7 @@ def download_missing(
     own_client = client is None
     http = client or new_client()
     try:
-        downloader = Downloader(store, http, options=options, progress=progress, check=check)
+        downloader = Downloader(store, http, options=options, progress=progress, check=check, warn=warn)
         # Not a with-block: its exit would wait for every download to finish, even after Ctrl-C.
         pool = ThreadPoolExecutor(max_workers=max(1, jobs))
         futures: list[Future[bool]] = []

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx2
 
-from alex_models.api._context import default_lock_path, read_lock, store_for
+from alex_models.api._context import default_lock_path, open_remotes, read_lock, select_models, store_for
 from alex_models.api._emit import emit_targets
 from alex_models.api._materialize import (
     SyncedModel,
@@ -26,6 +25,7 @@ from alex_models.errors import UsageError, UserError
 from alex_models.lock import Lock, LockedModel, drift
 from alex_models.manifest import load_manifest
 from alex_models.remote import Remote
+from alex_models.remotes import BlobRemote
 from alex_models.settings import Settings
 from alex_models.store import Store
 
@@ -51,7 +51,8 @@ class SyncResult:
     emitted: tuple[Path, ...] = ()
     """Files of the manifest's ``emit:`` list that this sync rewrote."""
     warnings: tuple[str, ...] = ()
-    """What the emitted models' GGUF headers reveal (a context beyond training, no chat template)."""
+    """A remote that sent wrong bytes (another source served the file); what the emitted models'
+    GGUF headers reveal (a context beyond training, no chat template)."""
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,11 @@ class SyncOptions:
     """The Hub token (default: ``HF_TOKEN`` or the saved login; ``""``: none)."""
     download: DownloadOptions | None = None
     """Connections, piece size, timeouts and retries of the downloader."""
+    remotes: tuple[str, ...] = ()
+    """Remotes asked first, in order (``--from``): URLs or names from the manifest's ``remotes:``."""
+    hub: bool = True
+    """Also fetch from each file's own place (the Hub, its URL); False (``--no-hub``): only from
+    ``remotes``, and a blob none of them has is an error naming them."""
 
 
 def sync(
@@ -103,7 +109,7 @@ def sync(
     current, resolved = _lock_for_sync(
         manifest_path, lock_path, locked=opts.locked, frozen=opts.frozen, offline=offline, remote=remote
     )
-    names = _selected(current, opts.only)
+    names = select_models(current, opts.only)
     store = store_for(manifest_path, store_home).init()
     emits = not opts.frozen or manifest_path.exists()
     if opts.locked and emits:
@@ -111,10 +117,18 @@ def sync(
     # Registered before anything is fetched, so a gc running meanwhile keeps what this sync brings.
     store.register_lock(lock_path)
     endpoint = (opts.endpoint or settings.endpoint).rstrip("/")
-    wanted = download_jobs(current, names, endpoint)
-    missing = with_token(
-        [job for job in wanted.values() if not store.has_blob(job.sha256, job.size)], endpoint, opts.token
-    )
+    if not opts.hub and not opts.remotes:
+        raise UsageError("--no-hub leaves no place to fetch from", hint="name a remote with --from REMOTE")
+    remotes = open_remotes(manifest_path, opts.remotes)
+    try:
+        wanted = download_jobs(current, names, endpoint, [r.source() for r in remotes], own=opts.hub)
+        missing = [job for job in wanted.values() if not store.has_blob(job.sha256, job.size)]
+        if missing and not opts.hub:
+            _require_in_remotes(missing, remotes)
+    finally:
+        for each in remotes:
+            each.close()
+    missing = with_token(missing, endpoint, opts.token)
     if missing and offline:
         labels = ", ".join(job.label for job in missing[:_LISTED_AT_MOST])
         more = f" and {len(missing) - _LISTED_AT_MOST} more" if len(missing) > _LISTED_AT_MOST else ""
@@ -125,6 +139,7 @@ def sync(
     check_space(store, missing)
     counter = _CountingProgress(progress or NoProgress())
     fetched: set[str] = set()
+    fetch_warnings: list[str] = []
     if missing:
         fetched = download_missing(
             store,
@@ -134,17 +149,18 @@ def sync(
             client=client,
             options=opts.download,
             checks=gguf_checks(current, names),
+            warn=fetch_warnings.append,
         )
     models = tuple(link_views(store, name, current.models[name]) for name in names)
     if opts.hf_cache is not None:
         _link_hf_cache(store, opts.hf_cache, [current.models[name] for name in names])
     emitted: tuple[Path, ...] = ()
-    warnings: tuple[str, ...] = ()
+    warnings = tuple(fetch_warnings)
     if emits:  # with --locked, existing files were checked above: only missing ones are written
         # With --only, a target may name a model not synced here: a warning says so, as before.
         results = emit_targets(manifest_path, lock=current, store_home=store.home, allow_missing=True)
         emitted = tuple(r.path for r in results if r.changed and r.path is not None)
-        warnings = tuple(dict.fromkeys(w for r in results for w in r.warnings))
+        warnings += tuple(dict.fromkeys(w for r in results for w in r.warnings))
     return SyncResult(
         lock_path=lock_path,
         store=store.home,
@@ -157,6 +173,21 @@ def sync(
         emitted=emitted,
         warnings=warnings,
     )
+
+
+def _require_in_remotes(missing: list[FileJob], remotes: list[BlobRemote]) -> None:
+    """``--no-hub``: every missing blob is in some remote (asked, not assumed), or nothing starts."""
+    absent = {job.sha256 for job in missing}
+    for each in remotes:
+        absent -= set(each.sizes(absent))
+    if absent:
+        lacking = [job.label for job in missing if job.sha256 in absent]
+        more = f" and {len(lacking) - _LISTED_AT_MOST} more" if len(lacking) > _LISTED_AT_MOST else ""
+        raise UserError(
+            f"no remote tried ({', '.join(r.url for r in remotes)}) has "
+            f"{', '.join(lacking[:_LISTED_AT_MOST])}{more}, and --no-hub forbids the Hub",
+            hint="run 'alex-models push' where those files are synced, or sync without --no-hub",
+        )
 
 
 def _check_emitted(manifest_path: Path, current: Lock, store: Store) -> None:
@@ -211,17 +242,6 @@ def _lock_for_sync(
     if updated is None:  # lock() always writes a lock for a valid manifest
         raise UserError(f"{lock_path} was not written")
     return updated, result.resolved
-
-
-def _selected(current: Lock, only: Iterable[str]) -> list[str]:
-    chosen = sorted(set(only)) or sorted(current.models)
-    unknown = [name for name in chosen if name not in current.models]
-    if unknown:
-        raise UserError(
-            f"no model named {', '.join(unknown)} in the lock",
-            hint=f"locked models: {', '.join(sorted(current.models)) or 'none'}",
-        )
-    return chosen
 
 
 class _CountingProgress:

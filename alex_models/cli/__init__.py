@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 
 from alex_models import __version__
-from alex_models.cli import demo, emit, project, store
+from alex_models.cli import demo, emit, project, remote, store
 from alex_models.cli.errors import GuardedGroup, run_guarded
 from alex_models.cli.mirror import mirror_app
 
@@ -34,6 +34,7 @@ for command in (
     store.path,
     store.gc,
     store.pull,
+    remote.push,
     emit.emit,
     emit.probe,
     demo.demo,

@@ -36,6 +36,18 @@ def sync(
             help="Also lay the files out as a Hugging Face cache here (e.g. ~/.cache/huggingface/hub).",
         ),
     ] = None,
+    remotes: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--from",
+            help="Fetch from this remote first: a URL or a name from models.yaml's remotes: "
+            "(repeatable, in order).",
+        ),
+    ] = None,
+    no_hub: Annotated[
+        bool,
+        typer.Option("--no-hub", help="Fetch only from the --from remotes, never from the Hub or a URL."),
+    ] = False,
     manifest: ManifestOpt = Path("models.yaml"),
     quiet: QuietOpt = False,
     json_output: JsonOpt = False,
@@ -52,6 +64,8 @@ def sync(
             only=tuple(only or ()),
             jobs=jobs,
             hf_cache=hf_cache,
+            remotes=tuple(remotes or ()),
+            hub=not no_hub,
         )
         result = api.sync(manifest, options, progress=progress)
     if json_output:
@@ -90,15 +104,30 @@ def status(
         bool,
         typer.Option("--fix", help="Link the missing views of blobs the store holds; write nothing else."),
     ] = False,
+    remote: Annotated[
+        str | None,
+        typer.Option(
+            "--remote", help="Instead, which locked blobs this remote holds (a URL or a name from remotes:)."
+        ),
+    ] = None,
     manifest: ManifestOpt = Path("models.yaml"),
     json_output: JsonOpt = False,
 ) -> None:
     """What is locked, and whether each model is synced, partial or missing in the store. No network.
 
-    Exits 1 when a locked model is not synced (like 'git diff --exit-code'), after printing it all.
+    Exits 1 when a locked model is not synced (like 'git diff --exit-code'), after printing it all;
+    with --remote, when the remote lacks a locked blob.
     """
     from alex_models import api
 
+    if remote is not None:
+        from alex_models.cli.remote import show_remote_status
+
+        held = api.remote_status(manifest, remote)
+        show_remote_status(held, json_output)
+        if not held.complete:
+            raise typer.Exit(1)
+        return
     result = api.status(manifest, fix=fix)
     if json_output:
         print_json(

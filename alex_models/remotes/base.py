@@ -7,9 +7,10 @@ its URL: credentials come from each ecosystem's own variables and files.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, cast
 
 from alex_models.errors import UsageError
 from alex_models.sources.base import Source
@@ -60,7 +61,8 @@ def open_remote(url: str) -> BlobRemote:
     if opener is None:
         raise UsageError(
             f"{url!r} is not a remote this tool can use",
-            hint=f"a remote is one of {', '.join(f'{s}://…' for s in _OPENERS)}, or a name from models.yaml's remotes:",
+            hint=f"a remote is one of {', '.join(f'{s}://…' for s in _OPENERS)}, "
+            "or a name from models.yaml's remotes:",
         )
     return opener(url)
 
@@ -72,9 +74,10 @@ def _open_folder(url: str) -> BlobRemote:
 
 
 def _open_object_store(url: str) -> BlobRemote:
-    from alex_models.remotes.objects import ObjectStoreRemote  # noqa: PLC0415 - obstore loads only when used
-
-    return ObjectStoreRemote.from_url(url)
+    # Imported by name, when used: obstore loads only for an object store, and this module does not
+    # depend on that one's presence to type-check.
+    objects = importlib.import_module("alex_models.remotes.objects")
+    return cast(BlobRemote, objects.ObjectStoreRemote.from_url(url))
 
 
 _OPENERS: dict[str, Callable[[str], BlobRemote]] = {

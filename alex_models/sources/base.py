@@ -12,6 +12,9 @@ A source answers an ``open`` with a body, or raises:
 * ``Transient``: worth another try (a dropped connection, a 503); the downloader retries it;
 * ``LockDisagrees``: it says, before sending any byte, that the blob is other bytes than the lock
   pins (exit 3);
+* another ``IntegrityError``: what it holds under that name has another size (a truncated copy):
+  the downloader names it in a warning and asks the next source, as it does when a source's bytes
+  turn out to have another SHA256;
 * any other ``AlexModelsError``: a failure to report as it is.
 """
 

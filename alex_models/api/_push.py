@@ -1,0 +1,217 @@
+"""Use cases on a remote: ``push`` publishes the locked blobs and the lock; ``status --remote``
+says which locked blobs a remote holds."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from alex_models._futures import results_or_first_error
+from alex_models._units import human_size
+from alex_models.api._context import open_remotes, require_lock, select_models, store_for
+from alex_models.api._materialize import label
+from alex_models.errors import IntegrityError, Interrupted, UserError, exit_code_of
+from alex_models.lock import Lock
+from alex_models.remotes import BlobRemote
+from alex_models.store import Store
+
+_STOP_WAIT = 5.0
+"""Seconds the uploads in flight have to stop after Ctrl-C (each stops at its next chunk)."""
+
+
+@dataclass(frozen=True)
+class RemoteBlob:
+    """One locked blob, as a remote holds it (or not)."""
+
+    label: str
+    """The file that pins it: ``org/repo/path`` or its URL (the first, when several do)."""
+    sha256: str
+    size: int
+    """Bytes the lock pins."""
+    models: tuple[str, ...]
+    """The selected models that use it."""
+
+
+@dataclass(frozen=True)
+class PushResult:
+    """What ``push`` did: the blobs it uploaded, those the remote already held, where the lock went."""
+
+    remote: str
+    """The remote's URL."""
+    uploaded: tuple[RemoteBlob, ...]
+    skipped: tuple[RemoteBlob, ...]
+    """Already in the remote with the locked size (or uploaded meanwhile by another push)."""
+    lock_key: str
+    """Where the lock was published below the remote: ``locks/<sha256 of its text>.lock``; the
+    manifest, when there is one, sits beside it as ``.yaml``."""
+    seconds: float
+
+    @property
+    def bytes_uploaded(self) -> int:
+        return sum(blob.size for blob in self.uploaded)
+
+
+@dataclass(frozen=True)
+class RemoteModel:
+    """One locked model against a remote."""
+
+    name: str
+    present: tuple[RemoteBlob, ...]
+    missing: tuple[RemoteBlob, ...]
+
+    @property
+    def complete(self) -> bool:
+        return not self.missing
+
+
+@dataclass(frozen=True)
+class RemoteStatusResult:
+    """Which locked blobs a remote holds, per model (``status --remote``)."""
+
+    remote: str
+    lock_path: Path
+    models: tuple[RemoteModel, ...]
+
+    @property
+    def complete(self) -> bool:
+        return all(model.complete for model in self.models)
+
+
+def push(
+    manifest_path: Path = Path("models.yaml"),
+    remote: str | None = None,
+    *,
+    only: tuple[str, ...] = (),
+    jobs: int = 4,
+    lock_path: Path | None = None,
+    store_home: Path | None = None,
+) -> PushResult:
+    """Upload every blob the lock pins for the selected models that ``remote`` lacks, from the
+    local store, then publish the lock (and manifest) under ``locks/``.
+
+    ``remote`` is a URL or a name from the manifest's ``remotes:`` (default: its first). Each
+    upload creates its object only if absent, so a rerun after a kill, or a second push of the same
+    lock at once, is safe. Nothing is uploaded unless every selected blob is synced locally.
+    """
+    began = time.monotonic()
+    lock_path, current = require_lock(manifest_path, lock_path)
+    names = select_models(current, only)
+    blobs = _locked_blobs(current, names)
+    store = store_for(manifest_path, store_home)
+    unsynced = sorted({m for b in blobs if not store.has_blob(b.sha256, b.size) for m in b.models})
+    if unsynced:
+        raise UserError(
+            f"model(s) {', '.join(unsynced)} are not synced into {store.home}, so there is nothing to push",
+            hint="run 'alex-models sync' first",
+        )
+    (opened,) = open_remotes(manifest_path, [remote])
+    try:
+        held = _held(opened, blobs)
+        todo = [blob for blob in blobs if blob.sha256 not in held]
+        done = _upload_all(opened, todo, store, jobs)
+        text = lock_path.read_bytes()
+        lock_key = f"locks/{hashlib.sha256(text).hexdigest()}.lock"
+        opened.write(lock_key, text)
+        if manifest_path.exists():
+            opened.write(lock_key.removesuffix(".lock") + ".yaml", manifest_path.read_bytes())
+    finally:
+        opened.close()
+    return PushResult(
+        remote=opened.url,
+        uploaded=tuple(blob for blob, new in zip(todo, done, strict=True) if new),
+        skipped=tuple(blob for blob in blobs if blob.sha256 in held)
+        + tuple(blob for blob, new in zip(todo, done, strict=True) if not new),
+        lock_key=lock_key,
+        seconds=time.monotonic() - began,
+    )
+
+
+def remote_status(
+    manifest_path: Path = Path("models.yaml"), remote: str | None = None, *, lock_path: Path | None = None
+) -> RemoteStatusResult:
+    """Which blobs the lock pins ``remote`` holds with the locked size, model by model."""
+    lock_path, current = require_lock(manifest_path, lock_path)
+    (opened,) = open_remotes(manifest_path, [remote])
+    try:
+        models = []
+        for name in sorted(current.models):
+            blobs = _locked_blobs(current, [name])
+            held = _held(opened, blobs, damaged_ok=True)
+            models.append(
+                RemoteModel(
+                    name,
+                    present=tuple(b for b in blobs if b.sha256 in held),
+                    missing=tuple(b for b in blobs if b.sha256 not in held),
+                )
+            )
+    finally:
+        opened.close()
+    return RemoteStatusResult(remote=opened.url, lock_path=lock_path, models=tuple(models))
+
+
+def _locked_blobs(current: Lock, names: list[str]) -> list[RemoteBlob]:
+    """The distinct blobs of these models, each with the models that use it."""
+    found: dict[str, RemoteBlob] = {}
+    for name in names:
+        entry = current.models[name]
+        for file in entry.files:
+            known = found.get(file.sha256)
+            if known is None:
+                found[file.sha256] = RemoteBlob(label(entry, file), file.sha256, file.size, (name,))
+            elif name not in known.models:
+                found[file.sha256] = replace(known, models=(*known.models, name))
+    return list(found.values())
+
+
+def _held(remote: BlobRemote, blobs: list[RemoteBlob], *, damaged_ok: bool = False) -> set[str]:
+    """The blobs ``remote`` holds with the locked size. One of another size is damaged: push
+    refuses to work around it (uploads never overwrite); ``status`` counts it as missing."""
+    sizes = remote.sizes(blob.sha256 for blob in blobs)
+    damaged = [b for b in blobs if b.sha256 in sizes and sizes[b.sha256] != b.size]
+    if damaged and not damaged_ok:
+        first = damaged[0]
+        raise IntegrityError(
+            f"{remote.url} holds {first.label} ({first.sha256}) with {human_size(sizes[first.sha256])}, "
+            f"the lock pins {human_size(first.size)}"
+            + (f" ({len(damaged) - 1} more like it)" if len(damaged) > 1 else ""),
+            hint="that copy is damaged and uploads never overwrite it: delete it there, then push again",
+        )
+    return {b.sha256 for b in blobs if sizes.get(b.sha256) == b.size}
+
+
+def _upload_all(remote: BlobRemote, todo: list[RemoteBlob], store: Store, jobs: int) -> list[bool]:
+    """Upload ``todo`` in parallel; for each, whether this push created it. Ctrl-C stops every
+    upload at its next chunk (a half-sent blob never appears under its name) and says so."""
+    stop = threading.Event()
+
+    def advanced(count: int) -> None:
+        if stop.is_set():
+            raise _Stopped
+
+    def upload(blob: RemoteBlob) -> bool:
+        return remote.upload(blob.sha256, blob.size, store.blob_path(blob.sha256), advanced)
+
+    # Not a with-block: its exit would wait for every upload to finish, even after Ctrl-C.
+    pool = ThreadPoolExecutor(max_workers=max(1, jobs))
+    futures: list[Future[bool]] = []
+    try:
+        futures.extend(pool.submit(upload, blob) for blob in todo)
+        return results_or_first_error(futures, on_failure=stop.set)
+    except KeyboardInterrupt as interrupt:
+        stop.set()
+        wait(futures, timeout=_STOP_WAIT)
+        finished = sum(1 for f in futures if f.done() and not f.cancelled() and f.exception() is None)
+        raise Interrupted(
+            f"interrupted; {finished} of {len(todo)} blob(s) uploaded, run push again to send the rest",
+            exit_code=exit_code_of(interrupt),
+        ) from None
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
+class _Stopped(Exception):
+    """Raised inside an upload to stop it (Ctrl-C, or another upload failed)."""

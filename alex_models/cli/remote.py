@@ -1,0 +1,95 @@
+"""Commands on a remote: ``push``, and what ``status --remote`` prints."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from alex_models._units import human_size
+from alex_models.cli.options import JsonOpt, ManifestOpt, complete_model_name
+from alex_models.cli.render import print_json, say
+
+if TYPE_CHECKING:
+    from alex_models.api import RemoteBlob, RemoteStatusResult
+
+
+def push(
+    remote: Annotated[
+        str | None,
+        typer.Argument(
+            help="A URL (file:///srv/models) or a name from models.yaml's remotes: (default: the first)."
+        ),
+    ] = None,
+    only: Annotated[
+        list[str] | None,
+        typer.Option("--only", help="Push just this model (repeatable).", autocompletion=complete_model_name),
+    ] = None,
+    jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, max=64, help="Files uploaded at once.")] = 4,
+    manifest: ManifestOpt = Path("models.yaml"),
+    json_output: JsonOpt = False,
+) -> None:
+    """Upload the locked blobs the remote lacks (from the store: sync first), then the lock under locks/."""
+    from alex_models import api
+
+    result = api.push(manifest, remote, only=tuple(only or ()), jobs=jobs)
+    if json_output:
+        print_json(
+            "push",
+            {
+                "remote": result.remote,
+                "uploaded": [_blob_json(blob) for blob in result.uploaded],
+                "skipped": [_blob_json(blob) for blob in result.skipped],
+                "bytes": result.bytes_uploaded,
+                "lock": result.lock_key,
+                "seconds": round(result.seconds, 3),
+            },
+        )
+        return
+    for blob in result.uploaded:
+        say(f"uploaded: {blob.label} ({human_size(blob.size)})")
+    for blob in result.skipped:
+        say(f"skipped: {blob.label} ({human_size(blob.size)}, already there)")
+    skipped = sum(blob.size for blob in result.skipped)
+    say(
+        f"Pushed to {result.remote}: {len(result.uploaded)} uploaded ({human_size(result.bytes_uploaded)}), "
+        f"{len(result.skipped)} already there ({human_size(skipped)}); lock at {result.lock_key}, "
+        f"in {result.seconds:.1f}s."
+    )
+
+
+def show_remote_status(result: RemoteStatusResult, json_output: bool) -> None:
+    """``status --remote``: per model, the locked blobs the remote holds and those it lacks."""
+    if json_output:
+        print_json(
+            "status",
+            {
+                "remote": result.remote,
+                "lock": str(result.lock_path),
+                "complete": result.complete,
+                "models": {
+                    m.name: {
+                        "complete": m.complete,
+                        "present": [_blob_json(blob) for blob in m.present],
+                        "missing": [_blob_json(blob) for blob in m.missing],
+                    }
+                    for m in result.models
+                },
+            },
+        )
+        return
+    say(f"remote: {result.remote}")
+    for model in result.models:
+        held = sum(blob.size for blob in model.present)
+        total = held + sum(blob.size for blob in model.missing)
+        files = len(model.present) + len(model.missing)
+        state = "complete" if model.complete else "missing"
+        sizes = f"{human_size(held)}/{human_size(total)}"
+        say(f"{model.name:30} {state:8} {len(model.present)}/{files} files  {sizes}")
+        for blob in model.missing:
+            say(f"  missing: {blob.label} ({human_size(blob.size)})")
+
+
+def _blob_json(blob: RemoteBlob) -> dict[str, object]:
+    return {"file": blob.label, "sha256": blob.sha256, "bytes": blob.size, "models": list(blob.models)}

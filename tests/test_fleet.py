@@ -1,0 +1,312 @@
+"""Fleets over a folder remote (``file://``): CI syncs from the Hub and pushes; hosts sync from the
+folder. Real folders, the real mirror (its request log says what went over the network) and the
+installed CLI in subprocesses."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+from pathlib import Path
+
+import pytest
+from helpers import CLI, cli, since_settled, start, wait_for
+
+from alex_models._units import human_size
+from alex_models.mirror import MirrorRoot, MirrorServer
+from alex_models.store import Store
+from alex_models.tinymodels import write_tiny_gguf
+
+NAMES = ("chat", "embed")
+
+
+def project_with_remote(
+    folder: Path, mirror_root: MirrorRoot, tmp_path: Path, *, remote: str = "", padding: int = 0
+) -> dict[str, bytes]:
+    """A project of two models on the mirror, with ``remotes: {team: {url: remote}}`` when given."""
+    files = {
+        f"{name}-Q4_K_M.gguf": write_tiny_gguf(
+            tmp_path / f"{name}.gguf", context_length=n, padding=padding
+        ).read_bytes()
+        for n, name in enumerate(NAMES, start=1000)
+    }
+    for name in NAMES:
+        mirror_root.commit(f"org/{name}", {f"{name}-Q4_K_M.gguf": files[f"{name}-Q4_K_M.gguf"]})
+    manifest: dict[str, object] = {
+        "version": 1,
+        "models": {name: {"repo": f"org/{name}", "quant": "Q4_K_M"} for name in NAMES},
+    }
+    if remote:
+        manifest["remotes"] = {"team": {"url": remote}}
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "models.yaml").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    return files
+
+
+def remote_blobs(root: Path) -> dict[str, str]:
+    """Every file under a remote's final blob names, by name, with the SHA256 of its bytes."""
+    return {
+        path.name: hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in (root / "blobs").rglob("*")
+        if path.is_file() and not path.name.startswith(".")
+    }
+
+
+def ok(run: subprocess.CompletedProcess[str]) -> subprocess.CompletedProcess[str]:
+    assert run.returncode == 0, run.stderr
+    return run
+
+
+@pytest.fixture
+def ci(
+    mirror_root: MirrorRoot, mirror: MirrorServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> tuple[Path, dict[str, bytes]]:
+    """CI's project, synced from the mirror, whose models.yaml names the folder remote ``team``."""
+    monkeypatch.setenv("HF_ENDPOINT", mirror.url)
+    folder = tmp_path / "ci"
+    files = project_with_remote(folder, mirror_root, tmp_path, remote=(tmp_path / "team").as_uri())
+    ok(cli(folder, "sync"))
+    return folder, files
+
+
+def host(tmp_path: Path, ci_folder: Path, monkeypatch: pytest.MonkeyPatch, name: str = "host") -> Path:
+    """A host: the committed lock alone, and an empty store of its own."""
+    folder = tmp_path / name
+    folder.mkdir()
+    (folder / "models.lock").write_bytes((ci_folder / "models.lock").read_bytes())
+    monkeypatch.setenv("ALEX_MODELS_HOME", str(tmp_path / f"{name}-store"))
+    return folder
+
+
+def test_push_then_a_host_syncs_everything_from_the_folder_and_nothing_from_the_hub(
+    ci: tuple[Path, dict[str, bytes]], mirror: MirrorServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder, files = ci
+    team = tmp_path / "team"
+
+    pushed = json.loads(ok(cli(folder, "push", "--json")).stdout)  # the first named remote
+
+    assert pushed["remote"] == team.as_uri()
+    assert sorted(b["file"] for b in pushed["uploaded"]) == sorted(f"org/{n}/{n}-Q4_K_M.gguf" for n in NAMES)
+    assert pushed["bytes"] == sum(len(data) for data in files.values())
+    assert sorted(remote_blobs(team).values()) == sorted(
+        hashlib.sha256(d).hexdigest() for d in files.values()
+    )
+    lock_text = (folder / "models.lock").read_bytes()
+    assert pushed["lock"] == f"locks/{hashlib.sha256(lock_text).hexdigest()}.lock"
+    assert (team / pushed["lock"]).read_bytes() == lock_text
+    assert (team / pushed["lock"].replace(".lock", ".yaml")).read_bytes() == (
+        folder / "models.yaml"
+    ).read_bytes()
+
+    since_settled(mirror)
+    mirror.clear_log()
+    deployed = host(tmp_path, folder, monkeypatch)
+    ok(cli(deployed, "sync", "--frozen", "--from", team.as_uri(), "--no-hub"))
+
+    assert since_settled(mirror) == [], "nothing came from the mirror"
+    ok(cli(deployed, "verify"))
+    store = Store(tmp_path / "host-store")
+    assert all(store.blob_path(hashlib.sha256(d).hexdigest()).read_bytes() == d for d in files.values())
+
+
+def test_a_second_push_uploads_nothing_and_says_what_it_skipped(
+    ci: tuple[Path, dict[str, bytes]], tmp_path: Path
+) -> None:
+    folder, files = ci
+    ok(cli(folder, "push", "team"))
+
+    again = ok(cli(folder, "push", "team"))
+    report = json.loads(ok(cli(folder, "push", "team", "--json")).stdout)
+
+    assert report["uploaded"] == []
+    assert report["bytes"] == 0
+    assert sorted(b["bytes"] for b in report["skipped"]) == sorted(len(d) for d in files.values())
+    assert "uploaded:" not in again.stdout
+    assert (
+        f"skipped: org/chat/chat-Q4_K_M.gguf ({human_size(len(files['chat-Q4_K_M.gguf']))}, already there)"
+        in again.stdout
+    )
+    assert "0 uploaded (0 B), 2 already there" in again.stdout
+
+
+def test_push_of_an_unsynced_model_refuses_naming_it_and_uploads_nothing(
+    mirror_root: MirrorRoot, mirror: MirrorServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HF_ENDPOINT", mirror.url)
+    folder, team = tmp_path / "ci", tmp_path / "team"
+    project_with_remote(folder, mirror_root, tmp_path, remote=team.as_uri())
+    ok(cli(folder, "sync", "--only", "chat"))  # embed is locked, not synced
+
+    refused = cli(folder, "push")
+
+    assert refused.returncode == 1
+    assert "embed" in refused.stderr
+    assert "chat" not in refused.stderr.split("hint")[0]
+    assert "run 'alex-models sync' first" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    assert not team.exists()
+
+
+@pytest.mark.parametrize("damage", ["truncated", "edited"])
+def test_a_damaged_object_in_the_remote_is_never_stored_the_hub_serves_it_with_a_warning(
+    ci: tuple[Path, dict[str, bytes]],
+    mirror: MirrorServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    damage: str,
+) -> None:
+    folder, files = ci
+    team = tmp_path / "team"
+    ok(cli(folder, "push"))
+    data = files["chat-Q4_K_M.gguf"]
+    digest = hashlib.sha256(data).hexdigest()
+    damaged = Store(team).blob_path(digest)
+    damaged.chmod(0o644)
+    damaged.write_bytes(data[:-100] if damage == "truncated" else data[:-1] + bytes([data[-1] ^ 1]))
+    since_settled(mirror)
+    mirror.clear_log()
+
+    only_remote = cli(
+        host(tmp_path, folder, monkeypatch, "strict"),
+        "sync",
+        "--frozen",
+        "--from",
+        team.as_uri(),
+        "--no-hub",
+    )
+    assert only_remote.returncode == 3, only_remote.stderr
+    assert "org/chat/chat-Q4_K_M.gguf" in only_remote.stderr
+    assert not Store(tmp_path / "strict-store").blob_path(digest).exists()
+
+    synced = ok(cli(host(tmp_path, folder, monkeypatch), "sync", "--frozen", "--from", team.as_uri()))
+
+    warning = f"warning: org/chat/chat-Q4_K_M.gguf: {team.as_uri()} "
+    assert warning in synced.stderr, synced.stderr
+    assert f"trying {mirror.url}" in synced.stderr
+    assert Store(tmp_path / "host-store").blob_path(digest).read_bytes() == data
+    fetched = [r.path for r in since_settled(mirror) if r.path.endswith(".gguf")]
+    assert fetched, "the damaged file came from the hub"
+    assert all("chat-Q4_K_M.gguf" in path for path in fetched), "and only that one"
+
+
+def test_no_hub_and_a_blob_no_remote_has_names_each_remote_tried(
+    ci: tuple[Path, dict[str, bytes]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder, _ = ci
+    empty, team = tmp_path / "empty", tmp_path / "team"
+    empty.mkdir()
+    ok(cli(folder, "push", "--only", "chat"))
+
+    failed = cli(
+        host(tmp_path, folder, monkeypatch),
+        "sync",
+        "--frozen",
+        "--from",
+        empty.as_uri(),
+        "--from",
+        team.as_uri(),
+        "--no-hub",
+    )
+
+    assert failed.returncode == 1, failed.stderr
+    first = failed.stderr.splitlines()[0]
+    assert empty.as_uri() in first
+    assert team.as_uri() in first
+    assert "org/embed/embed-Q4_K_M.gguf" in first
+    assert "chat" not in first
+    assert not list((tmp_path / "host-store").glob("blobs/sha256/*/*")), "nothing fetched"
+
+
+def test_status_remote_says_which_locked_blobs_the_remote_holds_per_model(
+    ci: tuple[Path, dict[str, bytes]], tmp_path: Path
+) -> None:
+    folder, files = ci
+    ok(cli(folder, "push", "--only", "chat"))
+
+    text = cli(folder, "status", "--remote", "team")
+    report = json.loads(cli(folder, "status", "--remote", "team", "--json").stdout)
+
+    assert text.returncode == 1
+    assert "chat" in text.stdout
+    assert "complete" in text.stdout
+    assert "missing: org/embed/embed-Q4_K_M.gguf" in text.stdout
+    assert report["remote"] == (tmp_path / "team").as_uri()
+    assert report["complete"] is False
+    assert report["models"]["chat"]["complete"] is True
+    assert [b["bytes"] for b in report["models"]["chat"]["present"]] == [len(files["chat-Q4_K_M.gguf"])]
+    assert [b["file"] for b in report["models"]["embed"]["missing"]] == ["org/embed/embed-Q4_K_M.gguf"]
+
+
+def test_a_secret_in_a_remote_url_of_the_manifest_is_refused_with_its_line(project: Path) -> None:
+    (project / "models.yaml").write_text(
+        "version: 1\nmodels: {}\nremotes:\n  team:\n    url: s3://AKIA:hunter2@bucket/models\n",
+        encoding="utf-8",
+    )
+    (project / "models.lock").write_text("version: 1\nmodels: {}\n", encoding="utf-8")
+
+    refused = cli(project, "push")
+
+    assert refused.returncode == 1
+    assert refused.stderr.startswith("error: models.yaml:5:5: remotes.team.url: a remote URL in models.yaml ")
+    assert "must not hold credentials" in refused.stderr
+    assert "hunter2" not in refused.stderr + refused.stdout
+
+
+@pytest.mark.slow
+def test_two_pushes_of_one_lock_at_once_both_succeed_and_each_blob_is_uploaded_once(
+    mirror_root: MirrorRoot, mirror: MirrorServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HF_ENDPOINT", mirror.url)
+    folder, team = tmp_path / "ci", tmp_path / "team"
+    files = project_with_remote(folder, mirror_root, tmp_path, remote=team.as_uri(), padding=30_000_000)
+    ok(cli(folder, "sync"))
+
+    runs = [
+        subprocess.Popen(
+            [str(CLI), "push", "--json"],
+            cwd=folder,
+            env=dict(os.environ),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    outputs = [run.communicate(timeout=120) for run in runs]
+
+    assert [run.returncode for run in runs] == [0, 0], [err for _, err in outputs]
+    reports = [json.loads(out) for out, _ in outputs]
+    uploaded = [b["sha256"] for report in reports for b in report["uploaded"]]
+    digests = sorted(hashlib.sha256(d).hexdigest() for d in files.values())
+    assert sorted(uploaded) == digests, "each blob uploaded by exactly one of them"
+    assert sorted(remote_blobs(team).values()) == digests
+    assert sorted(remote_blobs(team)) == digests
+
+
+@pytest.mark.slow
+def test_a_push_killed_midway_leaves_nothing_half_written_and_a_rerun_finishes(
+    mirror_root: MirrorRoot, mirror: MirrorServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HF_ENDPOINT", mirror.url)
+    folder, team = tmp_path / "ci", tmp_path / "team"
+    files = project_with_remote(folder, mirror_root, tmp_path, remote=team.as_uri(), padding=150_000_000)
+    ok(cli(folder, "sync"))
+
+    first, _ = start(folder, "push", "--jobs", "1")
+    try:
+        wait_for(lambda: any(team.rglob(".*.part")), "an upload under its temporary name")
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait(timeout=10)
+
+    digests = {hashlib.sha256(d).hexdigest() for d in files.values()}
+    assert set(remote_blobs(team).values()) <= digests
+    assert all(name == sha for name, sha in remote_blobs(team).items()), "no final name holds other bytes"
+    assert len(remote_blobs(team)) < len(digests), "killed before the end"
+
+    ok(cli(folder, "push"))
+
+    assert sorted(remote_blobs(team).items()) == sorted((d, d) for d in digests)
