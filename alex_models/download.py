@@ -62,7 +62,7 @@ from alex_models._units import MiB
 from alex_models.errors import IntegrityError
 from alex_models.sources import LockDisagrees, Source, Wire
 from alex_models.store import Store
-from alex_models.transfer import RangesIgnored, Segment, Transfer, Tuning, raise_if_no_space
+from alex_models.transfer import NotFound, RangesIgnored, Segment, Transfer, Tuning, raise_if_no_space
 
 _PROGRESS_VERSION = 1
 _PIECES_PER_CONNECTION = 8
@@ -220,22 +220,29 @@ class Downloader:
         while True:
             try:
                 actual, used = self._download(job, sources)
-                problem = None if actual == job.sha256 else f"sent bytes with SHA256 {actual}"
+                problem = (
+                    None if actual == job.sha256 else f"sent bytes with SHA256 {actual}, not {job.sha256}"
+                )
             except LockDisagrees:
                 self._discard_partial(job)  # named after a SHA256 this file does not have
                 raise
+            except NotFound as none:
+                if not wrong:
+                    raise
+                self._discard_partial(job)  # the sources after a bad one lack the file
+                raise _none_right(job, [*wrong, none.message.removeprefix(f"{job.label}: ")]) from None
             except _WrongBytes as bad:
-                actual, used, problem = None, bad.source, bad.error.message
+                actual, used, problem = None, bad.source, bad.error.message.removeprefix(f"{job.label}: ")
                 if len(job.sources) == 1:
                     self._discard_partial(job)
                     raise bad.error from None  # a source that says so at once is not asked again
             if problem is None:
                 return
             self._discard_partial(job)
-            wrong.append(f"{used.name} {problem}")
+            wrong.append(f"{used.name}: {problem}")
             rest = sources[sources.index(used) + 1 :]
             if rest:
-                self._warn(f"{job.label}: {used.name} {problem}, not the locked bytes; trying {rest[0].name}")
+                self._warn(f"{job.label}: {used.name}: {problem}; nothing stored, trying {rest[0].name}")
                 sources = rest
             elif len(job.sources) == 1 and len(wrong) == 1:
                 continue  # one source: perhaps a fluke of the transfer, so once more from scratch
@@ -245,11 +252,7 @@ class Downloader:
                     hint="the server sent wrong bytes twice and nothing was stored; check the endpoint",
                 )
             else:
-                raise IntegrityError(
-                    f"{job.label}: no source has the locked bytes ({'; '.join(wrong)})",
-                    hint="nothing was stored; delete the damaged copies and push them again, "
-                    "or sync from the Hub",
-                )
+                raise _none_right(job, wrong)
 
     @contextlib.contextmanager
     def _blob_locked(self, job: FileJob) -> Iterator[bool]:
@@ -393,6 +396,14 @@ class _Host:
 
     def running(self, transfer: Transfer, running: bool) -> None:
         self.downloader._track(transfer, running)
+
+
+def _none_right(job: FileJob, answers: list[str]) -> IntegrityError:
+    """Exit 3: sources sent wrong bytes, and no other had the file."""
+    return IntegrityError(
+        f"{job.label}: no source has the locked bytes ({'; '.join(answers)})",
+        hint="nothing was stored; delete the damaged copies and push them again, or sync from the Hub",
+    )
 
 
 def _reserve(fd: int, job: FileJob, partial: Path) -> None:

@@ -27,6 +27,10 @@ from alex_models.errors import RemoteError, UserError
 from alex_models.sources import Blob, Body, Missing, Source, Transient, Wire
 
 
+class NotFound(RemoteError):
+    """No source has the file (or the one that had it no longer does)."""
+
+
 class RangesIgnored(Exception):
     """``source`` answered a ranged request with the whole file."""
 
@@ -299,13 +303,13 @@ class Transfer:
                     raise self._not_found() from None
                 self.current += 1
 
-    def _not_found(self) -> RemoteError:
+    def _not_found(self) -> NotFound:
         """No source has the file (or the one that had it no longer does): what each answered."""
         last = self.misses[-1]
         if self.located.is_set() or len(self.misses) == 1:
-            return RemoteError(f"{self.job.label}: {last.message}", hint=last.hint)
+            return NotFound(f"{self.job.label}: {last.message}", hint=last.hint)
         answers = "; ".join(miss.message for miss in self.misses)
-        return RemoteError(f"{self.job.label}: no source has it: {answers}", hint=last.hint)
+        return NotFound(f"{self.job.label}: no source has it: {answers}", hint=last.hint)
 
     def _forget(self, body: Body) -> None:
         with self.changed:

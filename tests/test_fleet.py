@@ -183,9 +183,9 @@ def test_a_damaged_object_in_the_remote_is_never_stored_the_hub_serves_it_with_a
 
     synced = ok(cli(host(tmp_path, folder, monkeypatch), "sync", "--frozen", "--from", team.as_uri()))
 
-    warning = f"warning: org/chat/chat-Q4_K_M.gguf: {team.as_uri()} "
+    warning = f"warning: org/chat/chat-Q4_K_M.gguf: {team.as_uri()}: "
     assert warning in synced.stderr, synced.stderr
-    assert f"trying {mirror.url}" in synced.stderr
+    assert f"; nothing stored, trying {mirror.url}" in synced.stderr
     assert Store(tmp_path / "host-store").blob_path(digest).read_bytes() == data
     fetched = [r.path for r in since_settled(mirror) if r.path.endswith(".gguf")]
     assert fetched, "the damaged file came from the hub"
@@ -286,14 +286,26 @@ def test_two_pushes_of_one_lock_at_once_both_succeed_and_each_blob_is_uploaded_o
     assert sorted(remote_blobs(team)) == digests
 
 
+@pytest.fixture
+def big_ci(
+    mirror_root: MirrorRoot, mirror: MirrorServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> tuple[Path, set[str]]:
+    """CI's project of two 150 MB models, synced: a push of it takes long enough to stop midway."""
+    monkeypatch.setenv("HF_ENDPOINT", mirror.url)
+    folder = tmp_path / "ci"
+    files = project_with_remote(
+        folder, mirror_root, tmp_path, remote=(tmp_path / "team").as_uri(), padding=150_000_000
+    )
+    ok(cli(folder, "sync"))
+    return folder, {hashlib.sha256(d).hexdigest() for d in files.values()}
+
+
 @pytest.mark.slow
 def test_a_push_killed_midway_leaves_nothing_half_written_and_a_rerun_finishes(
-    mirror_root: MirrorRoot, mirror: MirrorServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    big_ci: tuple[Path, set[str]], tmp_path: Path
 ) -> None:
-    monkeypatch.setenv("HF_ENDPOINT", mirror.url)
-    folder, team = tmp_path / "ci", tmp_path / "team"
-    files = project_with_remote(folder, mirror_root, tmp_path, remote=team.as_uri(), padding=150_000_000)
-    ok(cli(folder, "sync"))
+    folder, digests = big_ci
+    team = tmp_path / "team"
 
     first, _ = start(folder, "push", "--jobs", "1")
     try:
@@ -302,7 +314,6 @@ def test_a_push_killed_midway_leaves_nothing_half_written_and_a_rerun_finishes(
         first.send_signal(signal.SIGKILL)
         first.wait(timeout=10)
 
-    digests = {hashlib.sha256(d).hexdigest() for d in files.values()}
     assert set(remote_blobs(team).values()) <= digests
     assert all(name == sha for name, sha in remote_blobs(team).items()), "no final name holds other bytes"
     assert len(remote_blobs(team)) < len(digests), "killed before the end"
@@ -310,3 +321,25 @@ def test_a_push_killed_midway_leaves_nothing_half_written_and_a_rerun_finishes(
     ok(cli(folder, "push"))
 
     assert sorted(remote_blobs(team).items()) == sorted((d, d) for d in digests)
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_a_push_at_once_says_how_to_go_on_and_leaves_no_partial_object(
+    big_ci: tuple[Path, set[str]], tmp_path: Path
+) -> None:
+    folder, digests = big_ci
+    team = tmp_path / "team"
+
+    pushing, stderr = start(folder, "push", "--jobs", "2")
+    wait_for(lambda: any(team.rglob(".*.part")), "an upload under its temporary name")
+    pushing.send_signal(signal.SIGINT)
+    pushing.wait(timeout=10)
+
+    assert pushing.returncode == 130
+    message = stderr.read_text(encoding="utf-8")
+    assert "interrupted;" in message
+    assert "run push again to send the rest" in message
+    assert "Traceback" not in message
+    assert not list(team.rglob(".*.part")), "each stopped upload removed its temporary file"
+    assert all(name == sha for name, sha in remote_blobs(team).items())
+    assert len(remote_blobs(team)) < len(digests)

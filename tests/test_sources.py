@@ -147,6 +147,51 @@ def test_bytes_from_a_folder_are_verified_like_any_others(
     assert not store.progress_path(SHA).exists(), "nothing recorded to resume from"
 
 
+@pytest.mark.parametrize(
+    ("copy", "problem"),
+    [
+        (
+            bytes([DATA[0] ^ 0xFF]) + DATA[1:],
+            f"sent bytes with SHA256 {hashlib.sha256(bytes([DATA[0] ^ 0xFF]) + DATA[1:]).hexdigest()}, not {SHA}",
+        ),
+        (DATA[:-1], f"holds {len(DATA) - 1} bytes, the lock pins {len(DATA)}"),
+    ],
+    ids=["corrupt", "truncated"],
+)
+def test_a_folder_with_wrong_bytes_is_named_in_a_warning_and_the_next_source_serves_the_blob(
+    store: Store, client: httpx2.Client, tmp_path: Path, copy: bytes, problem: str
+) -> None:
+    bad = folder_with(tmp_path / "damaged", copy)
+    good = folder_with(tmp_path / "good", DATA)
+    warnings: list[str] = []
+
+    assert Downloader(store, client, options=PIECES, warn=warnings.append).fetch(job(bad, good)) is True
+
+    assert store.blob_path(SHA).read_bytes() == DATA
+    [warning] = warnings
+    assert warning.startswith(f"org/model/model.gguf: {bad.name}: ")
+    assert problem in warning
+    assert warning.endswith(f"; nothing stored, trying {good.name}")
+
+
+def test_wrong_bytes_in_one_source_and_none_in_the_rest_is_an_integrity_error_naming_each(
+    store: Store, client: httpx2.Client, tmp_path: Path
+) -> None:
+    bad = folder_with(tmp_path / "damaged", DATA[:-1])
+    (tmp_path / "empty").mkdir()
+    empty = FolderSource(tmp_path / "empty")
+
+    with pytest.raises(IntegrityError) as caught:
+        Downloader(store, client, options=PIECES).fetch(job(bad, empty))
+
+    assert caught.value.exit_code == 3
+    assert caught.value.message.startswith("org/model/model.gguf: no source has the locked bytes (")
+    assert f"{bad.name}: " in caught.value.message
+    assert f"{empty.name} has no blobs/sha256/" in caught.value.message
+    assert not store.blob_path(SHA).exists()
+    assert not store.partial_path(SHA).exists()
+
+
 def test_a_fetch_cut_short_on_the_hub_resumes_from_a_folder(
     mirror_root: MirrorRoot, mirror: MirrorServer, store: Store, client: httpx2.Client, tmp_path: Path
 ) -> None:
