@@ -105,7 +105,7 @@ def push(
     unsynced = sorted({m for b in blobs if not store.has_blob(b.sha256, b.size) for m in b.models})
     if unsynced:
         raise UserError(
-            f"model(s) {', '.join(unsynced)} are not synced into {store.home}, so there is nothing to push",
+            f"model(s) {', '.join(unsynced)} are not synced into {store.home}; nothing was uploaded",
             hint="run 'alex-models sync' first",
         )
     (opened,) = open_remotes(manifest_path, [remote])
