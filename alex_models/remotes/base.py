@@ -60,7 +60,8 @@ def open_remote(url: str) -> BlobRemote:
     if opener is None:
         raise UsageError(
             f"{url!r} is not a remote this tool can use",
-            hint=f"a remote is one of {', '.join(f'{s}://…' for s in _OPENERS)}, or a name from models.yaml's remotes:",
+            hint=f"a remote is one of {', '.join(f'{s}://…' for s in _OPENERS)}, "
+            "or a name from models.yaml's remotes:",
         )
     return opener(url)
 
