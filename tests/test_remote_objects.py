@@ -23,8 +23,9 @@ import pytest
 from helpers import free_port, wait_for
 from moto.server import ThreadedMotoServer
 
+from alex_models._retry import RetryPolicy
 from alex_models._units import MiB
-from alex_models.download import Downloader, DownloadOptions, FileJob
+from alex_models.download import Downloader, DownloadOptions, FileJob, NoProgress
 from alex_models.errors import IntegrityError, RemoteError, UsageError, UserError
 from alex_models.remotes.base import blob_key, open_remote
 from alex_models.remotes.objects import ObjectStoreRemote
@@ -278,47 +279,62 @@ def test_the_source_is_named_by_the_remote_url(remote: ObjectStoreRemote) -> Non
 # -- rclone serve s3: disk-backed, and a server that may answer a ranged GET with the whole object
 
 
-@pytest.fixture
-def rclone_endpoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+class Rclone:
     """``rclone serve s3`` over a folder (its buckets are the folder's folders), with our keys."""
-    root = tmp_path / "rclone"
-    (root / "models").mkdir(parents=True)
-    port = free_port()
-    rclone = Path(sys.executable).with_name("rclone")
-    process = subprocess.Popen(
-        [
-            str(rclone),
-            "serve",
-            "s3",
-            "--addr",
-            f"127.0.0.1:{port}",
-            "--auth-key",
-            f"AKIDEXAMPLE,{SECRET}",
-            str(root),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    endpoint = f"http://127.0.0.1:{port}"
 
-    def answers() -> bool:
-        with contextlib.suppress(httpx2.TransportError):
-            httpx2.get(endpoint, trust_env=False)
-            return True
-        return False
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.endpoint = f"http://127.0.0.1:{free_port()}"
+        self.process: subprocess.Popen[bytes] | None = None
 
-    try:
+    def start(self) -> None:
+        rclone = Path(sys.executable).with_name("rclone")
+        addr = self.endpoint.removeprefix("http://")
+        self.process = subprocess.Popen(
+            [
+                str(rclone),
+                "serve",
+                "s3",
+                "--addr",
+                addr,
+                "--auth-key",
+                f"AKIDEXAMPLE,{SECRET}",
+                str(self.root),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+        def answers() -> bool:
+            with contextlib.suppress(httpx2.TransportError):
+                httpx2.get(self.endpoint, trust_env=False)
+                return True
+            return False
+
         wait_for(answers, "rclone serve s3 to listen")
-        use_endpoint(monkeypatch, endpoint, "AKIDEXAMPLE", SECRET)
-        yield endpoint
+
+    def kill(self) -> None:
+        """Gone at once, its connections with it (a test server over a temporary folder)."""
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait()
+
+
+@pytest.fixture
+def rclone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Rclone]:
+    server = Rclone(tmp_path / "rclone")
+    (server.root / "models").mkdir(parents=True)
+    server.start()
+    use_endpoint(monkeypatch, server.endpoint, "AKIDEXAMPLE", SECRET)
+    try:
+        yield server
     finally:
-        process.kill()  # a test server over a temporary folder: nothing to shut down gracefully
-        process.wait()
+        server.kill()
 
 
 @pytest.mark.slow
 def test_rclone_serves_a_large_blob_through_the_downloader(
-    rclone_endpoint: str, store: Store, client: httpx2.Client, tmp_path: Path
+    rclone: Rclone, store: Store, client: httpx2.Client, tmp_path: Path
 ) -> None:
     remote = ObjectStoreRemote.from_url("s3://models/team", part_size=8 * MiB)
     data = hashlib.shake_256(b"rclone").digest(50 * MiB + 3)
@@ -338,7 +354,7 @@ def test_rclone_serves_a_large_blob_through_the_downloader(
 
 
 def test_the_keys_of_the_profile_aws_profile_names_are_used(
-    rclone_endpoint: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    rclone: Rclone, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     """rclone checks the keys (moto does not unless told): the profile's are the ones it knows."""
     credentials = tmp_path / "credentials"
@@ -357,3 +373,28 @@ def test_the_keys_of_the_profile_aws_profile_names_are_used(
         caught.value.message
         == f"s3://models/team: AWS_PROFILE=other, but {credentials} holds no keys for that profile"
     )
+
+
+@pytest.mark.slow
+def test_a_server_gone_mid_object_is_a_network_error_and_a_rerun_completes_the_blob(
+    rclone: Rclone, store: Store, client: httpx2.Client, tmp_path: Path
+) -> None:
+    remote = ObjectStoreRemote.from_url("s3://models/team")
+    data = hashlib.shake_256(b"dropped").digest(48 * MiB)
+    remote.upload(hashlib.sha256(data).hexdigest(), len(data), blob_file(tmp_path, data), lambda n: None)
+
+    class KillsTheServer(NoProgress):
+        def advanced(self, job: FileJob, received: int) -> None:
+            rclone.kill()  # with the first bytes written: the rest of the object never comes
+
+    once = DownloadOptions(retry=RetryPolicy(attempts=1, base=0.01))
+    with pytest.raises(RemoteError, match="gave up on s3://models/team") as caught:
+        Downloader(store, client, progress=KillsTheServer(), options=once).fetch(
+            job(remote.source(), data=data)
+        )
+    assert caught.value.exit_code == 4
+    assert not store.blob_path(hashlib.sha256(data).hexdigest()).exists()
+
+    rclone.start()
+    assert Downloader(store, client).fetch(job(remote.source(), data=data)) is True
+    assert store.blob_path(hashlib.sha256(data).hexdigest()).read_bytes() == data
