@@ -144,6 +144,13 @@ def test_a_blob_already_there_is_not_uploaded_again_nor_replaced(
     assert stored(remote, blob_key(SHA)) == DATA
 
 
+def test_a_published_lock_is_written_and_replaced_whole(remote: ObjectStoreRemote) -> None:
+    remote.write("locks/models.lock", b"version: 1\n")
+    remote.write("locks/models.lock", b"version: 2\n")
+
+    assert stored(remote, "locks/models.lock") == b"version: 2\n"
+
+
 def test_a_large_blob_goes_up_in_parts_and_appears_whole(bucket: str, tmp_path: Path) -> None:
     remote = ObjectStoreRemote.from_url(f"s3://{bucket}/team", part_size=5 * MiB, concurrency=2)
     data = hashlib.shake_256(b"parts").digest(11 * MiB + 7)
@@ -153,6 +160,41 @@ def test_a_large_blob_goes_up_in_parts_and_appears_whole(bucket: str, tmp_path: 
     key = blob_key(hashlib.sha256(data).hexdigest())
     assert stored(remote, key) == data
     assert str(obstore.head(remote.store, key)["e_tag"]).strip('"').endswith("-3"), "three parts"
+
+
+UPLOADER = """
+import sys
+from pathlib import Path
+
+from alex_models.remotes.objects import ObjectStoreRemote
+
+def advanced(sent: int) -> None:
+    print(sent, flush=True)
+    sys.stdin.readline()  # holds the upload here, mid-way, until the test kills this process
+
+url, sha256, size, path = sys.argv[1:]
+ObjectStoreRemote.from_url(url, part_size=5 * 1024 * 1024).upload(sha256, int(size), Path(path), advanced)
+"""
+
+
+def test_an_upload_killed_midway_leaves_no_object_and_a_rerun_uploads_it(bucket: str, tmp_path: Path) -> None:
+    remote = ObjectStoreRemote.from_url(f"s3://{bucket}/team", part_size=5 * MiB)
+    data = hashlib.shake_256(b"killed").digest(11 * MiB)
+    sha = hashlib.sha256(data).hexdigest()
+    path = blob_file(tmp_path, data)
+    uploader = subprocess.Popen(
+        [sys.executable, "-c", UPLOADER, remote.url, sha, str(len(data)), str(path)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
+    assert uploader.stdout is not None
+    assert int(uploader.stdout.readline()) == 5 * MiB, "the first part is on its way"
+    uploader.kill()
+    uploader.wait()
+
+    assert remote.sizes([sha]) == {}, "no half object under the blob's name"
+    assert upload(remote, data, path) == (True, len(data))
+    assert stored(remote, blob_key(sha)) == data
 
 
 def test_sync_reads_a_blob_from_the_bucket_in_pieces(
