@@ -1,8 +1,7 @@
-"""The object-store remote (``s3://bucket/prefix``) against a real S3 server on loopback.
+"""The object-store remote (``s3://bucket/prefix``) against moto's S3 server on loopback.
 
-moto's server runs in this process (objects in memory, so they stay small here); ``rclone serve
-s3`` (disk-backed, a separate process) serves the slow test. Credentials and the endpoint reach
-obstore through the standard AWS variables, as they would on a host.
+Objects stay small here: moto holds them in memory. ``test_remote_objects_rclone`` runs the
+disk-backed ``rclone serve s3``.
 """
 
 from __future__ import annotations
@@ -13,29 +12,24 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
-from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx2
 import obstore
 import pytest
-from helpers import free_port, wait_for
+from helpers import free_port
 from moto.server import ThreadedMotoServer
+from s3kit import DATA, SECRET, SHA, Recorded, blob_file, job, stored, upload, use_endpoint
 
-from alex_models._retry import RetryPolicy
 from alex_models._units import MiB
-from alex_models.download import Downloader, DownloadOptions, FileJob, NoProgress
-from alex_models.errors import IntegrityError, RemoteError, UsageError, UserError
+from alex_models.download import Downloader, DownloadOptions
+from alex_models.errors import IntegrityError, RemoteError, UsageError
 from alex_models.remotes.base import blob_key, open_remote
 from alex_models.remotes.objects import ObjectStoreRemote
-from alex_models.sources import Blob, Body, FolderSource, Missing, Reader, Source, Transient, Wire
+from alex_models.sources import FolderSource, Missing, Transient, Wire
 from alex_models.sources.objects import ObjectStoreSource
 from alex_models.store import Store
 
-SECRET = "s3cr3t-never-shown"
-DATA = hashlib.shake_256(b"objects").digest(3 * MiB + 4321)
-SHA = hashlib.sha256(DATA).hexdigest()
 PIECES = DownloadOptions(min_segment=512 * 1024, connections=4)
 
 
@@ -47,16 +41,6 @@ def moto_endpoint() -> Iterator[str]:
     host, port = server.get_host_and_port()
     yield f"http://{host}:{port}"
     server.stop()
-
-
-def use_endpoint(monkeypatch: pytest.MonkeyPatch, endpoint: str, key: str, secret: str) -> None:
-    """What a host's environment says: the keys, the endpoint, the region."""
-    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", key)
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", secret)
-    monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
-    monkeypatch.setenv("AWS_REGION", "us-east-1")
 
 
 @pytest.fixture
@@ -74,50 +58,6 @@ def remote(bucket: str) -> Iterator[ObjectStoreRemote]:
     assert isinstance(opened, ObjectStoreRemote)
     yield opened
     opened.close()
-
-
-def blob_file(tmp_path: Path, data: bytes, name: str = "blob") -> Path:
-    path = tmp_path / name
-    path.write_bytes(data)
-    return path
-
-
-def upload(remote: ObjectStoreRemote, data: bytes, path: Path) -> tuple[bool, int]:
-    """Upload ``data`` (at ``path``) under its SHA256: whether it was sent, and the bytes counted."""
-    sent: list[int] = []
-    uploaded = remote.upload(hashlib.sha256(data).hexdigest(), len(data), path, sent.append)
-    return uploaded, sum(sent)
-
-
-def stored(remote: ObjectStoreRemote, key: str) -> bytes:
-    return bytes(obstore.get(remote.store, key).bytes())
-
-
-def job(*sources: Source, data: bytes = DATA) -> FileJob:
-    return FileJob(hashlib.sha256(data).hexdigest(), len(data), sources, "org/model/model.gguf")
-
-
-@dataclass
-class Recorded:
-    """A source passed through, the ranges asked of it written down (the object store is real)."""
-
-    inner: Source
-    ranges: list[tuple[int, int]] = field(default_factory=list)
-
-    @property
-    def name(self) -> str:
-        return self.inner.name
-
-    def reader(self, blob: Blob, wire: Wire) -> Reader:
-        inner = self.inner.reader(blob, wire)
-        ranges = self.ranges
-
-        class Recording:
-            def open(self, start: int, end: int) -> AbstractContextManager[Body]:
-                ranges.append((start, end))
-                return inner.open(start, end)
-
-        return Recording()
 
 
 def test_uploaded_blobs_are_listed_with_their_sizes(remote: ObjectStoreRemote, tmp_path: Path) -> None:
@@ -319,124 +259,3 @@ def test_the_source_is_named_by_the_remote_url(remote: ObjectStoreRemote) -> Non
 
 
 # -- rclone serve s3: disk-backed, and a server that may answer a ranged GET with the whole object
-
-
-class Rclone:
-    """``rclone serve s3`` over a folder (its buckets are the folder's folders), with our keys."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.endpoint = f"http://127.0.0.1:{free_port()}"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        rclone = Path(sys.executable).with_name("rclone")
-        addr = self.endpoint.removeprefix("http://")
-        self.process = subprocess.Popen(
-            [
-                str(rclone),
-                "serve",
-                "s3",
-                "--addr",
-                addr,
-                "--auth-key",
-                f"AKIDEXAMPLE,{SECRET}",
-                str(self.root),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-
-        def answers() -> bool:
-            with contextlib.suppress(httpx2.TransportError):
-                httpx2.get(self.endpoint, trust_env=False)
-                return True
-            return False
-
-        wait_for(answers, "rclone serve s3 to listen")
-
-    def kill(self) -> None:
-        """Gone at once, its connections with it (a test server over a temporary folder)."""
-        if self.process is not None:
-            self.process.kill()
-            self.process.wait()
-
-
-@pytest.fixture
-def rclone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Rclone]:
-    server = Rclone(tmp_path / "rclone")
-    (server.root / "models").mkdir(parents=True)
-    server.start()
-    use_endpoint(monkeypatch, server.endpoint, "AKIDEXAMPLE", SECRET)
-    try:
-        yield server
-    finally:
-        server.kill()
-
-
-@pytest.mark.slow
-def test_rclone_serves_a_large_blob_through_the_downloader(
-    rclone: Rclone, store: Store, client: httpx2.Client, tmp_path: Path
-) -> None:
-    remote = ObjectStoreRemote.from_url("s3://models/team", part_size=8 * MiB)
-    data = hashlib.shake_256(b"rclone").digest(50 * MiB + 3)
-    sha = hashlib.sha256(data).hexdigest()
-    assert upload(remote, data, blob_file(tmp_path, data)) == (True, len(data))
-    assert remote.sizes([sha]) == {sha: len(data)}
-    source = Recorded(remote.source())
-
-    assert Downloader(store, client, options=DownloadOptions(min_segment=8 * MiB)).fetch(
-        job(source, data=data)
-    )
-
-    assert store.blob_path(sha).read_bytes() == data
-    asked = [r for r in source.ranges if r != (0, len(data))]
-    assert asked, "asked in pieces first"
-    assert source.ranges[-1] == (0, len(data)), "the server answered a range with 200: then one stream"
-
-
-def test_the_keys_of_the_profile_aws_profile_names_are_used(
-    rclone: Rclone, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
-    """rclone checks the keys (moto does not unless told): the profile's are the ones it knows."""
-    credentials = tmp_path / "credentials"
-    credentials.write_text(f"[team]\naws_access_key_id = AKIDEXAMPLE\naws_secret_access_key = {SECRET}\n")
-    monkeypatch.delenv("AWS_ACCESS_KEY_ID")
-    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(credentials))
-    monkeypatch.setenv("AWS_PROFILE", "team")
-
-    assert ObjectStoreRemote.from_url("s3://models/team").sizes([SHA]) == {}
-
-    monkeypatch.setenv("AWS_PROFILE", "other")
-    with pytest.raises(UserError) as caught:
-        ObjectStoreRemote.from_url("s3://models/team")
-    assert (
-        caught.value.message
-        == f"s3://models/team: AWS_PROFILE=other, but {credentials} holds no keys for that profile"
-    )
-
-
-@pytest.mark.slow
-def test_a_server_gone_mid_object_is_a_network_error_and_a_rerun_completes_the_blob(
-    rclone: Rclone, store: Store, client: httpx2.Client, tmp_path: Path
-) -> None:
-    remote = ObjectStoreRemote.from_url("s3://models/team")
-    data = hashlib.shake_256(b"dropped").digest(48 * MiB)
-    remote.upload(hashlib.sha256(data).hexdigest(), len(data), blob_file(tmp_path, data), lambda n: None)
-
-    class KillsTheServer(NoProgress):
-        def advanced(self, job: FileJob, received: int) -> None:
-            rclone.kill()  # with the first bytes written: the rest of the object never comes
-
-    once = DownloadOptions(retry=RetryPolicy(attempts=1, base=0.01))
-    with pytest.raises(RemoteError, match="gave up on s3://models/team") as caught:
-        Downloader(store, client, progress=KillsTheServer(), options=once).fetch(
-            job(remote.source(), data=data)
-        )
-    assert caught.value.exit_code == 4
-    assert not store.blob_path(hashlib.sha256(data).hexdigest()).exists()
-
-    rclone.start()
-    assert Downloader(store, client).fetch(job(remote.source(), data=data)) is True
-    assert store.blob_path(hashlib.sha256(data).hexdigest()).read_bytes() == data
