@@ -84,6 +84,19 @@ def test_a_blob_already_there_is_not_uploaded_again_nor_replaced(
     assert stored(remote, blob_key(SHA)) == DATA
 
 
+def test_a_damaged_object_under_the_blob_s_name_is_reported_not_replaced(
+    remote: ObjectStoreRemote, tmp_path: Path
+) -> None:
+    obstore.put(remote.store, blob_key(SHA), DATA[:100])
+
+    with pytest.raises(IntegrityError) as caught:
+        remote.upload(SHA, len(DATA), blob_file(tmp_path, DATA), lambda n: None)
+
+    assert caught.value.exit_code == 3
+    assert caught.value.message == f"{remote.url}/{blob_key(SHA)} holds 100 bytes, the blob has {len(DATA)}"
+    assert stored(remote, blob_key(SHA)) == DATA[:100]
+
+
 def test_a_published_lock_is_written_and_replaced_whole(remote: ObjectStoreRemote) -> None:
     remote.write("locks/models.lock", b"version: 1\n")
     remote.write("locks/models.lock", b"version: 2\n")
