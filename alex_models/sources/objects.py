@@ -1,0 +1,166 @@
+"""An object store (S3 and compatibles, GCS, Azure, through ``obstore``) as a source.
+
+Not imported by ``sources/__init__``: obstore loads only when a remote of that kind is used.
+A range is one GET with ``Range``; the object's size, which S3 sends with every answer, must be
+the lock's (else it is not the locked blob: exit 3, nothing stored). ``translated`` says what an
+obstore failure means, for this source and for the remote's own calls (``remotes/objects``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import obstore
+from obstore.exceptions import (
+    AlreadyExistsError,
+    BaseError,
+    GenericError,
+    PermissionDeniedError,
+    PreconditionError,
+    UnauthenticatedError,
+)
+
+from alex_models.errors import IntegrityError, RemoteError
+from alex_models.sources.base import Blob, Missing, Transient, Wire
+
+if TYPE_CHECKING:
+    from obstore import BytesStream
+    from obstore.store import ObjectStore
+
+READ_SIZE = 4 * 1024 * 1024
+"""Bytes handed to the downloader at once: few Python calls per GiB, bounded memory per piece."""
+
+_CREDENTIALS_HINT = (
+    "check the credentials in AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY (GOOGLE_*/AZURE_* for gs://, az://), "
+    "the endpoint in AWS_ENDPOINT_URL, and that the bucket exists"
+)
+
+
+_STATUS_RE = re.compile(r"status code: (\d{3})")
+
+
+def _first_line(exc: BaseException) -> str:
+    """obstore's message without its debug dump (the request and the server's XML)."""
+    return str(exc).split("\n", 1)[0].split(": <?xml", 1)[0].strip()
+
+
+def _denied(exc: BaseException) -> bool:
+    """A 401 or 403: obstore says so by its type for most calls, only in its message for a listing."""
+    status = _STATUS_RE.search(_first_line(exc))
+    return isinstance(exc, (PermissionDeniedError, UnauthenticatedError)) or (
+        status is not None and status[1] in ("401", "403")
+    )
+
+
+def _no_bucket(exc: BaseException) -> bool:
+    """S3 answers 404 for a missing bucket too; only the error code in its body tells them apart."""
+    return "NoSuchBucket" in str(exc)
+
+
+@contextlib.contextmanager
+def translated(url: str, key: str) -> Iterator[None]:
+    """obstore's failures in the downloader's terms, for ``key`` below the remote ``url``.
+
+    No secret can leak: obstore's messages carry the request's method and URL, never its
+    signature, and the denied case uses a message of ours.
+    """
+    try:
+        yield
+    except FileNotFoundError as exc:  # NotFoundError is one
+        if _no_bucket(exc):
+            raise RemoteError(f"{url}: the bucket does not exist", hint=_CREDENTIALS_HINT) from None
+        raise Missing(f"{url} has no {key}", hint="a remote holds only the blobs pushed to it") from None
+    except (AlreadyExistsError, PreconditionError):
+        raise  # the remote's upload decides what these mean
+    except BaseError as exc:  # GenericError and the rest: the network, the server
+        if _no_bucket(exc):
+            raise RemoteError(f"{url}: the bucket does not exist", hint=_CREDENTIALS_HINT) from None
+        if _denied(exc):
+            raise RemoteError(f"{url}: access denied", hint=_CREDENTIALS_HINT) from None
+        raise Transient(f"{url}: {_first_line(exc)}") from None
+
+
+@dataclass(frozen=True)
+class ObjectStoreSource:
+    """The blobs of the remote ``url`` held in ``store``, each under ``key(sha256)``."""
+
+    url: str
+    store: ObjectStore
+    key: Callable[[str], str]
+
+    @property
+    def name(self) -> str:
+        return self.url
+
+    def reader(self, blob: Blob, wire: Wire) -> ObjectStoreReader:
+        return ObjectStoreReader(self, blob)
+
+
+class ObjectStoreReader:
+    """One blob of the store: a GET per range asked."""
+
+    def __init__(self, source: ObjectStoreSource, blob: Blob) -> None:
+        self.source = source
+        self.blob = blob
+        self.key = source.key(blob.sha256)
+
+    @contextlib.contextmanager
+    def open(self, start: int, end: int) -> Iterator[ObjectBody]:
+        whole = start == 0 and end == self.blob.size
+        with translated(self.source.url, self.key):
+            if whole:
+                result = obstore.get(self.source.store, self.key)
+            else:
+                try:
+                    result = obstore.get(self.source.store, self.key, options={"range": (start, end)})
+                except GenericError as exc:
+                    if "non-partial response" not in str(exc):
+                        raise
+                    # The server ignored Range and answered 200 (rclone serve s3 does), which obstore
+                    # refuses: the whole object then, and the downloader reads the file in one stream.
+                    result = obstore.get(self.source.store, self.key)
+                    whole = True
+            size = result.meta["size"]
+            if size != self.blob.size:
+                raise IntegrityError(
+                    f"{self.blob.label}: {self.source.url}/{self.key} holds {size} bytes, "
+                    f"the lock pins {self.blob.size}",
+                    hint="nothing was stored; that object is damaged: delete it and push again",
+                )
+            got = result.range
+            if not whole and tuple(got) != (start, end):
+                whole = tuple(got) == (0, size)
+                if not whole:
+                    raise RemoteError(
+                        f"{self.blob.label}: asked {self.source.url} for bytes {start}-{end - 1}, "
+                        f"it answered bytes {got[0]}-{got[1] - 1}",
+                        hint="the server mishandles Range requests; nothing was stored",
+                    )
+            yield ObjectBody(self.source.url, self.key, result.stream(min_chunk_size=READ_SIZE), whole=whole)
+
+
+class ObjectBody:
+    """A GET's body, in pieces of ``READ_SIZE``."""
+
+    def __init__(self, url: str, key: str, stream: BytesStream, *, whole: bool) -> None:
+        self.whole = whole
+        self._url = url
+        self._key = key
+        self._stream = stream
+        self._cut = False
+
+    def __iter__(self) -> Iterator[bytes]:
+        with translated(self._url, self._key):
+            for piece in self._stream:
+                if self._cut:
+                    return
+                yield piece
+
+    def cut(self) -> None:
+        """Stop at the next piece. obstore offers no way to abort a blocked read from another
+        thread; a stalled one ends by the client's read timeout (``remotes/objects``)."""
+        self._cut = True
