@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -81,3 +82,27 @@ def client() -> Iterator[httpx2.Client]:
 def store(tmp_path: Path) -> Store:
     """An empty store of this test's own."""
     return Store(tmp_path / "store").init()
+
+
+@pytest.fixture(scope="module")
+def moto_endpoint() -> Iterator[str]:
+    """moto's S3 server on a free loopback port, shared by a test module's tests (each uses its own
+    bucket). Imported here, when asked for: most tests never start it."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def bucket(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A new empty bucket on moto, the environment pointed at it as a host's would be."""
+    from s3kit import SECRET, use_endpoint
+
+    use_endpoint(monkeypatch, moto_endpoint, "AKIDEXAMPLE", SECRET)
+    name = f"models-{uuid.uuid4().hex[:12]}"
+    httpx2.put(f"{moto_endpoint}/{name}", trust_env=False).raise_for_status()
+    return name

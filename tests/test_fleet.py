@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from helpers import CLI, cli, since_settled, start, wait_for
+from s3kit import SECRET
 
 from alex_models._units import human_size
 from alex_models.mirror import MirrorRoot, MirrorServer
@@ -343,3 +344,34 @@ def test_ctrl_c_stops_a_push_at_once_says_how_to_go_on_and_leaves_no_partial_obj
     assert not list(team.rglob(".*.part")), "each stopped upload removed its temporary file"
     assert all(name == sha for name, sha in remote_blobs(team).items())
     assert len(remote_blobs(team)) < len(digests)
+
+
+def test_ci_pushes_to_a_bucket_and_a_host_syncs_from_it_alone(
+    mirror_root: MirrorRoot,
+    mirror: MirrorServer,
+    bucket: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The same fleet over a real S3 server (moto): push and sync --from speak to any remote."""
+    monkeypatch.setenv("HF_ENDPOINT", mirror.url)
+    remote = f"s3://{bucket}/prod"
+    folder = tmp_path / "ci"
+    files = project_with_remote(folder, mirror_root, tmp_path, remote=remote)
+    ok(cli(folder, "sync"))
+
+    pushed = json.loads(ok(cli(folder, "push", "--json")).stdout)
+    held = json.loads(ok(cli(folder, "status", "--remote", "team", "--json")).stdout)
+    since_settled(mirror)
+    mirror.clear_log()
+    deployed = host(tmp_path, folder, monkeypatch)
+    synced = ok(cli(deployed, "-v", "sync", "--frozen", "--from", remote, "--no-hub"))
+
+    assert pushed["remote"] == remote
+    assert pushed["bytes"] == sum(len(data) for data in files.values())
+    assert held["complete"] is True
+    assert since_settled(mirror) == [], "nothing came from the mirror"
+    ok(cli(deployed, "verify"))
+    store = Store(tmp_path / "host-store")
+    assert all(store.blob_path(hashlib.sha256(d).hexdigest()).read_bytes() == d for d in files.values())
+    assert SECRET not in json.dumps(pushed) + json.dumps(held) + synced.stdout + synced.stderr

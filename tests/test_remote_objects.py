@@ -10,7 +10,6 @@ import contextlib
 import hashlib
 import subprocess
 import sys
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,38 +17,29 @@ import httpx2
 import obstore
 import pytest
 from helpers import free_port
-from moto.server import ThreadedMotoServer
-from s3kit import DATA, SECRET, SHA, Recorded, blob_file, job, stored, upload, use_endpoint
+from s3kit import (
+    DATA,
+    SECRET,
+    SHA,
+    Recorded,
+    blob_file,
+    job,
+    stored,
+    upload,
+    use_endpoint,
+)
 
 from alex_models._units import MiB
 from alex_models.download import Downloader, DownloadOptions
 from alex_models.errors import IntegrityError, RemoteError, UsageError
-from alex_models.remotes.base import blob_key, open_remote
+from alex_models.remotes import open_remote
+from alex_models.remotes.base import blob_key
 from alex_models.remotes.objects import ObjectStoreRemote
 from alex_models.sources import FolderSource, Missing, Transient, Wire
 from alex_models.sources.objects import ObjectStoreSource
 from alex_models.store import Store
 
 PIECES = DownloadOptions(min_segment=512 * 1024, connections=4)
-
-
-@pytest.fixture(scope="module")
-def moto_endpoint() -> Iterator[str]:
-    """moto's S3 server on a free loopback port, for this module's tests (each uses its own bucket)."""
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
-
-
-@pytest.fixture
-def bucket(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
-    """A new empty bucket on moto, the environment pointed at it."""
-    use_endpoint(monkeypatch, moto_endpoint, "AKIDEXAMPLE", SECRET)
-    name = f"models-{uuid.uuid4().hex[:12]}"
-    httpx2.put(f"{moto_endpoint}/{name}", trust_env=False).raise_for_status()
-    return name
 
 
 @pytest.fixture

@@ -1,7 +1,48 @@
 """Remotes: content-addressed copies of blobs, laid out like the store
 (``<prefix>/blobs/sha256/ab/<sha256>``, ``<prefix>/locks/…``), that ``push`` fills and
-``sync --from`` reads. ``base`` says what a remote does; one module per kind."""
+``sync --from`` reads. ``base`` says what a remote does; one module per kind (``folder``:
+``file://``; ``objects``: ``s3://``, ``gs://``, ``az://``), opened here by the URL's scheme, each
+only when used.
+"""
 
-from alex_models.remotes.base import BlobRemote, open_remote
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from alex_models.errors import UsageError
+from alex_models.remotes.base import BlobRemote
 
 __all__ = ["BlobRemote", "open_remote"]
+
+
+def open_remote(url: str) -> BlobRemote:
+    """The remote at ``url``, by its scheme; an unknown scheme is a usage error naming the known ones."""
+    scheme = url.split("://", 1)[0].lower() if "://" in url else ""
+    opener = _OPENERS.get(scheme)
+    if opener is None:
+        raise UsageError(
+            f"{url!r} is not a remote this tool can use",
+            hint=f"a remote is one of {', '.join(f'{s}://…' for s in _OPENERS)}, "
+            "or a name from models.yaml's remotes:",
+        )
+    return opener(url)
+
+
+def _open_folder(url: str) -> BlobRemote:
+    from alex_models.remotes.folder import FolderRemote  # noqa: PLC0415
+
+    return FolderRemote.from_url(url)
+
+
+def _open_object_store(url: str) -> BlobRemote:
+    from alex_models.remotes.objects import ObjectStoreRemote  # noqa: PLC0415 - obstore, only when used
+
+    return ObjectStoreRemote.from_url(url)
+
+
+_OPENERS: dict[str, Callable[[str], BlobRemote]] = {
+    "file": _open_folder,
+    "s3": _open_object_store,
+    "gs": _open_object_store,
+    "az": _open_object_store,
+}

@@ -7,12 +7,10 @@ its URL: credentials come from each ecosystem's own variables and files.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Protocol, cast
+from typing import Protocol
 
-from alex_models.errors import UsageError
 from alex_models.sources.base import Source
 
 
@@ -52,37 +50,3 @@ class BlobRemote(Protocol):
     def close(self) -> None:
         """Release connections."""
         ...
-
-
-def open_remote(url: str) -> BlobRemote:
-    """The remote at ``url``, by its scheme; an unknown scheme is a usage error naming the known ones."""
-    scheme = url.split("://", 1)[0].lower() if "://" in url else ""
-    opener = _OPENERS.get(scheme)
-    if opener is None:
-        raise UsageError(
-            f"{url!r} is not a remote this tool can use",
-            hint=f"a remote is one of {', '.join(f'{s}://…' for s in _OPENERS)}, "
-            "or a name from models.yaml's remotes:",
-        )
-    return opener(url)
-
-
-def _open_folder(url: str) -> BlobRemote:
-    from alex_models.remotes.folder import FolderRemote  # noqa: PLC0415
-
-    return FolderRemote.from_url(url)
-
-
-def _open_object_store(url: str) -> BlobRemote:
-    # Imported by name, when used: obstore loads only for an object store, and this module does not
-    # depend on that one's presence to type-check.
-    objects = importlib.import_module("alex_models.remotes.objects")
-    return cast(BlobRemote, objects.ObjectStoreRemote.from_url(url))
-
-
-_OPENERS: dict[str, Callable[[str], BlobRemote]] = {
-    "file": _open_folder,
-    "s3": _open_object_store,
-    "gs": _open_object_store,
-    "az": _open_object_store,
-}
