@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from concurrent.futures import FIRST_EXCEPTION, Future, wait
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from typing import TypeVar
 
+from alex_models.errors import Interrupted, exit_code_of
+
 T = TypeVar("T")
+R = TypeVar("R")
 
 
 def results_or_first_error(
@@ -28,3 +31,35 @@ def results_or_first_error(
         wait(futures)
         raise failure
     return [future.result() for future in futures]
+
+
+def run_interruptibly(
+    work: Callable[[T], R],
+    items: Sequence[T],
+    *,
+    workers: int,
+    stop: Callable[[], None],
+    said: Callable[[list[Future[R]]], str],
+    grace: float = 5.0,
+    stop_on_failure: bool = False,
+) -> list[R]:
+    """``work`` on each of ``items``, ``workers`` at a time; the results in order.
+
+    The first failure is raised once the running items are done (the others are not started;
+    with ``stop_on_failure``, ``stop`` makes the running ones end soon). Ctrl-C or SIGTERM (a
+    ``KeyboardInterrupt`` in this, the main thread) runs ``stop``, gives the running ones ``grace``
+    seconds to wind down, and raises ``Interrupted`` with ``said(futures)`` (what was kept, how to go
+    on) and the signal's exit code.
+    """
+    # Not a with-block: its exit would wait for every item to finish, even after Ctrl-C.
+    pool = ThreadPoolExecutor(max_workers=max(1, workers))
+    futures: list[Future[R]] = []
+    try:
+        futures.extend(pool.submit(work, item) for item in items)
+        return results_or_first_error(futures, on_failure=stop if stop_on_failure else None)
+    except KeyboardInterrupt as interrupt:
+        stop()
+        wait(futures, timeout=grace)
+        raise Interrupted(said(futures), exit_code=exit_code_of(interrupt)) from None
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)

@@ -5,17 +5,16 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TypeGuard
 
 import httpx2
 
-from alex_models._futures import results_or_first_error
+from alex_models._futures import run_interruptibly
 from alex_models._units import human_size
 from alex_models.download import Downloader, DownloadOptions, FileJob, Progress
-from alex_models.errors import Interrupted, UserError, exit_code_of
+from alex_models.errors import UserError
 from alex_models.lock import Lock, LockedFile, LockedModel
 from alex_models.sources import HubSource, Source, UrlSource
 from alex_models.store import Store
@@ -145,22 +144,15 @@ def download_missing(
     http = client or new_client()
     try:
         downloader = Downloader(store, http, options=options, progress=progress, check=check, warn=warn)
-        # Not a with-block: its exit would wait for every download to finish, even after Ctrl-C.
-        pool = ThreadPoolExecutor(max_workers=max(1, jobs))
-        futures: list[Future[bool]] = []
-        try:
-            futures.extend(pool.submit(downloader.fetch, job) for job in missing)
+        fetched = run_interruptibly(
+            downloader.fetch,
+            missing,
+            workers=jobs,
             # On a failure, files not started yet are not started; the running ones finish.
-            fetched = results_or_first_error(futures)
-        except KeyboardInterrupt as interrupt:
-            downloader.cancel()
-            wait(futures, timeout=_STOP_WAIT)
-            raise Interrupted(
-                f"interrupted; {human_size(downloader.kept)} kept, run {command} again to resume",
-                exit_code=exit_code_of(interrupt),
-            ) from None
-        finally:
-            pool.shutdown(wait=False, cancel_futures=True)
+            stop=downloader.cancel,
+            said=lambda _: f"interrupted; {human_size(downloader.kept)} kept, run {command} again to resume",
+            grace=_STOP_WAIT,
+        )
         # fetch() is False when a concurrent sync stored the blob while this one waited for its lock.
         return {job.sha256 for job, stored in zip(missing, fetched, strict=True) if stored}
     finally:

@@ -6,15 +6,15 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from alex_models._futures import results_or_first_error
+from alex_models._futures import run_interruptibly
 from alex_models._units import human_size
 from alex_models.api._context import open_remotes, require_lock, select_models, store_for
 from alex_models.api._materialize import label
-from alex_models.errors import IntegrityError, Interrupted, UserError, exit_code_of
+from alex_models.errors import IntegrityError, UserError
 from alex_models.lock import Lock
 from alex_models.remotes import BlobRemote
 from alex_models.store import Store
@@ -195,22 +195,13 @@ def _upload_all(remote: BlobRemote, todo: list[RemoteBlob], store: Store, jobs: 
     def upload(blob: RemoteBlob) -> bool:
         return remote.upload(blob.sha256, blob.size, store.blob_path(blob.sha256), advanced)
 
-    # Not a with-block: its exit would wait for every upload to finish, even after Ctrl-C.
-    pool = ThreadPoolExecutor(max_workers=max(1, jobs))
-    futures: list[Future[bool]] = []
-    try:
-        futures.extend(pool.submit(upload, blob) for blob in todo)
-        return results_or_first_error(futures, on_failure=stop.set)
-    except KeyboardInterrupt as interrupt:
-        stop.set()
-        wait(futures, timeout=_STOP_WAIT)
+    def said(futures: list[Future[bool]]) -> str:
         finished = sum(1 for f in futures if f.done() and not f.cancelled() and f.exception() is None)
-        raise Interrupted(
-            f"interrupted; {finished} of {len(todo)} blob(s) uploaded, run push again to send the rest",
-            exit_code=exit_code_of(interrupt),
-        ) from None
-    finally:
-        pool.shutdown(wait=False, cancel_futures=True)
+        return f"interrupted; {finished} of {len(todo)} blob(s) uploaded, run push again to send the rest"
+
+    return run_interruptibly(
+        upload, todo, workers=jobs, stop=stop.set, said=said, grace=_STOP_WAIT, stop_on_failure=True
+    )
 
 
 class _Stopped(Exception):
