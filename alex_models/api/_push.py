@@ -136,20 +136,20 @@ def remote_status(
     """Which blobs the lock pins ``remote`` holds with the locked size, model by model."""
     lock_path, current = require_lock(manifest_path, lock_path)
     (opened,) = open_remotes(manifest_path, [remote])
-    try:
-        models = []
-        for name in sorted(current.models):
-            blobs = _locked_blobs(current, [name])
-            held = _held(opened, blobs, damaged_ok=True)
-            models.append(
-                RemoteModel(
-                    name,
-                    present=tuple(b for b in blobs if b.sha256 in held),
-                    missing=tuple(b for b in blobs if b.sha256 not in held),
-                )
-            )
+    try:  # one question to the remote for every locked blob, not one per model
+        held = _held(opened, _locked_blobs(current, sorted(current.models)), damaged_ok=True)
     finally:
         opened.close()
+    models = []
+    for name in sorted(current.models):
+        blobs = _locked_blobs(current, [name])
+        models.append(
+            RemoteModel(
+                name,
+                present=tuple(b for b in blobs if b.sha256 in held),
+                missing=tuple(b for b in blobs if b.sha256 not in held),
+            )
+        )
     return RemoteStatusResult(remote=opened.url, lock_path=lock_path, models=tuple(models))
 
 
