@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -102,6 +103,8 @@ def sync(
     locking asks ``remote`` (default: the endpoint's Hub API). ``progress`` sees each download.
     """
     opts = options or SyncOptions()
+    if not opts.hub and not opts.remotes:
+        raise UsageError("--no-hub leaves no place to fetch from", hint="name a remote with --from REMOTE")
     began = time.monotonic()
     settings = Settings.from_env()
     offline = opts.offline or settings.offline
@@ -117,40 +120,36 @@ def sync(
     # Registered before anything is fetched, so a gc running meanwhile keeps what this sync brings.
     store.register_lock(lock_path)
     endpoint = (opts.endpoint or settings.endpoint).rstrip("/")
-    if not opts.hub and not opts.remotes:
-        raise UsageError("--no-hub leaves no place to fetch from", hint="name a remote with --from REMOTE")
     remotes = open_remotes(manifest_path, opts.remotes)
-    try:
+    with contextlib.ExitStack() as opened:  # open until the downloads that read their sources end
+        for each in remotes:
+            opened.callback(each.close)
         wanted = download_jobs(current, names, endpoint, [r.source() for r in remotes], own=opts.hub)
         missing = [job for job in wanted.values() if not store.has_blob(job.sha256, job.size)]
         if missing and not opts.hub:
             _require_in_remotes(missing, remotes)
-    finally:
-        for each in remotes:
-            each.close()
-    missing = with_token(missing, endpoint, opts.token)
-    if missing and offline:
-        labels = ", ".join(job.label for job in missing[:_LISTED_AT_MOST])
-        more = f" and {len(missing) - _LISTED_AT_MOST} more" if len(missing) > _LISTED_AT_MOST else ""
-        raise UserError(
-            f"offline, and {len(missing)} locked file(s) are not in the store {store.home}: {labels}{more}",
-            hint="run 'alex-models sync' where the endpoint is reachable, or copy the store here",
-        )
-    check_space(store, missing)
-    counter = _CountingProgress(progress or NoProgress())
-    fetched: set[str] = set()
-    fetch_warnings: list[str] = []
-    if missing:
-        fetched = download_missing(
-            store,
-            missing,
-            counter,
-            jobs=opts.jobs,
-            client=client,
-            options=opts.download,
-            checks=gguf_checks(current, names),
-            warn=fetch_warnings.append,
-        )
+        missing = with_token(missing, endpoint, opts.token)
+        if missing and offline:
+            listed = _listed([job.label for job in missing])
+            raise UserError(
+                f"offline, and {len(missing)} locked file(s) are not in the store {store.home}: {listed}",
+                hint="run 'alex-models sync' where the endpoint is reachable, or copy the store here",
+            )
+        check_space(store, missing)
+        counter = _CountingProgress(progress or NoProgress())
+        fetched: set[str] = set()
+        fetch_warnings: list[str] = []
+        if missing:
+            fetched = download_missing(
+                store,
+                missing,
+                counter,
+                jobs=opts.jobs,
+                client=client,
+                options=opts.download,
+                checks=gguf_checks(current, names),
+                warn=fetch_warnings.append,
+            )
     models = tuple(link_views(store, name, current.models[name]) for name in names)
     if opts.hf_cache is not None:
         _link_hf_cache(store, opts.hf_cache, [current.models[name] for name in names])
@@ -182,12 +181,17 @@ def _require_in_remotes(missing: list[FileJob], remotes: list[BlobRemote]) -> No
         absent -= set(each.sizes(absent))
     if absent:
         lacking = [job.label for job in missing if job.sha256 in absent]
-        more = f" and {len(lacking) - _LISTED_AT_MOST} more" if len(lacking) > _LISTED_AT_MOST else ""
         raise UserError(
-            f"no remote tried ({', '.join(r.url for r in remotes)}) has "
-            f"{', '.join(lacking[:_LISTED_AT_MOST])}{more}, and --no-hub forbids the Hub",
+            f"no remote tried ({', '.join(r.url for r in remotes)}) has {_listed(lacking)}, "
+            "and --no-hub forbids the Hub",
             hint="run 'alex-models push' where those files are synced, or sync without --no-hub",
         )
+
+
+def _listed(labels: list[str]) -> str:
+    """The first few of ``labels``, and how many more: a message stays one readable line."""
+    more = f" and {len(labels) - _LISTED_AT_MOST} more" if len(labels) > _LISTED_AT_MOST else ""
+    return ", ".join(labels[:_LISTED_AT_MOST]) + more
 
 
 def _check_emitted(manifest_path: Path, current: Lock, store: Store) -> None:
