@@ -2,9 +2,9 @@
 
 A job names the blob (SHA256, size) and its sources in order (``alex_models.sources``: the Hub, a
 plain URL, a folder laid out like the store). Everything below except the wire checks is the same
-whatever the source: the plan, the progress record, the per-blob lock, verification and promotion
-are here; the pieces' workers, retries, hasher and checkpoints in ``transfer``; each kind of
-source checks its own answers in ``sources``.
+whatever the source: the per-blob lock, verification and promotion are here; the plan of pieces,
+the resume record and the reserved space in ``pieces``; the pieces' workers, retries, hasher and
+checkpoints in ``transfer``; each kind of source checks its own answers in ``sources``.
 
 How one file is fetched:
 
@@ -44,8 +44,6 @@ How one file is fetched:
 from __future__ import annotations
 
 import contextlib
-import errno
-import json
 import os
 import threading
 from collections.abc import Callable, Iterator
@@ -56,18 +54,14 @@ from typing import Protocol
 import httpx2
 from filelock import Timeout
 
-from alex_models._fs import atomic_write
 from alex_models._retry import RetryPolicy
 from alex_models._units import MiB
 from alex_models.errors import IntegrityError
+from alex_models.pieces import load_record, plan_pieces, reserve, save_record
 from alex_models.sources import LockDisagrees, Source, Wire
 from alex_models.store import Store
-from alex_models.transfer import NotFound, RangesIgnored, Segment, Transfer, Tuning, raise_if_no_space
+from alex_models.transfer import NotFound, RangesIgnored, Segment, Transfer, Tuning
 
-_PROGRESS_VERSION = 1
-_PIECES_PER_CONNECTION = 8
-"""More pieces keep the hasher closer behind the downloads; fewer cost fewer requests. A 2 GiB
-file at 50 MB/s per connection: 6.4 s with 4 pieces per connection, 6.2 s with 8."""
 _LOCK_POLL = 0.25
 """Seconds between looks at a blob lock another process holds: its progress, and a Ctrl-C."""
 
@@ -268,7 +262,7 @@ class Downloader:
                 break
             except Timeout:
                 waited = True
-                segments = self._load_progress(job)
+                segments = load_record(self.store, job)
                 self.progress.waiting(job, sum(s.done for s in segments or ()))
         try:
             yield waited
@@ -301,12 +295,12 @@ class Downloader:
         if self._cancelled.is_set():
             raise Cancelled(job.label)
         partial = self.store.partial_path(job.sha256)
-        segments = self._load_progress(job) if partial.exists() else None
+        segments = load_record(self.store, job) if partial.exists() else None
         if segments is None:
-            segments = self._plan(job.size)
+            segments = plan_pieces(job.size, self.options.connections, self.options.min_segment)
         fd = os.open(partial, os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            _reserve(fd, job, partial)
+            reserve(fd, job, partial)
             host = _Host(self, job)
             self.progress.started(job, sum(s.done for s in segments))
             transfer = Transfer(host, job, fd, segments, sources)
@@ -326,44 +320,6 @@ class Downloader:
         if digest is None:
             raise Cancelled(job.label)
         return digest, transfer.sources[transfer.current]
-
-    def _plan(self, size: int) -> list[Segment]:
-        """Pieces that ``connections`` workers take in file order, each a ranged request.
-
-        Bytes then arrive roughly in order and the hasher keeps up. With one segment per
-        connection it could only pass the first segment's end when that was done, and on a
-        capped link hashed seven eighths of the file after the last byte arrived.
-        """
-        if size == 0:
-            return [Segment(0, 0)]
-        per_piece = -(-size // (self.options.connections * _PIECES_PER_CONNECTION))
-        step = max(self.options.min_segment, per_piece)
-        return [Segment(start, min(start + step, size)) for start in range(0, size, step)]
-
-    def _load_progress(self, job: FileJob) -> list[Segment] | None:
-        try:
-            record = json.loads(self.store.progress_path(job.sha256).read_text(encoding="utf-8"))
-            if record["version"] != _PROGRESS_VERSION or record["size"] != job.size:
-                return None
-            segments = [Segment(int(s), int(e), int(d)) for s, e, d in record["segments"]]
-        except (FileNotFoundError, ValueError, KeyError, TypeError):
-            return None
-        # A record that does not tile the file exactly is not ours to trust: start over.
-        expected_start = 0
-        for segment in segments:
-            if segment.start != expected_start or not 0 <= segment.done <= segment.end - segment.start:
-                return None
-            expected_start = segment.end
-        return segments if expected_start == job.size else None
-
-    def _save_progress(self, job: FileJob, segments: list[Segment]) -> None:
-        record = {
-            "version": _PROGRESS_VERSION,
-            "sha256": job.sha256,
-            "size": job.size,
-            "segments": [[s.start, s.end, s.done] for s in segments],
-        }
-        atomic_write(self.store.progress_path(job.sha256), json.dumps(record).encode())
 
 
 @dataclass(frozen=True)
@@ -389,7 +345,7 @@ class _Host:
         self.downloader.progress.advanced(self.job, received)
 
     def record(self, segments: list[Segment]) -> None:
-        self.downloader._save_progress(self.job, segments)
+        save_record(self.downloader.store, self.job, segments)
 
     def kept(self, done: int) -> None:
         self.downloader._set_kept(self.job, done)
@@ -404,16 +360,3 @@ def _none_right(job: FileJob, answers: list[str]) -> IntegrityError:
         f"{job.label}: no source has the locked bytes ({'; '.join(answers)})",
         hint="nothing was stored; delete the damaged copies and push them again, or sync from the Hub",
     )
-
-
-def _reserve(fd: int, job: FileJob, partial: Path) -> None:
-    """Give the partial file its full size now, so a full disk fails here, not mid-download."""
-    try:
-        if os.fstat(fd).st_size != job.size:
-            os.ftruncate(fd, job.size)
-        if hasattr(os, "posix_fallocate") and job.size:
-            os.posix_fallocate(fd, 0, job.size)
-    except OSError as exc:
-        raise_if_no_space(exc, job, partial)
-        if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL):  # filesystems without fallocate
-            raise

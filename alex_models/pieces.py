@@ -1,0 +1,80 @@
+"""A partial download in the store's ``tmp/``: the pieces it is cut into, the record a killed run
+resumes from, and the space it takes up front.
+
+``tmp/<sha256>.part`` holds the bytes, preallocated to the blob's size; ``tmp/<sha256>.json`` says,
+after each flush, how much of each piece is on disk. The downloader owns when these are read and
+written; ``transfer`` fills the pieces.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+from pathlib import Path
+
+from alex_models._fs import atomic_write
+from alex_models.sources import Blob
+from alex_models.store import Store
+from alex_models.transfer import Segment, raise_if_no_space
+
+_RECORD_VERSION = 1
+_PIECES_PER_CONNECTION = 8
+"""More pieces keep the hasher closer behind the downloads; fewer cost fewer requests. A 2 GiB
+file at 50 MB/s per connection: 6.4 s with 4 pieces per connection, 6.2 s with 8."""
+
+
+def plan_pieces(size: int, connections: int, min_segment: int) -> list[Segment]:
+    """Pieces that ``connections`` workers take in file order, each a ranged request.
+
+    Bytes then arrive roughly in order and the hasher keeps up. With one segment per connection
+    it could only pass the first segment's end when that was done, and on a capped link hashed
+    seven eighths of the file after the last byte arrived.
+    """
+    if size == 0:
+        return [Segment(0, 0)]
+    per_piece = -(-size // (connections * _PIECES_PER_CONNECTION))
+    step = max(min_segment, per_piece)
+    return [Segment(start, min(start + step, size)) for start in range(0, size, step)]
+
+
+def load_record(store: Store, blob: Blob) -> list[Segment] | None:
+    """The pieces the last run recorded as on disk, or None when there is no record to trust."""
+    try:
+        record = json.loads(store.progress_path(blob.sha256).read_text(encoding="utf-8"))
+        if record["version"] != _RECORD_VERSION or record["size"] != blob.size:
+            return None
+        segments = [Segment(int(s), int(e), int(d)) for s, e, d in record["segments"]]
+    except (FileNotFoundError, ValueError, KeyError, TypeError):
+        return None
+    # A record that does not tile the file exactly is not ours to trust: start over.
+    expected_start = 0
+    for segment in segments:
+        if segment.start != expected_start or not 0 <= segment.done <= segment.end - segment.start:
+            return None
+        expected_start = segment.end
+    return segments if expected_start == blob.size else None
+
+
+def save_record(store: Store, blob: Blob, segments: list[Segment]) -> None:
+    """Record ``segments`` (bytes already flushed to the partial file), replacing the last record whole."""
+    record = {
+        "version": _RECORD_VERSION,
+        "sha256": blob.sha256,
+        "size": blob.size,
+        "segments": [[s.start, s.end, s.done] for s in segments],
+    }
+    atomic_write(store.progress_path(blob.sha256), json.dumps(record).encode())
+
+
+def reserve(fd: int, blob: Blob, partial: Path) -> None:
+    """Give the partial file its full size now, so a full disk fails here, not mid-download."""
+    try:
+        if os.fstat(fd).st_size != blob.size:
+            os.ftruncate(fd, blob.size)
+        if hasattr(os, "posix_fallocate") and blob.size:
+            os.posix_fallocate(fd, 0, blob.size)
+    except OSError as exc:
+        raise_if_no_space(exc, blob, partial)
+        if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL):  # filesystems without fallocate
+            raise
