@@ -42,6 +42,12 @@ _CACHEDIR_TAG = (
 )
 
 
+def blob_key(sha256: str) -> str:
+    """Where a blob lives below a store's home, and below a remote's prefix (a store folder is a
+    remote): ``blobs/sha256/<first two hex>/<sha256>``."""
+    return f"blobs/sha256/{sha256[:2]}/{sha256}"
+
+
 class Store:
     """One store home. Every path the tool writes under it comes from here."""
 
@@ -84,7 +90,7 @@ class Store:
     # -- blobs -------------------------------------------------------------------------------------
 
     def blob_path(self, sha256: str) -> Path:
-        return self.home / "blobs" / "sha256" / sha256[:2] / sha256
+        return self.home / blob_key(sha256)
 
     def partial_path(self, sha256: str) -> Path:
         return self.home / "tmp" / f"{sha256}.part"

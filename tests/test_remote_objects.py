@@ -33,11 +33,10 @@ from alex_models._units import MiB
 from alex_models.download import Downloader, DownloadOptions
 from alex_models.errors import IntegrityError, RemoteError, UsageError
 from alex_models.remotes import open_remote
-from alex_models.remotes.base import blob_key
 from alex_models.remotes.objects import ObjectStoreRemote
 from alex_models.sources import FolderSource, Missing, Transient, Wire
 from alex_models.sources.objects import ObjectStoreSource
-from alex_models.store import Store
+from alex_models.store import Store, blob_key
 
 PIECES = DownloadOptions(min_segment=512 * 1024, connections=4)
 

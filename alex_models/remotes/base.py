@@ -14,11 +14,6 @@ from typing import Protocol
 from alex_models.sources.base import Source
 
 
-def blob_key(sha256: str) -> str:
-    """Where a blob lives below a remote's prefix: the store's own layout."""
-    return f"blobs/sha256/{sha256[:2]}/{sha256}"
-
-
 class BlobRemote(Protocol):
     """One remote, opened for one command."""
 
@@ -37,7 +32,7 @@ class BlobRemote(Protocol):
         ...
 
     def upload(self, sha256: str, size: int, path: Path, advanced: Callable[[int], None]) -> bool:
-        """Put the verified blob at ``path`` under ``blob_key(sha256)``, only if no object is there
+        """Put the verified blob at ``path`` under ``store.blob_key(sha256)``, only if no object is there
         (a good object is never overwritten; a concurrent upload of the same blob is fine).
         Nothing appears under the final name before all its bytes are there. ``advanced`` is told
         the bytes sent. True if this call uploaded it, False if it was already there."""

@@ -60,7 +60,7 @@ class FolderRemote:
     def upload(self, sha256: str, size: int, path: Path, advanced: Callable[[int], None]) -> bool:
         """Copy ``path`` in under a temporary name, fsync it, and link it to its final name only if
         that is free. ``advanced`` may raise to stop the copy (Ctrl-C); the temporary file goes."""
-        final = Store(self.root).blob_path(sha256)  # remotes.base.blob_key, as a store lays it out
+        final = Store(self.root).blob_path(sha256)
         if final.exists():
             return False
         with self._reporting(final):

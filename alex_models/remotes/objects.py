@@ -29,9 +29,9 @@ from obstore.exceptions import AlreadyExistsError, BaseError, PreconditionError
 from obstore.store import from_url
 
 from alex_models.errors import IntegrityError, RemoteError, UsageError, UserError
-from alex_models.remotes.base import blob_key
 from alex_models.sources.base import Transient
 from alex_models.sources.objects import ObjectStoreSource, translated
+from alex_models.store import blob_key
 
 if TYPE_CHECKING:
     from obstore.store import ClientConfig, ObjectStore, S3Config, S3Credential
