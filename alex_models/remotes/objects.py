@@ -30,7 +30,7 @@ from obstore.store import from_url
 
 from alex_models.errors import IntegrityError, RemoteError, UsageError, UserError
 from alex_models.sources.base import Transient
-from alex_models.sources.objects import ObjectStoreSource, translated
+from alex_models.sources.objects import ObjectStoreSource, no_bucket, translated
 from alex_models.store import blob_key
 
 if TYPE_CHECKING:
@@ -164,7 +164,7 @@ class ObjectStoreRemote:
         try:
             return obstore.head(self.store, key)["size"]
         except FileNotFoundError as exc:
-            if "NoSuchBucket" in str(exc):
+            if no_bucket(exc):
                 raise
             # S3 answers a HEAD of a missing bucket with a bare 404: a listing tells them apart.
             next(iter(obstore.list(self.store, "blobs/", chunk_size=1)), None)

@@ -56,7 +56,7 @@ def _denied(exc: BaseException) -> bool:
     )
 
 
-def _no_bucket(exc: BaseException) -> bool:
+def no_bucket(exc: BaseException) -> bool:
     """S3 answers 404 for a missing bucket too; only the error code in its body tells them apart."""
     return "NoSuchBucket" in str(exc)
 
@@ -71,13 +71,13 @@ def translated(url: str, key: str) -> Iterator[None]:
     try:
         yield
     except FileNotFoundError as exc:  # NotFoundError is one
-        if _no_bucket(exc):
+        if no_bucket(exc):
             raise RemoteError(f"{url}: the bucket does not exist", hint=_CREDENTIALS_HINT) from None
         raise Missing(f"{url} has no {key}", hint="a remote holds only the blobs pushed to it") from None
     except (AlreadyExistsError, PreconditionError):
         raise  # the remote's upload decides what these mean
     except BaseError as exc:  # GenericError and the rest: the network, the server
-        if _no_bucket(exc):
+        if no_bucket(exc):
             raise RemoteError(f"{url}: the bucket does not exist", hint=_CREDENTIALS_HINT) from None
         if _denied(exc):
             raise RemoteError(f"{url}: access denied", hint=_CREDENTIALS_HINT) from None
