@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 import tempfile
 from pathlib import Path, PurePosixPath
 from typing import Literal
 
+from alex_models._platform import LinkKind, flush, flush_directory, make_link, remove, replace
 from alex_models.errors import UserError
 
 # A repo path segment longer than this cannot be a file name on common filesystems (NAME_MAX).
@@ -64,22 +64,13 @@ def atomic_write(path: Path, data: bytes, *, mode: int = 0o644) -> None:
         with os.fdopen(fd, "wb") as tmp_file:
             tmp_file.write(data)
             tmp_file.flush()
-            os.fsync(tmp_file.fileno())
+            flush(tmp_file.fileno())
         tmp.chmod(mode)
-        tmp.replace(path)
+        replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    fsync_dir(path.parent)
-
-
-def fsync_dir(directory: Path) -> None:
-    """Make a rename or a new entry in ``directory`` durable: the entry is on disk only then."""
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    flush_directory(path.parent)
 
 
 _HASH_CHUNK = 4 * 1024 * 1024
@@ -100,26 +91,25 @@ def link_atomically(
     *,
     kind: Literal["hard", "symbolic"] = "hard",
     fallback: Literal["symlink", "copy"] = "symlink",
-) -> None:
-    """Make ``where`` a link to ``target``, replacing whatever was there in one rename.
+) -> LinkKind:
+    """Make ``where`` a link to ``target``, replacing whatever was there in one rename; which kind.
 
-    A hard link that the filesystem refuses (another device) becomes ``fallback``: a symlink to
-    the absolute target, or a copy. ``kind="symbolic"`` links ``target`` as given (it may be relative).
+    A hard link that the filesystem refuses (another device, exFAT) becomes ``fallback``: a symlink
+    to the absolute target, or a copy. ``kind="symbolic"`` links ``target`` as given (it may be
+    relative), or hard-links, or copies where symlinks are refused (Windows without the privilege).
     """
+    kinds: tuple[LinkKind, ...]
+    if kind == "symbolic":
+        kinds = ("symbolic", "hard", "copy")
+    else:
+        kinds = ("hard", "copy") if fallback == "copy" else ("hard", "symbolic", "copy")
+        target = target.absolute()
     temporary = where.with_name(f".{where.name}.{os.getpid()}.tmp")
-    temporary.unlink(missing_ok=True)
+    remove(temporary)
     try:
-        if kind == "symbolic":
-            temporary.symlink_to(target)
-        else:
-            try:
-                temporary.hardlink_to(target)
-            except OSError:
-                if fallback == "copy":
-                    shutil.copyfile(target, temporary)
-                else:
-                    temporary.symlink_to(target.absolute())
-        temporary.replace(where)
+        made = make_link(temporary, target, kinds)
+        replace(temporary, where)
     except BaseException:
-        temporary.unlink(missing_ok=True)
+        remove(temporary)
         raise
+    return made

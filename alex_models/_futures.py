@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from concurrent.futures import ALL_COMPLETED, FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from typing import TypeVar
 
+from alex_models._platform import INTERRUPT_POLL
 from alex_models.errors import Interrupted, exit_code_of
 
 T = TypeVar("T")
@@ -21,16 +22,25 @@ def results_or_first_error(
     started are cancelled, the running ones are waited for, and that failure is raised: no thread
     is left working behind the caller's back.
     """
-    done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+    done = _wait(futures, FIRST_EXCEPTION)
     failure = next((f.exception() for f in done if f.exception() is not None), None)
     if failure is not None:
         if on_failure is not None:
             on_failure()
         for future in futures:
             future.cancel()
-        wait(futures)
+        _wait(futures, ALL_COMPLETED)
         raise failure
     return [future.result() for future in futures]
+
+
+def _wait(futures: Sequence[Future[T]], return_when: str) -> set[Future[T]]:
+    """``concurrent.futures.wait`` in short waits: Ctrl-C cannot interrupt one without a timeout on
+    Windows, so the main thread never blocks on one."""
+    while True:
+        done, pending = wait(futures, timeout=INTERRUPT_POLL, return_when=return_when)
+        if not pending or (return_when == FIRST_EXCEPTION and any(f.exception() for f in done)):
+            return done
 
 
 def run_interruptibly(

@@ -54,6 +54,7 @@ from typing import Protocol
 import httpx2
 from filelock import Timeout
 
+from alex_models._platform import open_fd
 from alex_models._retry import RetryPolicy
 from alex_models._units import MiB
 from alex_models.errors import IntegrityError
@@ -298,7 +299,7 @@ class Downloader:
         segments = load_record(self.store, job) if partial.exists() else None
         if segments is None:
             segments = plan_pieces(job.size, self.options.connections, self.options.min_segment)
-        fd = os.open(partial, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = open_fd(partial, os.O_RDWR | os.O_CREAT)
         try:
             reserve(fd, job, partial)
             host = _Host(self, job)

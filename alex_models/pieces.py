@@ -8,12 +8,11 @@ written; ``transfer`` fills the pieces.
 
 from __future__ import annotations
 
-import errno
 import json
-import os
 from pathlib import Path
 
 from alex_models._fs import atomic_write
+from alex_models._platform import preallocate
 from alex_models.sources import Blob
 from alex_models.store import Store
 from alex_models.transfer import Segment, raise_if_no_space
@@ -70,11 +69,7 @@ def save_record(store: Store, blob: Blob, segments: list[Segment]) -> None:
 def reserve(fd: int, blob: Blob, partial: Path) -> None:
     """Give the partial file its full size now, so a full disk fails here, not mid-download."""
     try:
-        if os.fstat(fd).st_size != blob.size:
-            os.ftruncate(fd, blob.size)
-        if hasattr(os, "posix_fallocate") and blob.size:
-            os.posix_fallocate(fd, 0, blob.size)
+        preallocate(fd, blob.size)
     except OSError as exc:
         raise_if_no_space(exc, blob, partial)
-        if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL):  # filesystems without fallocate
-            raise
+        raise

@@ -18,7 +18,6 @@ fsynced, made read-only and renamed into place. Nothing in ``blobs/`` is ever re
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import stat
@@ -31,7 +30,8 @@ from urllib.parse import quote
 
 from filelock import FileLock
 
-from alex_models._fs import atomic_write, fsync_dir, link_atomically, safe_relpath, sha256_file
+from alex_models._fs import atomic_write, link_atomically, safe_relpath, sha256_file
+from alex_models._platform import flush, flush_directory, open_fd, remove, replace
 from alex_models.errors import UserError
 from alex_models.lock import LockedFile, LockedModel
 
@@ -147,26 +147,22 @@ class Store:
 
     def promote(self, partial: Path, sha256: str) -> Path:
         """Move a verified partial file into ``blobs/``: fsync, read-only, rename."""
-        fd = os.open(partial, os.O_RDONLY)
+        fd = open_fd(partial, os.O_RDONLY)
         try:
-            os.fsync(fd)
+            flush(fd)
         finally:
             os.close(fd)
         partial.chmod(0o444)
         target = self.blob_path(sha256)
         self._check_inside(target.parent)  # never rename through a planted symlink
-        partial.replace(target)  # a symlink planted as the blob itself is replaced, not followed
-        fsync_dir(target.parent)
+        replace(partial, target)  # a symlink planted as the blob itself is replaced, not followed
+        flush_directory(target.parent)
         self._write_record(sha256, target.stat())
         self.progress_path(sha256).unlink(missing_ok=True)
         return target
 
     def discard_blob(self, sha256: str) -> None:
-        path = self.blob_path(sha256)
-        with contextlib.suppress(FileNotFoundError):
-            if not path.is_symlink():  # chmod would follow a symlink to a file outside the store
-                path.chmod(0o644)
-            path.unlink()
+        remove(self.blob_path(sha256))
         (self.home / "state" / "verified" / sha256).unlink(missing_ok=True)
 
     def _record(self, sha256: str) -> str | None:

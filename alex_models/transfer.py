@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import hashlib
-import os
 import threading
 import time
 from collections.abc import Sequence
@@ -21,6 +20,7 @@ from pathlib import Path
 from typing import Protocol
 
 from alex_models._futures import results_or_first_error
+from alex_models._platform import flush, read_at, write_at
 from alex_models._retry import RetryPolicy
 from alex_models._units import MiB, human_size
 from alex_models.errors import RemoteError, UserError
@@ -220,7 +220,7 @@ class Transfer:
             if self.stop.is_set() or self.hashed >= self.job.size:
                 return
             while self.hashed < target:
-                chunk = os.pread(self.fd, min(4 * MiB, target - self.hashed), self.hashed)
+                chunk = read_at(self.fd, min(4 * MiB, target - self.hashed), self.hashed)
                 if not chunk:
                     return
                 self.digest.update(chunk)
@@ -321,7 +321,7 @@ class Transfer:
                 f"{self.job.label}: {self.sources[self.current].name} sent more bytes than the file has"
             )
         try:
-            os.pwrite(self.fd, data, segment.position)
+            write_at(self.fd, data, segment.position)
         except OSError as exc:
             raise_if_no_space(exc, self.job, self.host.partial)
             raise
@@ -356,7 +356,7 @@ class Transfer:
             return
         # The snapshot is taken before the flush, so only bytes known to be on disk are recorded.
         try:
-            os.fdatasync(self.fd)
+            flush(self.fd, data_only=True)
             self.host.record(snapshot)
         except OSError as exc:
             raise_if_no_space(exc, self.job, self.host.partial)

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from alex_models._fs import atomic_write
+from alex_models._platform import new_process_group, remove_tree
 from alex_models.api._context import read_lock
 from alex_models.api._emit import emit
 from alex_models.api._project import lock
@@ -181,7 +182,7 @@ def demo(
     workspace = (keep or scratch / "project").absolute()  # emitted paths are absolute
     # Unwound in reverse: llama-server, then the mirror, then the scratch directory.
     with _interrupt_says_what_is_left(workspace, keep is not None), contextlib.ExitStack() as cleanup:
-        cleanup.callback(shutil.rmtree, scratch, ignore_errors=True)
+        cleanup.callback(remove_tree, scratch)
         workspace.mkdir(parents=True, exist_ok=True)
         store = workspace / "store"
         served = cleanup.enter_context(_mirror(scratch))
@@ -265,7 +266,7 @@ def _running(argv: list[str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
     with log.open("wb") as out:
         # Its own session: a Ctrl-C reaches the demo, which stops the server itself, in order.
         process = subprocess.Popen(  # noqa: S603 - the user's own llama-server
-            argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, **new_process_group()
         )
     try:
         yield process

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from alex_models._platform import remove
 from alex_models.api._context import require_lock, store_choice, store_for
 from alex_models.api._materialize import label
 from alex_models.errors import IntegrityError, UserError
@@ -165,7 +166,7 @@ def verify(
                         store.discard_blob(file.sha256)
             if seen[file.sha256] is False and store.writable:
                 with contextlib.suppress(FileNotFoundError):
-                    store.view_path(entry, file).unlink()
+                    remove(store.view_path(entry, file))
     if corrupt and not store.writable:
         # Still an integrity failure (exit 3): that it cannot be removed is the second news.
         raise IntegrityError(

@@ -20,6 +20,7 @@ from typing import Any
 
 from typer.core import TyperCommand, TyperGroup
 
+from alex_models._platform import termination_signals
 from alex_models.cli.render import REQUESTED, labelled, print_json
 from alex_models.errors import AlexModelsError, Interrupted, exit_code_of
 
@@ -83,8 +84,9 @@ class GuardedCommand(TyperCommand):
 
 @contextmanager
 def _sigterm_interrupts() -> Iterator[None]:
-    """SIGTERM raises ``Interrupted`` (exit 143) in the main thread, as Ctrl-C raises
-    ``KeyboardInterrupt``: a service manager's stop then checkpoints and cleans up like Ctrl-C."""
+    """SIGTERM (and Windows's Ctrl-Break) raises ``Interrupted`` (exit 128 + the signal) in the main
+    thread, as Ctrl-C raises ``KeyboardInterrupt``: a service manager's stop then checkpoints and
+    cleans up like Ctrl-C."""
     if threading.current_thread() is not threading.main_thread():
         yield  # signal handlers can only be set from the main thread (an embedding test runner)
         return
@@ -92,11 +94,12 @@ def _sigterm_interrupts() -> Iterator[None]:
     def terminate(signum: int, frame: FrameType | None) -> None:
         raise Interrupted("terminated", exit_code=128 + signum)
 
-    previous = signal.signal(signal.SIGTERM, terminate)
+    previous = {signum: signal.signal(signum, terminate) for signum in termination_signals()}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def _error_json(exc: AlexModelsError) -> dict[str, object]:

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import sys
-import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from alex_models._platform import wait_until_interrupted
 from alex_models.cli.render import say
 
 if TYPE_CHECKING:
@@ -88,7 +88,7 @@ def _serve_until_stopped(
             say(f"Serving {root} at {server.url} (LFS bytes from {server.cdn_url})")
             say(f"  export HF_ENDPOINT={server.url}")
             sys.stdout.flush()
-            threading.Event().wait()  # until a signal raises in this (the main) thread
+            wait_until_interrupted()
     except KeyboardInterrupt as exc:  # Interrupted too (SIGTERM): the server is stopped by now
         raise Interrupted(f"interrupted; stopped serving {server.url}", exit_code=exit_code_of(exc)) from None
 

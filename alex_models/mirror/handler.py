@@ -4,7 +4,6 @@ wire (sendfile, or paced, cut or corrupted by the fault knobs). What to answer i
 from __future__ import annotations
 
 import json
-import os
 import socket
 import sys
 import time
@@ -13,6 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, BinaryIO
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from alex_models._platform import send_file
 from alex_models.errors import UserError
 from alex_models.mirror.faults import RequestInfo
 from alex_models.mirror.messages import HubError, HubRequest, Mirror, Origin, RequestRecord, Response
@@ -143,12 +143,12 @@ class HubHandler(BaseHTTPRequestHandler):
         return sent
 
     def _sendfile(self, body: BinaryIO, start: int, count: int) -> int:
-        """Send with sendfile(2), counting as it goes, so a client that hangs up is logged with
-        the bytes it really got (resume tests measure what is fetched again)."""
+        """Send with sendfile(2) where there is one, counting as it goes, so a client that hangs up
+        is logged with the bytes it really got (resume tests measure what is fetched again)."""
         sent = 0
         while sent < count:
             try:
-                chunk = os.sendfile(self.connection.fileno(), body.fileno(), start + sent, count - sent)
+                chunk = send_file(self.connection, body.fileno(), start + sent, count - sent)
             except OSError as exc:
                 exc.bytes_sent = sent  # type: ignore[attr-defined]
                 raise

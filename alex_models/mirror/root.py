@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 from collections.abc import Iterable, Mapping
 from pathlib import Path, PurePosixPath
 
 from alex_models._fs import atomic_write, safe_relpath, sha256_file
 from alex_models._ids import COMMIT_RE
+from alex_models._platform import make_link, remove_tree
 from alex_models.errors import UserError
 from alex_models.hubfiles import DEFAULT_LFS_THRESHOLD
 from alex_models.mirror.repos import GatedMode, RepoSettings, check_repo_id, read_json_object
@@ -139,23 +139,16 @@ def _check_paths(repo_id: str, contents: Mapping[str, FileContent]) -> None:
 def _write_commit(directory: Path, commit: str, contents: Mapping[str, FileContent]) -> None:
     """Write the commit's files in a staging folder, then rename it: a commit appears whole or not at all."""
     staging = directory / f".{commit}.tmp"
-    shutil.rmtree(staging, ignore_errors=True)
+    remove_tree(staging)
     staging.mkdir(parents=True)
     for path, content in contents.items():
         dest = staging / path
         dest.parent.mkdir(parents=True, exist_ok=True)
         if isinstance(content, Path):
-            _link_or_copy(content, dest)
+            make_link(dest, content.absolute(), ("hard", "copy"))
         else:
             dest.write_bytes(content)
     staging.rename(directory / commit)
-
-
-def _link_or_copy(source: Path, dest: Path) -> None:
-    try:
-        dest.hardlink_to(source)
-    except OSError:
-        shutil.copyfile(source, dest)
 
 
 def _json_bytes(value: object) -> bytes:

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from alex_models._fs import atomic_write, fsync_dir
+from alex_models._fs import atomic_write
+from alex_models._platform import flush, flush_directory, place_if_absent, remove
 from alex_models._units import MiB
 from alex_models.errors import UsageError, UserError
 from alex_models.sources import FolderSource
@@ -77,16 +78,14 @@ class FolderRemote:
                     target.write(chunk)
                     advanced(len(chunk))
                 target.flush()
-                os.fsync(target.fileno())
+                flush(target.fileno())
             temporary.chmod(0o444)  # like the store's blobs: a blob is never edited in place
-            try:
-                os.link(temporary, final)
-            except FileExistsError:
+            if not place_if_absent(temporary, final):
                 return False  # another pusher got there first, with the same verified bytes
-            fsync_dir(final.parent)
+            flush_directory(final.parent)
             return True
         finally:
-            temporary.unlink(missing_ok=True)
+            remove(temporary)
 
     def write(self, key: str, data: bytes) -> None:
         """Replace the small file ``key`` whole, atomically."""

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from alex_models._platform import open_fd, read_at
 from alex_models.errors import IntegrityError, UserError
 from alex_models.sources.base import Blob, Missing, Wire
 from alex_models.store import Store
@@ -44,7 +45,7 @@ class FolderReader:
     @contextlib.contextmanager
     def open(self, start: int, end: int) -> Iterator[FileBody]:
         try:
-            fd = os.open(self.path, os.O_RDONLY)
+            fd = open_fd(self.path, os.O_RDONLY)
         except (FileNotFoundError, NotADirectoryError):
             relative = self.path.relative_to(self.source.root)
             raise Missing(
@@ -80,7 +81,7 @@ class FileBody:
     def __iter__(self) -> Iterator[bytes]:
         position = self._start
         while position < self._end:
-            piece = os.pread(self._fd, min(_READ_SIZE, self._end - position), position)
+            piece = read_at(self._fd, min(_READ_SIZE, self._end - position), position)
             if not piece:
                 return  # the file is shorter than it was: the caller sees the shortfall
             position += len(piece)
