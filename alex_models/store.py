@@ -7,9 +7,11 @@ Layout under the store home (``$ALEX_MODELS_HOME``, default ``~/.alex/models``):
     tmp/<sha256>.part, tmp/<sha256>.json      a partial download and its progress record
     locks/<sha256>.lock                       one file lock per blob: one downloader at a time
     state/verified/<sha256>                   known-good stat record (size, mtime_ns, inode)
+    state/copies/<sha256 of the view's path>  a view that is a copy: its blob and stat record
     state/locks.json                          lock files that synced into this store (for gc)
     pulls/<org>--<name>--<file>.lock          what ``pull`` fetched, as one-model locks (gc keeps it)
-    llama.cpp/hf/<org>/<name>/<commit>/<path> views: hard links (symlinks where impossible) to blobs
+    llama.cpp/hf/<org>/<name>/<commit>/<path> views: hard links to blobs (symlinks, else copies,
+                                              where the filesystem has no hard links)
     llama.cpp/url/<sha256>/<file name>        views of plain-URL sources
 
 A blob enters ``blobs/`` only after its size and SHA256 match the lock: it is written in ``tmp/``,
@@ -18,6 +20,7 @@ fsynced, made read-only and renamed into place. Nothing in ``blobs/`` is ever re
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import stat
@@ -194,7 +197,8 @@ class Store:
         return self.home / "llama.cpp" / "url" / file.sha256 / relpath
 
     def link_view(self, view: Path, sha256: str) -> None:
-        """Make ``view`` a hard link to the blob (a symlink where hard links are impossible).
+        """Make ``view`` a hard link to the blob (a symlink where hard links are impossible, a
+        recorded copy where both are: exFAT, some network shares).
 
         The view's folders must lie inside the store: a symlink planted in a view folder that
         points elsewhere is refused, never followed.
@@ -204,10 +208,12 @@ class Store:
             return
         self.require_writable(f"the view {view} is missing")
         self._check_inside(view.parent)
-        link_atomically(view, blob)
+        if link_atomically(view, blob) == "copy":
+            self._record_copy(view, sha256)
 
     def view_in_place(self, view: Path, sha256: str) -> bool:
-        """Whether ``view`` leads to the blob: its hard link, or the symlink made where none is possible.
+        """Whether ``view`` leads to the blob: its hard link, the symlink made where none is possible,
+        or the copy made where neither is, unchanged since (its stat record).
 
         Only folders inside the store count: a view reached through a planted symlink is not in place.
         """
@@ -217,9 +223,43 @@ class Store:
             if current.is_symlink():
                 return False
         try:
-            return view.samefile(self.blob_path(sha256))
+            return view.samefile(self.blob_path(sha256)) or self._copy_recorded(view, sha256)
         except OSError:
             return False
+
+    def verify_view(self, view: Path, sha256: str) -> bool:
+        """Whether the view holds the blob's bytes: a link does; any other file is re-hashed (a
+        copy, where links are impossible). One that differs is removed, so ``sync`` makes it again."""
+        try:
+            if view.samefile(self.blob_path(sha256)):
+                return True
+        except FileNotFoundError:
+            return True  # missing: status says so, and sync makes it
+        if view.is_file() and not view.is_symlink() and sha256_file(view) == sha256:
+            self._record_copy(view, sha256)
+            return True
+        self.remove_view(view)
+        return False
+
+    def remove_view(self, view: Path) -> None:
+        """Delete a view, and its record if it is a copy."""
+        remove(view)  # a hard link to a read-only blob, which Windows will not delete as is
+        remove(self._copy_record_path(view))
+
+    def _copy_recorded(self, view: Path, sha256: str) -> bool:
+        try:
+            record = self._copy_record_path(view).read_text(encoding="ascii")
+            st = view.lstat()
+        except FileNotFoundError:
+            return False
+        return stat.S_ISREG(st.st_mode) and record == f"{sha256} {_stat_key(st)}"
+
+    def _record_copy(self, view: Path, sha256: str) -> None:
+        atomic_write(self._copy_record_path(view), f"{sha256} {_stat_key(view.lstat())}".encode())
+
+    def _copy_record_path(self, view: Path) -> Path:
+        key = hashlib.sha256(str(view.relative_to(self.home)).encode()).hexdigest()
+        return self.home / "state" / "copies" / key
 
     def model_state(self, entry: LockedModel) -> ModelState:
         """Which files of ``entry`` are synced: verified blob present and view in place.

@@ -56,7 +56,8 @@ class Simulated:
 
 @pytest.fixture(params=["macos", "windows"])
 def platform(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Simulated:
-    """Every subprocess this test starts runs as ``request.param``'s Python."""
+    """Every subprocess this test starts runs as ``request.param``'s Python (or, with "exfat", on a
+    filesystem without hard links or symlinks)."""
     python_path = [str(SIMULATION), *filter(None, [os.environ.get("PYTHONPATH")])]
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(python_path))
     monkeypatch.setenv("ALEX_MODELS_SIMULATE", request.param)
@@ -212,3 +213,40 @@ def test_push_to_a_folder_and_a_host_syncs_from_it_without_the_hub(
     assert (
         tmp_path / "host-store" / "blobs" / "sha256" / sha256(small)[:2] / sha256(small)
     ).read_bytes() == small
+
+
+@pytest.mark.parametrize("platform", ["exfat"], indirect=True)
+def test_without_links_views_are_copies_and_sync_verify_push_gc_work(
+    platform: Simulated, served: Served, endpoint: str, project: Path, tmp_path: Path
+) -> None:
+    write_manifest(project, {"small": {"repo": "org/small", "quant": "Q4_K_M"}})
+    synced = cli(project, "sync", "--hf-cache", str(tmp_path / "hf-cache"))
+    assert synced.returncode == 0, synced.stderr
+    small = served.files["small"]
+    stored = blob(sha256(small))
+    view = next((home() / "llama.cpp").rglob(SMALL))
+    assert view.read_bytes() == small
+    assert view.stat().st_ino != stored.stat().st_ino  # a copy: the disk holds it twice
+    assert next((tmp_path / "hf-cache").rglob(f"snapshots/*/{SMALL}")).read_bytes() == small
+    status = cli(project, "status")
+    assert status.returncode == 0, status.stdout + status.stderr
+    assert cli(project, "verify").returncode == 0
+    view.write_bytes(b"x" * len(small))  # the copy is damaged; the blob is not
+    damaged = cli(project, "verify")
+    assert damaged.returncode == 3, damaged.stderr
+    assert f"(its copy {view})" in damaged.stdout + damaged.stderr
+    assert not view.exists()
+    assert cli(project, "sync").returncode == 0
+    assert view.read_bytes() == small
+    pushed = cli(project, "push", (tmp_path / "team").as_uri(), "--json")
+    assert pushed.returncode == 0, pushed.stderr
+    assert len(json.loads(pushed.stdout)["uploaded"]) == 1
+
+    write_manifest(project, {})
+    assert cli(project, "lock").returncode == 0
+    collected = cli(project, "gc")
+    assert collected.returncode == 0, collected.stderr
+    assert not stored.exists()
+    assert not view.exists()
+    assert platform.events()["hard link refused"] >= 3  # the view, the cache's blob, the pushed blob
+    assert platform.events()["symlink refused"] >= 2  # the view's second choice, the cache snapshot

@@ -8,7 +8,6 @@ from pathlib import Path
 
 from filelock import Timeout
 
-from alex_models._platform import remove
 from alex_models.api._context import read_lock, store_for
 from alex_models.errors import IntegrityError, UserError
 from alex_models.store import Store
@@ -84,7 +83,7 @@ def gc(*, dry_run: bool = False, forget_pulls: bool = False, store_home: Path | 
         if view not in keep_views:
             views.append(Removal(view, view.lstat().st_size))
             if not dry_run:
-                remove(view)  # a hard link to a read-only blob, which Windows will not delete as is
+                store.remove_view(view)
     if not dry_run:
         _remove_empty_dirs(store.home / "llama.cpp")
         store.set_registered_locks(live_locks)

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from alex_models._platform import remove
 from alex_models.api._context import require_lock, store_choice, store_for
 from alex_models.api._materialize import label
 from alex_models.errors import IntegrityError, UserError
@@ -164,9 +162,12 @@ def verify(
                     corrupt.append(label(entry, file))
                     if store.writable:
                         store.discard_blob(file.sha256)
+            if seen[file.sha256] and store.writable:
+                view = store.view_path(entry, file)
+                if not store.verify_view(view, file.sha256):  # a copy, where links are impossible
+                    corrupt.append(f"{label(entry, file)} (its copy {view})")
             if seen[file.sha256] is False and store.writable:
-                with contextlib.suppress(FileNotFoundError):
-                    remove(store.view_path(entry, file))
+                store.remove_view(store.view_path(entry, file))
     if corrupt and not store.writable:
         # Still an integrity failure (exit 3): that it cannot be removed is the second news.
         raise IntegrityError(

@@ -39,9 +39,13 @@ F_FULLFSYNC = 51  # its value on macOS; Linux has no command 51
 
 
 def apply(platform: str) -> None:
-    """Make this Python lack what ``platform`` ("macos" or "windows") lacks."""
+    """Make this Python lack what ``platform`` ("macos" or "windows") lacks; "exfat" keeps Linux's
+    Python but refuses hard links and symlinks everywhere, as Linux's exFAT and FAT drivers do."""
+    if platform == "exfat":
+        _no_links()
+        return
     if platform not in ("macos", "windows"):
-        raise SystemExit(f"ALEX_MODELS_SIMULATE={platform!r}: expected 'macos' or 'windows'")
+        raise SystemExit(f"ALEX_MODELS_SIMULATE={platform!r}: expected 'macos', 'windows' or 'exfat'")
     for name in LINUX_ONLY + (WINDOWS_ALSO_LACKS if platform == "windows" else ()):
         if hasattr(os, name):
             delattr(os, name)
@@ -115,6 +119,18 @@ def _windows_refusals() -> None:
     }  # fmt: skip
     for name, function in wrapped.items():
         setattr(os, name, function)
+
+
+def _no_links() -> None:
+    def refuse(kind: str) -> Callable[..., None]:
+        def link(*args: Any, **kwargs: Any) -> None:
+            log(f"{kind} refused")
+            raise PermissionError(errno.EPERM, "Operation not permitted")
+
+        return link
+
+    os.link = refuse("hard link")
+    os.symlink = refuse("symlink")
 
 
 def _read_only_file(path: Any) -> bool:
