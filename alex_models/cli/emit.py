@@ -50,9 +50,9 @@ def emit(
         Shell | None,
         typer.Option(
             "--shell",
-            help="The shell the command line is for (llama-server; llama-swap: sh or Windows rules). "
-            "Default: the --out file's extension (.sh, .ps1, .cmd, .bat), else powershell on Windows, "
-            "sh elsewhere.",
+            help="Quote command lines for this shell (llama-server, llama-server-env's note; llama-swap: "
+            "powershell and cmd mean its Windows rules). Default: the --out file's extension "
+            "(.sh, .ps1, .cmd, .bat), else powershell on Windows, sh elsewhere.",
         ),
     ] = None,
     manifest: ManifestOpt = Path("models.yaml"),
