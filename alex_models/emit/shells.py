@@ -5,7 +5,7 @@ cannot be given safely.
 
 - sh: ``shlex.quote`` (single quotes, ``'`` written as ``'"'"'``).
 - PowerShell: the program through the call operator ``&``; every argument that is not a plain
-  option name or integer in single quotes, where nothing is special except the single-quote
+  option name, word or integer in single quotes, where nothing is special but the single-quote
   characters (``'`` and the typographic U+2018-U+201B, which PowerShell also takes for one), each
   written twice. Bare numbers-with-suffixes (``1kb``, ``0x10``, ``1e3``) would be converted by
   PowerShell, and ``--%``, ``@…``, ``#…``, ``a,b`` mean other things: only names and plain
