@@ -21,3 +21,14 @@ class EmitFormat(StrEnum):
     """``python -m llama_cpp.server --config_file FILE``."""
     ALEX = "alex"
     """The app's provider config, merged into an existing file."""
+
+
+class Shell(StrEnum):
+    """The shell an emitted command line is written for (``emit --shell``)."""
+
+    SH = "sh"
+    """POSIX shells: sh, bash, zsh (shlex quoting)."""
+    POWERSHELL = "powershell"
+    """PowerShell 7.3+ (``pwsh``) and Windows PowerShell: the call operator, single quotes."""
+    CMD = "cmd"
+    """Windows' cmd.exe and .cmd/.bat files: the Microsoft C runtime's quoting."""

@@ -31,7 +31,7 @@ from alex_models._fs import relpath_problem
 from alex_models._ids import COMMIT_RE, SHA256_RE, is_repo_id
 from alex_models._yaml import load_document, position, validate_document
 from alex_models.errors import UserError
-from alex_models.formats import EmitFormat
+from alex_models.formats import EmitFormat, Shell
 
 DEFAULT_REVISION = "main"
 
@@ -268,6 +268,9 @@ class EmitTarget(StrictModel):
     """The models to include in formats about several (default: all)."""
     base_url: Annotated[str, Field(min_length=1)] | None = None
     """For ``alex``: the server the app talks to (default: http://<host>:<port>/v1)."""
+    shell: Annotated[Shell, Field(strict=False)] | None = None
+    """The shell its command lines are for (llama-server, llama-server-env, llama-swap); default:
+    the one the file's extension names (.sh, .ps1, .cmd, .bat), else this system's."""
 
 
 class RemoteSpec(StrictModel):

@@ -19,6 +19,7 @@ from alex_models import api
 from alex_models.emit import PROVIDER
 from alex_models.emit.flags import ServerFlags
 from alex_models.errors import UserError
+from alex_models.formats import Shell
 from alex_models.mirror import MirrorRoot, MirrorServer
 from alex_models.tinymodels import write_tiny_gguf
 
@@ -62,6 +63,7 @@ class Target(TypedDict, total=False):
     model: str
     only: list[str]
     base_url: str
+    shell: str
 
 
 TARGETS: list[Target] = [
@@ -490,6 +492,56 @@ def test_cli_emit_llama_server_prints_one_shell_line(hub: Hub, synced: Path) -> 
     argv = shlex.split(result.stdout)
     assert argv[:3] == ["llama-server", "-m", str(view(hub, CHAT, CHAT_FILE))]
     assert "warning" not in result.stderr
+
+
+def test_cli_emit_shell_writes_the_line_for_that_shell_and_cmd_refuses_a_percent(
+    hub: Hub, synced: Path
+) -> None:
+    model = f"'{view(hub, CHAT, CHAT_FILE)}'"  # PowerShell quotes a path, where sh need not
+
+    powershell = cli(synced.parent, "emit", "llama-server", "--only", "chat", "--shell", "powershell")
+    write_project(synced.parent, {**MODELS, "chat": {**MODELS["chat"], "runtime": {"args": ["-p", "99%"]}}})
+    cmd = cli(synced.parent, "emit", "llama-server", "--only", "chat", "--shell", "cmd")
+    without_format = cli(synced.parent, "emit", "--shell", "sh")
+
+    assert powershell.returncode == 0, powershell.stderr
+    assert powershell.stdout.startswith(
+        f"& llama-server -m {model} --alias chat --host '127.0.0.1' --port 8080 "
+    )
+    assert cmd.returncode == 1
+    assert cmd.stdout == ""
+    assert cmd.stderr.splitlines() == [
+        "error: cannot write -p '99%' for cmd.exe: it has a '%', which cmd.exe expands even inside quotes",
+        "hint: emit it with --shell powershell",
+    ]
+    assert without_format.returncode == 2
+    assert "--shell goes with a FORMAT" in without_format.stderr
+
+
+def test_emit_files_are_for_the_shell_named_else_the_one_their_extension_names_else_this_systems(
+    synced: Path,
+) -> None:
+    scripts: list[Target] = [
+        {"format": "llama-server", "path": "run.ps1", "model": "chat"},
+        {"format": "llama-server", "path": "run.BAT", "model": "chat"},
+        {"format": "llama-server", "path": "run.ps1.txt", "model": "chat", "shell": "powershell"},
+        {"format": "llama-server", "path": "run.cmd.txt", "model": "chat"},
+    ]
+    write_project(synced.parent, MODELS, scripts)
+
+    api.emit_targets(synced, flags=FLAGS)
+
+    def line(shell: Shell) -> str:
+        return api.emit("llama-server", synced, only=["chat"], flags=FLAGS, shell=shell).text
+
+    written = {t["path"]: (synced.parent / t["path"]).read_text(encoding="utf-8") for t in scripts}
+    assert written == {
+        "run.ps1": line(Shell.POWERSHELL),
+        "run.BAT": line(Shell.CMD),
+        "run.ps1.txt": line(Shell.POWERSHELL),
+        "run.cmd.txt": line(Shell.SH),  # not Windows: sh
+    }
+    assert line(Shell.SH) == api.emit("llama-server", synced, only=["chat"], flags=FLAGS).text
 
 
 def test_cli_emit_check_exits_1_saying_which_file_differs(synced: Path, tmp_path: Path) -> None:

@@ -7,7 +7,7 @@ private (``_sync``, ``_status``…): import from here, so ``alex_models.api.sync
 
 from alex_models.api._context import default_lock_path, read_lock
 from alex_models.api._demo import DemoResult, demo
-from alex_models.api._emit import Emitted, emit, emit_targets
+from alex_models.api._emit import Emitted, default_shell, emit, emit_targets
 from alex_models.api._gc import GcResult, Removal, gc
 from alex_models.api._materialize import SyncedModel
 from alex_models.api._probe import ProbeReport, ProbeResult, probe
@@ -38,6 +38,7 @@ __all__ = [
     "VerifyResult",
     "add",
     "default_lock_path",
+    "default_shell",
     "demo",
     "emit",
     "emit_targets",

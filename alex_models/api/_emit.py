@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,7 +13,7 @@ from alex_models.emit import ServerSpec, server_specs
 from alex_models.emit import llama_cpp as render
 from alex_models.emit.flags import ServerFlags
 from alex_models.errors import UsageError, UserError
-from alex_models.formats import EmitFormat
+from alex_models.formats import EmitFormat, Shell
 from alex_models.lock import Lock
 from alex_models.manifest import EmitTarget, Manifest, load_manifest
 from alex_models.provider import detect_flags
@@ -45,9 +46,11 @@ def emit(
     allow_missing: bool = False,
     store_home: Path | None = None,
     flags: ServerFlags | None = None,
+    shell: Shell | None = None,
 ) -> Emitted:
     """Render ``format_name`` for the selected models; write it to ``out``/``into`` or return it.
 
+    Command lines are written for ``shell`` (default: as ``target_shell`` says).
     ``into`` (``alex`` only) merges into an existing YAML file, keeping its comments and other keys.
     ``check`` writes nothing and reports whether the file on disk differs. A model that is not
     synced is an error (its paths would lead nowhere) unless ``allow_missing`` or ``check``.
@@ -62,7 +65,9 @@ def emit(
     names = list(only) or None
     if not (check or allow_missing):
         _require_synced(manifest, lock, store, names or list(manifest.models))
-    target = EmitTarget(format=EmitFormat(format_name), path=str(into or out or "-"), base_url=base_url)
+    target = EmitTarget(
+        format=EmitFormat(format_name), path=str(into or out or "-"), base_url=base_url, shell=shell
+    )
     return _emit_one(
         manifest,
         lock,
@@ -77,6 +82,21 @@ def emit(
     )
 
 
+def default_shell() -> Shell:
+    """The shell a user of this system types commands into: PowerShell on Windows, sh elsewhere."""
+    return Shell.POWERSHELL if os.name == "nt" else Shell.SH
+
+
+_SHELL_BY_SUFFIX = {".sh": Shell.SH, ".ps1": Shell.POWERSHELL, ".cmd": Shell.CMD, ".bat": Shell.CMD}
+
+
+def target_shell(target: EmitTarget, destination: Path | None) -> Shell:
+    """The shell a command line is for: the one named, else the one the file's extension names,
+    else this system's (the file points into this system's store: it is run here)."""
+    by_suffix = _SHELL_BY_SUFFIX.get(destination.suffix.lower()) if destination is not None else None
+    return target.shell or by_suffix or default_shell()
+
+
 def emit_targets(
     manifest_path: Path = Path("models.yaml"),
     *,
@@ -89,6 +109,7 @@ def emit_targets(
     """Write (or with ``check``, compare) every file the manifest's ``emit:`` list names.
 
     As ``emit``, a model that is not synced is an error unless ``allow_missing`` or ``check``.
+    Command lines are written for ``target_shell``.
     """
     manifest = load_manifest(manifest_path)
     if not manifest.emit:
@@ -134,9 +155,9 @@ def _emit_one(
 ) -> Emitted:
     specs = server_specs(manifest, lock, store.view_path, manifest_dir.absolute(), names)
     existing = _read(destination) if destination is not None else None
-    text = _render(
-        target, specs, flags, existing=existing if target.format is EmitFormat.ALEX else None, as_json=as_json
-    )
+    existing_merged = existing if target.format is EmitFormat.ALEX else None
+    shell = target_shell(target, destination)
+    text = _render(target, specs, flags, existing=existing_merged, as_json=as_json, shell=shell)
     warnings = tuple(_warnings(specs))
     if destination is None:
         return Emitted(target.format, None, text, changed=False, warnings=warnings)
@@ -174,13 +195,21 @@ def _read(path: Path) -> str | None:
 
 
 def _render(
-    target: EmitTarget, specs: list[ServerSpec], flags: ServerFlags, *, existing: str | None, as_json: bool
+    target: EmitTarget,
+    specs: list[ServerSpec],
+    flags: ServerFlags,
+    *,
+    existing: str | None,
+    as_json: bool,
+    shell: Shell,
 ) -> str:
     if not specs:
         raise UserError(
             f"no model to emit for {target.format}", hint="add models to models.yaml and lock them"
         )
-    options = render.RenderOptions(flags, as_json=as_json, base_url=target.base_url, existing=existing)
+    options = render.RenderOptions(
+        flags, as_json=as_json, shell=shell, base_url=target.base_url, existing=existing
+    )
     return render.RENDERERS[target.format](specs, options)
 
 

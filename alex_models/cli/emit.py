@@ -9,7 +9,7 @@ import typer
 
 from alex_models.cli.options import JsonOpt, ManifestOpt, complete_model_name
 from alex_models.cli.render import labelled, say, warn
-from alex_models.formats import EmitFormat
+from alex_models.formats import EmitFormat, Shell
 
 if TYPE_CHECKING:
     from alex_models.api import ProbeResult
@@ -46,13 +46,27 @@ def emit(
             "--allow-missing", help="Emit the paths of models that are not synced (yet); else exit 1."
         ),
     ] = False,
+    shell: Annotated[
+        Shell | None,
+        typer.Option(
+            "--shell",
+            help="Quote command lines for this shell (llama-server, llama-server-env's note; llama-swap: "
+            "powershell and cmd mean its Windows rules). Default: the --out file's extension "
+            "(.sh, .ps1, .cmd, .bat), else powershell on Windows, sh elsewhere.",
+        ),
+    ] = None,
     manifest: ManifestOpt = Path("models.yaml"),
     json_output: JsonOpt = False,
 ) -> None:
     """Write runtime config that points llama.cpp at the synced, locked files."""
     from alex_models import api
+    from alex_models.errors import UsageError
 
     if format_name is None:
+        if shell is not None:
+            raise UsageError(
+                "--shell goes with a FORMAT", hint="the manifest's emit: entries take a 'shell:' key"
+            )
         results = api.emit_targets(manifest, check=check, allow_missing=allow_missing)
         if not results:
             warn("models.yaml has no emit: list; name a FORMAT")
@@ -68,6 +82,7 @@ def emit(
                 as_json=json_output,
                 check=check,
                 allow_missing=allow_missing,
+                shell=shell,
             )
         ]
     for line in dict.fromkeys(w for result in results for w in result.warnings):
