@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shlex
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -68,7 +67,10 @@ def _show(step: DemoStep) -> None:
         say(f"sync: downloaded {files} ({size}) in {step.seconds:.1f}s into {step.store}")
         say(f"      verified by SHA256; llama.cpp reads {step.model}")
     elif isinstance(step, EmitStep):
-        say(f"emit: {shlex.join(step.argv)}")
+        from alex_models.api import default_shell  # the API loads only when a command runs
+        from alex_models.emit.shells import command_line
+
+        say(f"emit: {command_line(step.argv, default_shell())}")  # as this system's shell reads it
     elif isinstance(step, ChatStep):
         if step.reply is None:
             say("chat: llama-server not on PATH: skipped the chat step; install llama.cpp to see it answer")
