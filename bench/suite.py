@@ -74,18 +74,39 @@ class Row:
 
 
 def run(command: Sequence[str | Path], env: dict[str, str], cwd: Path) -> Sample:
-    """Run a command to its end; its wall time and peak RSS (from wait4, so the child's own)."""
+    """Run a command to its end; its wall time and peak RSS.
+
+    The peak is the process's own high-water mark (``VmHWM``), read every 20 ms until it ends:
+    wait4's ``ru_maxrss`` would report this (larger) Python's RSS, which a child inherits at fork
+    and keeps across exec.
+    """
     began = time.perf_counter()
     process = subprocess.Popen(
         [str(part) for part in command], env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
     )
-    _, status, usage = os.wait4(process.pid, 0)
+    peak = 0
+    while True:
+        peak = max(peak, high_water_mark(process.pid))
+        try:
+            process.wait(timeout=0.02)
+            break
+        except subprocess.TimeoutExpired:
+            continue
     seconds = time.perf_counter() - began
-    process.returncode = os.waitstatus_to_exitcode(status)
     if process.returncode != 0:
         stderr = process.stderr.read().decode(errors="replace") if process.stderr else ""
         raise SystemExit(f"{command[0]} failed ({process.returncode}): {stderr.strip()[-2000:]}")
-    return Sample(seconds, usage.ru_maxrss * 1024)
+    return Sample(seconds, peak)
+
+
+def high_water_mark(pid: int) -> int:
+    """The peak resident set size of a running process, bytes (0 once it has ended)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0
+    found = re.search(r"^VmHWM:\s+(\d+) kB", status, re.MULTILINE)
+    return int(found[1]) * 1024 if found else 0
 
 
 def run_all(commands: Sequence[Sequence[str | Path]], env: dict[str, str], cwd: Path) -> float:
