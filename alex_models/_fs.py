@@ -51,6 +51,33 @@ def relpath_problem(name: str) -> str | None:
     return None
 
 
+# A lock is used on every host: a name Windows cannot hold is refused everywhere, as a name that
+# differs only in case is (the resolver says so), not found out on the first Windows host.
+_WINDOWS_DEVICES = {"CON", "PRN", "AUX", "NUL"} | {
+    f"{kind}{n}" for kind in ("COM", "LPT") for n in range(1, 10)
+}
+_WINDOWS_FORBIDDEN = frozenset('<>:"|?*')
+
+
+def portable_name_problem(name: str) -> str | None:
+    """Why the relative path ``name`` cannot be a file on every host, or None (checked when a file
+    is locked; ``relpath_problem`` first)."""
+    for segment in name.split("/"):
+        if problem := _windows_problem(segment):
+            return problem
+    return None
+
+
+def _windows_problem(segment: str) -> str | None:
+    if any(char in _WINDOWS_FORBIDDEN or ord(char) < 32 for char in segment):
+        return f'{segment!r} has a character Windows does not allow in a file name (<>:"|?* or a control)'
+    if segment.endswith((" ", ".")):
+        return f"{segment!r} ends with a space or a dot, which Windows drops"
+    if segment.split(".", maxsplit=1)[0].rstrip(" ").upper() in _WINDOWS_DEVICES:
+        return f"{segment!r} is a device name on Windows"
+    return None
+
+
 def atomic_write(path: Path, data: bytes, *, mode: int = 0o644) -> None:
     """Write ``data`` to ``path`` so that readers see the old file or the new one, never a mix.
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from urllib.parse import unquote, urlsplit
 
-from alex_models._fs import relpath_problem
+from alex_models._fs import portable_name_problem, relpath_problem
 from alex_models._ids import SPLIT_RE
 from alex_models.errors import UserError
 from alex_models.lock import LOCK_VERSION, Lock, LockedFile, LockedModel, Role
@@ -93,7 +93,7 @@ def select(name: str, wanted: ModelInput, snapshot: RepoSnapshot) -> list[tuple[
             raise ResolveError(f"{where} has no LoRA adapter matching {pattern!r}", hint=_available(files))
         picked.update(dict.fromkeys(adapters, "lora"))
     for path in picked:
-        problem = relpath_problem(path)
+        problem = relpath_problem(path) or portable_name_problem(path)
         if problem is not None:
             raise ResolveError(f"{where}: refusing file name {path!r}: {problem}")
     folded: dict[str, str] = {}
@@ -260,7 +260,9 @@ def _locked_url(name: str, wanted: ModelInput, facts: Facts) -> LockedModel:
 def url_filename(url: str) -> str:
     """The file name a URL source is stored under: the last segment of its path."""
     name = unquote(urlsplit(url).path.rsplit("/", 1)[-1])
-    problem = relpath_problem(name) or ("it is a folder" if "/" in name else None)
+    problem = (
+        relpath_problem(name) or ("it is a folder" if "/" in name else None) or portable_name_problem(name)
+    )
     if problem is not None:
         raise ResolveError(
             f"cannot name a file after {url!r}: {problem}", hint="use a URL that ends in a file name"

@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from alex_models._fs import portable_name_problem
 from alex_models.lock import Lock, dumps
 from alex_models.manifest import Manifest, ModelInput, parse_manifest
 from alex_models.remote import Facts, RemoteFile, RepoSnapshot, UrlFile
@@ -325,6 +326,30 @@ def test_url_filename_refuses_names_that_are_no_file(url: str, problem: str) -> 
     with pytest.raises(ResolveError, match="cannot name a file after") as caught:
         url_filename(url)
     assert problem in caught.value.message
+
+
+@pytest.mark.parametrize(
+    ("name", "problem"),
+    [
+        ("aux.gguf", "device name"),
+        ("models/CON", "device name"),
+        ("com1.tar.gz", "device name"),
+        ("a:b.gguf", "character Windows does not allow"),
+        ("what?.gguf", "character Windows does not allow"),
+        ("tab\there.gguf", "character Windows does not allow"),
+        ("model.gguf.", "ends with a space or a dot"),
+        ("dir /model.gguf", "ends with a space or a dot"),
+    ],
+)
+def test_a_name_windows_cannot_hold_is_refused_on_every_host(name: str, problem: str) -> None:
+    found = portable_name_problem(name)
+    assert found is not None
+    assert problem in found
+
+
+@pytest.mark.parametrize("name", ["auxiliary.gguf", "console/con-1.gguf", "a.b.c-Q4_K_M.gguf", "日本.gguf"])
+def test_names_that_only_look_like_windows_devices_are_allowed(name: str) -> None:
+    assert portable_name_problem(name) is None
 
 
 def test_plain_git_files_take_their_sha256_from_hashes() -> None:
