@@ -19,6 +19,7 @@ fsynced, made read-only and renamed into place. Nothing in ``blobs/`` is ever re
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import stat
@@ -46,6 +47,14 @@ def blob_key(sha256: str) -> str:
     """Where a blob lives below a store's home, and below a remote's prefix (a store folder is a
     remote): ``blobs/sha256/<first two hex>/<sha256>``."""
     return f"blobs/sha256/{sha256[:2]}/{sha256}"
+
+
+def published_keys(lock_text: bytes) -> tuple[str, str]:
+    """Where a remote (or a bundle) holds a published lock and its manifest:
+    ``locks/<sha256 of the lock's text>.lock`` and ``.yaml`` beside it. A name per content, so
+    publishing different locks never replaces one, and the name vouches for the text."""
+    stem = f"locks/{hashlib.sha256(lock_text).hexdigest()}"
+    return f"{stem}.lock", f"{stem}.yaml"
 
 
 class Store:
