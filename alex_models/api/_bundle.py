@@ -115,8 +115,10 @@ def bundle_import(
     began = time.monotonic()
     store = store_for(manifest_path, store_home)
     store.require_writable(f"bundle import writes {path}'s blobs into it")
-    store.init()
+    if to is not None and to.exists() and not to.is_dir():
+        raise UserError(f"--to {to} is not a folder", hint="name the folder to write models.lock into")
     with Bundle.open(path) as bundle:
+        store.init()
         importing = _Import(bundle, store)
         try:
             read = importing.run()
@@ -126,14 +128,9 @@ def bundle_import(
                 "run the import again for the rest",
                 exit_code=exit_code_of(stop),
             ) from None
-    written: list[Path] = []
-    if to is not None:
-        written.append(to / "models.lock")
-        atomic_write(written[-1], read.text)
-        if read.manifest is not None:
-            written.append(to / "models.yaml")
-            atomic_write(written[-1], read.manifest)
-        store.register_lock(written[0])
+    written = [] if to is None else _write_project(to, read)
+    if written:
+        store.register_lock(written[0])  # gc keeps what was imported
     models = sorted(read.lock.models)
     complete = {
         name
@@ -151,6 +148,23 @@ def bundle_import(
         written=tuple(written),
         seconds=time.monotonic() - began,
     )
+
+
+def _write_project(to: Path, read: _Read) -> list[Path]:
+    """The bundle's lock and manifest as ``to/models.lock`` and ``to/models.yaml``, each replaced
+    whole; the lock first."""
+    files = [(to / "models.lock", read.text)]
+    if read.manifest is not None:
+        files.append((to / "models.yaml", read.manifest))
+    for path, data in files:
+        try:
+            atomic_write(path, data)
+        except OSError as exc:
+            raise UserError(
+                f"every blob was imported, but {path} cannot be written: {exc.strerror or exc}",
+                hint="check the folder's permissions, then import again (the blobs are skipped)",
+            ) from None
+    return [path for path, _ in files]
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,7 @@ def _open_file(url: str) -> BlobRemote:
     from alex_models.remotes.folder import FolderRemote, file_path  # noqa: PLC0415
 
     path = file_path(url)
-    if path.is_file() or path.suffix == ".tar":
+    if path.is_file() or (path.suffix == ".tar" and not path.is_dir()):
         from alex_models.remotes.bundle import BundleRemote  # noqa: PLC0415
 
         return BundleRemote(url, path)
