@@ -198,6 +198,25 @@ def test_a_flipped_byte_in_a_blob_is_exit_3_naming_it_and_nothing_is_stored(
     assert leftovers(tmp_path / "site-store") == []
 
 
+def test_an_edited_lock_in_the_bundle_is_exit_3_before_any_blob_is_read(
+    built: tuple[Path, dict[str, bytes]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bundle = tmp_path / "models.tar"
+    with tarfile.open(bundle) as tar:
+        lock = tar.getmembers()[0]
+    data = bytearray(bundle.read_bytes())
+    data[lock.offset_data] ^= 0x01  # the first byte of its comment line: still a valid lock
+    bundle.write_bytes(bytes(data))
+    host = site(tmp_path, monkeypatch)
+
+    run = cli(host, "bundle", "import", str(bundle), "--to", str(host))
+
+    assert run.returncode == 3, run.stderr
+    assert f"{bundle}: {lock.name} holds another lock than its name says" in run.stderr
+    assert leftovers(tmp_path / "site-store") == []
+    assert list(host.iterdir()) == []
+
+
 @pytest.mark.parametrize("cut", ["inside a blob", "between members"])
 def test_a_truncated_bundle_is_exit_3_and_leaves_no_partial_blob(
     cut: str, built: tuple[Path, dict[str, bytes]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch

@@ -35,7 +35,7 @@ def create(
     result = api.bundle_create(out, manifest, only=tuple(only or ()))
     if json_output:
         print_json(
-            "bundle",
+            "bundle-create",
             {
                 "path": str(result.path),
                 "lock": result.lock_key,
