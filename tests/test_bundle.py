@@ -97,6 +97,7 @@ def test_create_writes_lock_manifest_and_blobs_like_a_remote_and_says_sizes(
     stem = f"locks/{hashlib.sha256(lock_text).hexdigest()}"
     digests = [hashlib.sha256(files[name]).hexdigest() for name in NAMES]
     assert report["lock"] == f"{stem}.lock"
+    assert report["manifest"] == f"{stem}.yaml"
     assert report["bytes"] == whole
     assert sorted(b["bytes"] for b in report["blobs"]) == sorted(len(d) for d in files.values())
     with tarfile.open(out) as tar:  # the --only chat bundle: the whole lock, one blob
@@ -107,6 +108,7 @@ def test_create_writes_lock_manifest_and_blobs_like_a_remote_and_says_sizes(
         ]
         assert tar.extractfile(f"{stem}.lock").read() == lock_text  # type: ignore[union-attr]
     assert f"added: org/chat/chat-Q4_K_M.gguf ({human_size(len(files['chat']))})" in text
+    assert f"the lock and models.yaml, 1 blob(s) ({human_size(len(files['chat']))}); " in text
     assert f"{human_size(out.stat().st_size)} in all" in text
     assert "embed" not in text
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".models.tar")] == []

@@ -28,8 +28,9 @@ class BundleResult:
 
     path: Path
     lock_key: str
-    """The lock's member (``locks/<sha256 of its text>.lock``), as ``push`` names it; the manifest,
-    when there is one, sits beside it as ``.yaml``."""
+    """The lock's member (``locks/<sha256 of its text>.lock``), as ``push`` names it."""
+    manifest_key: str | None
+    """The manifest's member beside it (``.yaml``); None when the project has no manifest."""
     blobs: tuple[RemoteBlob, ...]
     size: int
     """Bytes of the tar file."""
@@ -81,9 +82,10 @@ def bundle_create(
     store = store_for(manifest_path, store_home)
     require_synced(store, blobs, f"no {out} was written")
     text = lock_path.read_bytes()
-    lock_key, manifest_key = published_keys(text)
+    lock_key, beside = published_keys(text)
+    manifest_key = beside if manifest_path.exists() else None
     files = [(lock_key, text)]
-    if manifest_path.exists():
+    if manifest_key is not None:
         files.append((manifest_key, manifest_path.read_bytes()))
     try:
         size = write_bundle(out, files, [(blob_key(b.sha256), store.blob_path(b.sha256)) for b in blobs])
@@ -94,7 +96,7 @@ def bundle_create(
             f"cannot write the bundle {out}: {exc.strerror or exc}",
             hint="check that its folder exists, is writable and has room for the blobs",
         ) from None
-    return BundleResult(out, lock_key, tuple(blobs), size, time.monotonic() - began)
+    return BundleResult(out, lock_key, manifest_key, tuple(blobs), size, time.monotonic() - began)
 
 
 def bundle_import(

@@ -39,6 +39,7 @@ def create(
             {
                 "path": str(result.path),
                 "lock": result.lock_key,
+                "manifest": result.manifest_key,
                 "blobs": [blob_json(blob) for blob in result.blobs],
                 "bytes": result.size,
                 "seconds": round(result.seconds, 3),
@@ -47,8 +48,9 @@ def create(
         return
     for blob in result.blobs:
         say(f"added: {blob.label} ({human_size(blob.size)})")
+    texts = "the lock and models.yaml" if result.manifest_key else "the lock"
     say(
-        f"Wrote {result.path}: the lock, {len(result.blobs)} blob(s) ({human_size(result.blob_bytes)}), "
+        f"Wrote {result.path}: {texts}, {len(result.blobs)} blob(s) ({human_size(result.blob_bytes)}); "
         f"{human_size(result.size)} in all, in {result.seconds:.1f}s."
     )
 
@@ -95,7 +97,7 @@ def import_(
     for path in result.written:
         say(f"wrote: {path}")
     if result.incomplete:
-        say(f"not in this bundle: {', '.join(result.incomplete)}")
+        say(f"not in this bundle (created with --only): {', '.join(result.incomplete)}")
     skipped = sum(blob.size for blob in result.skipped)
     say(
         f"Imported into {result.store}: {len(result.imported)} blob(s) "
