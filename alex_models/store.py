@@ -51,6 +51,14 @@ def blob_key(sha256: str) -> str:
     return f"blobs/sha256/{sha256[:2]}/{sha256}"
 
 
+def published_keys(lock_text: bytes) -> tuple[str, str]:
+    """Where a remote (or a bundle) holds a published lock and its manifest:
+    ``locks/<sha256 of the lock's text>.lock`` and ``.yaml`` beside it. A name per content, so
+    publishing different locks never replaces one, and the name vouches for the text."""
+    stem = f"locks/{hashlib.sha256(lock_text).hexdigest()}"
+    return f"{stem}.lock", f"{stem}.yaml"
+
+
 class Store:
     """One store home. Every path the tool writes under it comes from here."""
 

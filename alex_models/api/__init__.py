@@ -5,6 +5,7 @@ store, downloader) and returns a frozen result; the CLI only renders it. The mod
 private (``_sync``, ``_status``…): import from here, so ``alex_models.api.sync`` is the function.
 """
 
+from alex_models.api._bundle import BundleResult, ImportResult, bundle_create, bundle_import
 from alex_models.api._context import default_lock_path, read_lock
 from alex_models.api._demo import DemoResult, demo
 from alex_models.api._emit import Emitted, default_shell, emit, emit_targets
@@ -19,9 +20,11 @@ from alex_models.api._sync import SyncOptions, SyncResult, sync
 
 __all__ = [
     "AddResult",
+    "BundleResult",
     "DemoResult",
     "Emitted",
     "GcResult",
+    "ImportResult",
     "LockResult",
     "ModelStatus",
     "ProbeReport",
@@ -37,6 +40,8 @@ __all__ = [
     "SyncedModel",
     "VerifyResult",
     "add",
+    "bundle_create",
+    "bundle_import",
     "default_lock_path",
     "default_shell",
     "demo",

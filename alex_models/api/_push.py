@@ -3,7 +3,6 @@ says which locked blobs a remote holds."""
 
 from __future__ import annotations
 
-import hashlib
 import threading
 import time
 from concurrent.futures import Future
@@ -17,7 +16,7 @@ from alex_models.api._materialize import label
 from alex_models.errors import IntegrityError, UserError
 from alex_models.lock import Lock
 from alex_models.remotes import BlobRemote
-from alex_models.store import Store
+from alex_models.store import Store, published_keys
 
 _STOP_WAIT = 5.0
 """Seconds the uploads in flight have to stop after Ctrl-C (each stops at its next chunk)."""
@@ -46,8 +45,8 @@ class PushResult:
     skipped: tuple[RemoteBlob, ...]
     """Already in the remote with the locked size (or uploaded meanwhile by another push)."""
     lock_key: str
-    """Where the lock was published below the remote: ``locks/<sha256 of its text>.lock``; the
-    manifest, when there is one, sits beside it as ``.yaml``."""
+    """Where the lock was published below the remote (``store.published_keys``): ``locks/<sha256
+    of its text>.lock``; the manifest, when there is one, sits beside it as ``.yaml``."""
     seconds: float
 
     @property
@@ -100,24 +99,19 @@ def push(
     began = time.monotonic()
     lock_path, current = require_lock(manifest_path, lock_path)
     names = select_models(current, only)
-    blobs = _locked_blobs(current, names)
+    blobs = locked_blobs(current, names)
     store = store_for(manifest_path, store_home)
-    unsynced = sorted({m for b in blobs if not store.has_blob(b.sha256, b.size) for m in b.models})
-    if unsynced:
-        raise UserError(
-            f"model(s) {', '.join(unsynced)} are not synced into {store.home}; nothing was uploaded",
-            hint="run 'alex-models sync' first",
-        )
+    require_synced(store, blobs, "nothing was uploaded")
     (opened,) = open_remotes(manifest_path, [remote])
     try:
         held = _held(opened, blobs)
         todo = [blob for blob in blobs if blob.sha256 not in held]
         done = _upload_all(opened, todo, store, jobs)
         text = lock_path.read_bytes()
-        lock_key = f"locks/{hashlib.sha256(text).hexdigest()}.lock"
+        lock_key, manifest_key = published_keys(text)
         opened.write(lock_key, text)
         if manifest_path.exists():
-            opened.write(lock_key.removesuffix(".lock") + ".yaml", manifest_path.read_bytes())
+            opened.write(manifest_key, manifest_path.read_bytes())
     finally:
         opened.close()
     return PushResult(
@@ -137,12 +131,12 @@ def remote_status(
     lock_path, current = require_lock(manifest_path, lock_path)
     (opened,) = open_remotes(manifest_path, [remote])
     try:  # one question to the remote for every locked blob, not one per model
-        held = _held(opened, _locked_blobs(current, sorted(current.models)), damaged_ok=True)
+        held = _held(opened, locked_blobs(current, sorted(current.models)), damaged_ok=True)
     finally:
         opened.close()
     models = []
     for name in sorted(current.models):
-        blobs = _locked_blobs(current, [name])
+        blobs = locked_blobs(current, [name])
         models.append(
             RemoteModel(
                 name,
@@ -153,8 +147,8 @@ def remote_status(
     return RemoteStatusResult(remote=opened.url, lock_path=lock_path, models=tuple(models))
 
 
-def _locked_blobs(current: Lock, names: list[str]) -> list[RemoteBlob]:
-    """The distinct blobs of these models, each with the models that use it."""
+def locked_blobs(current: Lock, names: list[str]) -> list[RemoteBlob]:
+    """The distinct blobs of these models, in lock order, each with the models that use it."""
     found: dict[str, RemoteBlob] = {}
     for name in names:
         entry = current.models[name]
@@ -165,6 +159,17 @@ def _locked_blobs(current: Lock, names: list[str]) -> list[RemoteBlob]:
             elif name not in known.models:
                 found[file.sha256] = replace(known, models=(*known.models, name))
     return list(found.values())
+
+
+def require_synced(store: Store, blobs: list[RemoteBlob], nothing_done: str) -> None:
+    """Publishing reads the local store: every blob must be there, verified, or nothing starts;
+    the message names the models to sync and says ``nothing_done``."""
+    unsynced = sorted({m for b in blobs if not store.has_blob(b.sha256, b.size) for m in b.models})
+    if unsynced:
+        raise UserError(
+            f"model(s) {', '.join(unsynced)} are not synced into {store.home}; {nothing_done}",
+            hint="run 'alex-models sync' first",
+        )
 
 
 def _held(remote: BlobRemote, blobs: list[RemoteBlob], *, damaged_ok: bool = False) -> set[str]:

@@ -13,6 +13,7 @@ import typer
 
 from alex_models import __version__
 from alex_models.cli import demo, emit, project, remote, store
+from alex_models.cli.bundle import bundle_app
 from alex_models.cli.errors import GuardedGroup, run_guarded
 from alex_models.cli.mirror import mirror_app
 
@@ -40,6 +41,7 @@ for command in (
     demo.demo,
 ):
     app.command()(command)
+app.add_typer(bundle_app, name="bundle")
 app.add_typer(mirror_app, name="mirror")
 
 

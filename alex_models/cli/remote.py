@@ -39,8 +39,8 @@ def push(
             "push",
             {
                 "remote": result.remote,
-                "uploaded": [_blob_json(blob) for blob in result.uploaded],
-                "skipped": [_blob_json(blob) for blob in result.skipped],
+                "uploaded": [blob_json(blob) for blob in result.uploaded],
+                "skipped": [blob_json(blob) for blob in result.skipped],
                 "bytes": result.bytes_uploaded,
                 "lock": result.lock_key,
                 "seconds": round(result.seconds, 3),
@@ -71,8 +71,8 @@ def show_remote_status(result: RemoteStatusResult, json_output: bool) -> None:
                 "models": {
                     m.name: {
                         "complete": m.complete,
-                        "present": [_blob_json(blob) for blob in m.present],
-                        "missing": [_blob_json(blob) for blob in m.missing],
+                        "present": [blob_json(blob) for blob in m.present],
+                        "missing": [blob_json(blob) for blob in m.missing],
                     }
                     for m in result.models
                 },
@@ -91,5 +91,6 @@ def show_remote_status(result: RemoteStatusResult, json_output: bool) -> None:
             say(f"  missing: {blob.label} ({human_size(blob.size)})")
 
 
-def _blob_json(blob: RemoteBlob) -> dict[str, object]:
+def blob_json(blob: RemoteBlob) -> dict[str, object]:
+    """A blob as ``--json`` lists it (push, status --remote, bundle)."""
     return {"file": blob.label, "sha256": blob.sha256, "bytes": blob.size, "models": list(blob.models)}

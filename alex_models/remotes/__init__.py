@@ -1,8 +1,8 @@
 """Remotes: content-addressed copies of blobs, laid out like the store
 (``<prefix>/blobs/sha256/ab/<sha256>``, ``<prefix>/locks/…``), that ``push`` fills and
 ``sync --from`` reads. ``base`` says what a remote does; one module per kind (``folder``:
-``file://``; ``objects``: ``s3://``, ``gs://``, ``az://``), opened here by the URL's scheme, each
-only when used.
+``file://`` naming a folder; ``bundle``: ``file://`` naming a bundle's tar, read-only;
+``objects``: ``s3://``, ``gs://``, ``az://``), opened here by the URL, each only when used.
 """
 
 from __future__ import annotations
@@ -28,10 +28,16 @@ def open_remote(url: str) -> BlobRemote:
     return opener(url)
 
 
-def _open_folder(url: str) -> BlobRemote:
-    from alex_models.remotes.folder import FolderRemote  # noqa: PLC0415
+def _open_file(url: str) -> BlobRemote:
+    """A folder, or a bundle: a file (or a ``.tar`` name, so a missing bundle is named as one)."""
+    from alex_models.remotes.folder import FolderRemote, file_path  # noqa: PLC0415
 
-    return FolderRemote.from_url(url)
+    path = file_path(url)
+    if path.is_file() or (path.suffix == ".tar" and not path.is_dir()):
+        from alex_models.remotes.bundle import BundleRemote  # noqa: PLC0415
+
+        return BundleRemote(url, path)
+    return FolderRemote(url, path)
 
 
 def _open_object_store(url: str) -> BlobRemote:
@@ -41,7 +47,7 @@ def _open_object_store(url: str) -> BlobRemote:
 
 
 _OPENERS: dict[str, Callable[[str], BlobRemote]] = {
-    "file": _open_folder,
+    "file": _open_file,
     "s3": _open_object_store,
     "gs": _open_object_store,
     "az": _open_object_store,

@@ -25,24 +25,25 @@ from alex_models.store import Store
 _COPY_SIZE = 4 * MiB
 
 
+def file_path(url: str) -> Path:
+    """The path of ``file:///absolute/path``; any other form (a host, a relative path, a query) is
+    refused."""
+    parts = urlsplit(url)
+    path = unquote(parts.path)
+    if parts.netloc not in ("", "localhost") or parts.query or parts.fragment or not path.startswith("/"):
+        raise UsageError(
+            f"{url!r} is not a folder or bundle remote",
+            hint="write it as file:///absolute/path (three slashes: no host, no query)",
+        )
+    return Path(path)
+
+
 @dataclass(frozen=True)
 class FolderRemote:
     """The folder ``root``, laid out like the store."""
 
     url: str
     root: Path
-
-    @classmethod
-    def from_url(cls, url: str) -> FolderRemote:
-        """``file:///absolute/path``; any other form (a host, a relative path, a query) is refused."""
-        parts = urlsplit(url)
-        path = unquote(parts.path)
-        if parts.netloc not in ("", "localhost") or parts.query or parts.fragment or not path.startswith("/"):
-            raise UsageError(
-                f"{url!r} is not a folder remote",
-                hint="write a folder as file:///absolute/path (three slashes: no host, no query)",
-            )
-        return cls(url, Path(path))
 
     def source(self) -> FolderSource:
         """The folder as a source ``sync`` reads (its bytes verified by the downloader)."""
