@@ -26,8 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Literal
 
-from alex_models._fs import fsync_dir, relpath_problem
-from alex_models._platform import flush, replace
+from alex_models._fs import relpath_problem
+from alex_models._platform import flush, flush_directory, replace
 from alex_models._units import MiB
 from alex_models.errors import IntegrityError, UserError
 
@@ -219,7 +219,7 @@ def write_bundle(out: Path, files: list[tuple[str, bytes]], blobs: list[tuple[st
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
-    fsync_dir(out.parent)
+    flush_directory(out.parent)
     return size
 
 
