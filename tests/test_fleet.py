@@ -113,6 +113,28 @@ def test_push_then_a_host_syncs_everything_from_the_folder_and_nothing_from_the_
     assert all(store.blob_path(hashlib.sha256(d).hexdigest()).read_bytes() == d for d in files.values())
 
 
+def test_offline_a_host_syncs_from_a_folder_on_this_machine_but_never_from_a_bucket(
+    ci: tuple[Path, dict[str, bytes]], mirror: MirrorServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder, files = ci
+    team = tmp_path / "team"
+    ok(cli(folder, "push", "team"))
+    since_settled(mirror)
+    mirror.clear_log()
+    deployed = host(tmp_path, folder, monkeypatch)
+
+    bucket_only = cli(deployed, "sync", "--frozen", "--offline", "--from", "s3://models/team")
+    assert bucket_only.returncode == 1
+    assert "offline, and 2 locked file(s) are not in the store" in bucket_only.stderr
+    assert "or name a folder or bundle with --from" in bucket_only.stderr
+
+    ok(cli(deployed, "sync", "--frozen", "--offline", "--from", "s3://models/team", "--from", team.as_uri()))
+
+    assert since_settled(mirror) == [], "offline: nothing came from the mirror"
+    store = Store(tmp_path / "host-store")
+    assert all(store.blob_path(hashlib.sha256(d).hexdigest()).read_bytes() == d for d in files.values())
+
+
 def test_a_second_push_uploads_nothing_and_says_what_it_skipped(
     ci: tuple[Path, dict[str, bytes]], tmp_path: Path
 ) -> None:

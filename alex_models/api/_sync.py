@@ -124,17 +124,22 @@ def sync(
     with contextlib.ExitStack() as opened:  # open until the downloads that read their sources end
         for each in remotes:
             opened.callback(each.close)
-        wanted = download_jobs(current, names, endpoint, [r.source() for r in remotes], own=opts.hub)
+        # Offline: no network, but a folder or a bundle on this machine is still read.
+        reachable = [r for r in remotes if r.local or not offline]
+        hub = opts.hub and not offline
+        wanted = download_jobs(current, names, endpoint, [r.source() for r in reachable], own=hub)
         missing = [job for job in wanted.values() if not store.has_blob(job.sha256, job.size)]
-        if missing and not opts.hub:
-            _require_in_remotes(missing, remotes)
-        missing = with_token(missing, endpoint, opts.token)
-        if missing and offline:
+        if missing and offline and not reachable:
             listed = _listed([job.label for job in missing])
             raise UserError(
                 f"offline, and {len(missing)} locked file(s) are not in the store {store.home}: {listed}",
-                hint="run 'alex-models sync' where the endpoint is reachable, or copy the store here",
+                hint="run 'alex-models sync' where the endpoint is reachable, copy the store here, "
+                "or name a folder or bundle with --from",
             )
+        if missing and not hub:
+            _require_in_remotes(missing, reachable, "offline mode forbids the network" if offline else "")
+        if hub:
+            missing = with_token(missing, endpoint, opts.token)
         check_space(store, missing)
         counter = _CountingProgress(progress or NoProgress())
         fetched: set[str] = set()
@@ -174,8 +179,9 @@ def sync(
     )
 
 
-def _require_in_remotes(missing: list[FileJob], remotes: list[BlobRemote]) -> None:
-    """``--no-hub``: every missing blob is in some remote (asked, not assumed), or nothing starts."""
+def _require_in_remotes(missing: list[FileJob], remotes: list[BlobRemote], offline: str) -> None:
+    """``--no-hub`` or offline: every missing blob is in some remote (asked, not assumed), or
+    nothing starts. ``offline`` says why the network is out, when it is."""
     absent = {job.sha256 for job in missing}
     for each in remotes:
         absent -= set(each.sizes(absent))
@@ -183,8 +189,9 @@ def _require_in_remotes(missing: list[FileJob], remotes: list[BlobRemote]) -> No
         lacking = [job.label for job in missing if job.sha256 in absent]
         raise UserError(
             f"no remote tried ({', '.join(r.url for r in remotes)}) has {_listed(lacking)}, "
-            "and --no-hub forbids the Hub",
-            hint="run 'alex-models push' where those files are synced, or sync without --no-hub",
+            f"and {offline or '--no-hub forbids the Hub'}",
+            hint="run 'alex-models push' where those files are synced, or sync without "
+            + ("--offline" if offline else "--no-hub"),
         )
 
 

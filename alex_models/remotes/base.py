@@ -23,6 +23,12 @@ class BlobRemote(Protocol):
         messages; it holds no secret."""
         ...
 
+    @property
+    def local(self) -> bool:
+        """Whether its bytes are on this machine's filesystems (a folder, a bundle), so offline
+        mode may read it; an object store is reached over the network."""
+        ...
+
     def source(self) -> Source:
         """The remote as a place ``sync`` reads blobs from (ranged reads, verified by the downloader)."""
         ...

@@ -21,6 +21,10 @@ class BundleRemote:
     def url(self) -> str:
         return self._url
 
+    @property
+    def local(self) -> bool:
+        return True
+
     def source(self) -> BundleSource:
         return self._source
 

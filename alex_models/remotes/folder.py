@@ -45,6 +45,10 @@ class FolderRemote:
     url: str
     root: Path
 
+    @property
+    def local(self) -> bool:
+        return True
+
     def source(self) -> FolderSource:
         """The folder as a source ``sync`` reads (its bytes verified by the downloader)."""
         return FolderSource(self.root)

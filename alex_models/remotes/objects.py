@@ -100,6 +100,10 @@ class ObjectStoreRemote:
     def url(self) -> str:
         return self._url
 
+    @property
+    def local(self) -> bool:
+        return False
+
     def source(self) -> ObjectStoreSource:
         return ObjectStoreSource(self._url, self.store, blob_key)
 
