@@ -145,8 +145,8 @@ def test_outdated_asks_once_per_repo_and_revision_and_nothing_for_pins(
     ]
 
 
-def test_a_vanished_repo_and_a_gated_one_are_reported_on_their_models(
-    upstream: Commits, mirror_root: MirrorRoot, project: Path
+def test_cli_reports_a_vanished_repo_and_a_gated_one_on_their_models(
+    upstream: Commits, mirror: MirrorServer, mirror_root: MirrorRoot, project: Path
 ) -> None:
     manifest = write_manifest(
         project,
@@ -161,19 +161,17 @@ def test_a_vanished_repo_and_a_gated_one_are_reported_on_their_models(
     shutil.rmtree(mirror_root.repo_dir(OTHER))
     mirror_root.create_repo(GATED, gated="auto", tokens=["hf_granted"])
 
-    result = api.outdated(manifest_path=manifest)
+    result = cli(project, "outdated", "--exit-code")
 
-    found = {m.name: m for m in result.models}
-    assert {name: m.status for name, m in found.items()} == {
-        "gated": "error",
-        "other": "error",
-        "plain": "current",
-    }
-    assert found["other"].problem is not None
-    assert f"repo {OTHER} not found" in found["other"].problem.message
-    assert found["gated"].problem is not None
-    assert f"{GATED} is a gated repo" in found["gated"].problem.message
-    assert "HF_TOKEN" in (found["gated"].problem.hint or "")
+    assert (result.returncode, result.stderr) == (1, "")
+    assert result.stdout.splitlines() == [
+        f"! gated: {GATED} is a gated repo and no token is set",
+        f"    hint: accept its terms at {mirror.url}/{GATED}, then set HF_TOKEN (or run 'hf auth login')",
+        f"! other: repo {OTHER} not found at {mirror.url}, or it is private and no token is set",
+        "    hint: check the repo id; for a private repo set HF_TOKEN (or run 'hf auth login')",
+        f"= plain: {PLAIN}@main {upstream.plain[:12]}, up to date",
+        "2 of 3 cannot be resolved any more (marked !).",
+    ]
     assert (project / "models.lock").read_bytes() == before
 
 

@@ -173,13 +173,17 @@ def outdated(
                 f"{len(result.outdated)} of {len(result.models)} outdated: 'alex-models lock --upgrade' "
                 "takes the new commits (or --upgrade-model NAME, one model)."
             )
-        elif not result.failed:
+        if result.failed:
+            say(f"{len(result.failed)} of {len(result.models)} cannot be resolved any more (marked !).")
+        elif not result.outdated:
             say("Nothing outdated.")
     if exit_code and (result.outdated or result.failed):
         raise typer.Exit(1)
 
 
 def _outdated_lines(model: OutdatedModel) -> list[str]:
+    from alex_models.lockdiff import pin
+
     locked = model.locked
     if model.change is not None:
         return model.change.describe()
@@ -187,7 +191,7 @@ def _outdated_lines(model: OutdatedModel) -> list[str]:
         hint = [] if model.problem.hint is None else [f"    hint: {model.problem.hint}"]
         return [f"! {model.name}: {model.problem.message}", *hint]
     if model.status == "current":
-        return [f"= {model.name}: {locked.repo}@{locked.revision} {(locked.commit or '')[:12]}, up to date"]
+        return [f"= {model.name}: {pin(locked)}, up to date"]
     if model.status == "pinned":
         return [
             f"= {model.name}: {locked.repo} pinned to commit {(locked.commit or '')[:12]}, which cannot move"
