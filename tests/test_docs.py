@@ -240,8 +240,13 @@ def test_every_yaml_block_in_the_guides_is_valid_yaml(doc: Path) -> None:
         YAML(typ="safe").load(block)
 
 
-def guide_yaml(doc: Path, top_key: str) -> dict[str, Any]:
-    [document] = [d for d in map(YAML(typ="safe").load, fenced(doc, "yaml")) if top_key in d]
+def guide_yaml(doc: Path, top_key: str, name: str | None = None) -> dict[str, Any]:
+    """The one YAML block of ``doc`` with ``top_key`` (and, for workflows, this ``name``)."""
+    [document] = [
+        d
+        for d in map(YAML(typ="safe").load, fenced(doc, "yaml"))
+        if top_key in d and (name is None or d.get("name") == name)
+    ]
     return cast("dict[str, Any]", document)
 
 
@@ -250,7 +255,7 @@ def run_lines(steps: list[dict[str, Any]]) -> list[str]:
 
 
 def test_the_ci_workflow_checks_caches_on_the_lock_and_syncs_locked() -> None:
-    job = guide_yaml(GUIDES[0], "jobs")["jobs"]["models"]
+    job = guide_yaml(GUIDES[0], "jobs", "models")["jobs"]["models"]
     steps: list[dict[str, Any]] = job["steps"]
     [cache] = [step for step in steps if str(step.get("uses", "")).startswith("actions/cache@")]
     runs = run_lines(steps)
@@ -266,9 +271,28 @@ def test_the_ci_workflow_checks_caches_on_the_lock_and_syncs_locked() -> None:
 
 
 def test_the_ci_deploy_job_syncs_frozen() -> None:
-    deploy = guide_yaml(GUIDES[0], "jobs")["jobs"]["deploy"]
+    deploy = guide_yaml(GUIDES[0], "jobs", "models")["jobs"]["deploy"]
 
     assert "alex-models sync --frozen" in run_lines(deploy["steps"])
+
+
+def test_the_scheduled_workflow_upgrades_into_a_pull_request_only_when_outdated_exits_1() -> None:
+    workflow = guide_yaml(GUIDES[0], "jobs", "models-upgrade")
+    steps: list[dict[str, Any]] = workflow["jobs"]["upgrade"]["steps"]
+    [check] = [step for step in steps if "alex-models outdated --exit-code" in str(step.get("run", ""))]
+    [upgrade] = [step for step in steps if step.get("run") == "alex-models lock --upgrade"]
+    [pull] = [
+        step for step in steps if str(step.get("uses", "")).startswith("peter-evans/create-pull-request@")
+    ]
+
+    assert "schedule" in workflow["on"]
+    assert workflow["permissions"] == {"contents": "write", "pull-requests": "write"}
+    assert check["shell"] == "bash"  # pipefail: the status piped through tee is alex-models' own
+    assert '"$status" -eq 1' in check["run"]
+    condition = f"steps.{check['id']}.outputs.moved == 'true'"
+    assert steps.index(check) < steps.index(upgrade) < steps.index(pull)
+    assert upgrade["if"] == pull["if"] == condition
+    assert pull["with"]["add-paths"] == "models.lock"
 
 
 def test_the_pre_commit_hook_runs_lock_check_on_the_manifest_and_lock_only() -> None:

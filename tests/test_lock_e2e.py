@@ -593,13 +593,15 @@ def test_cli_lock_writes_the_lock_and_check_then_exits_0(hub: Hub, project: Path
     assert read_lock(project).models["plain"].commit == hub.plain_v2
 
 
-def test_cli_lock_json_reports_lock_stale_drift_resolved_written(hub: Hub, project: Path) -> None:
+def test_cli_lock_json_reports_lock_stale_drift_resolved_written_changes(hub: Hub, project: Path) -> None:
     write_manifest(project, PLAIN_ONLY)
 
     result = cli(project, "lock", "--json")
 
     assert result.returncode == 0, result.stderr
     payload = json.loads(result.stdout)
+    q4 = {"role": "model", "size": len(Q4_V2), "sha256": hashlib.sha256(Q4_V2).hexdigest()}
+    pinned = {"source": "hf", "repo": PLAIN, "revision": "main", "commit": hub.plain_v2, "url": None}
     assert payload == {
         "format": 1,
         "kind": "lock",
@@ -608,6 +610,15 @@ def test_cli_lock_json_reports_lock_stale_drift_resolved_written(hub: Hub, proje
         "drift": [{"name": "plain", "kind": "added", "change": "+ plain: new in the manifest"}],
         "resolved": ["plain"],
         "written": True,
+        "changes": [
+            {
+                "name": "plain",
+                "change": "added",
+                "before": None,
+                "after": pinned,
+                "files": [{"path": "m-Q4_K_M.gguf", "change": "added", "before": None, "after": q4}],
+            }
+        ],
     }
 
 

@@ -11,6 +11,7 @@ from alex_models.api._demo import DemoResult, demo
 from alex_models.api._emit import Emitted, default_shell, emit, emit_targets
 from alex_models.api._gc import GcResult, Removal, gc
 from alex_models.api._materialize import SyncedModel
+from alex_models.api._outdated import OutdatedModel, OutdatedResult, outdated
 from alex_models.api._probe import ProbeReport, ProbeResult, probe
 from alex_models.api._project import AddResult, LockResult, add, init, lock
 from alex_models.api._pull import pull
@@ -27,6 +28,8 @@ __all__ = [
     "ImportResult",
     "LockResult",
     "ModelStatus",
+    "OutdatedModel",
+    "OutdatedResult",
     "ProbeReport",
     "ProbeResult",
     "PushResult",
@@ -51,6 +54,7 @@ __all__ = [
     "init",
     "lock",
     "model_path",
+    "outdated",
     "probe",
     "pull",
     "push",

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
@@ -12,6 +13,7 @@ from alex_models._fs import atomic_write
 from alex_models.api._context import default_lock_path, read_lock
 from alex_models.errors import UserError
 from alex_models.lock import Drift, Lock, drift, dumps
+from alex_models.lockdiff import ModelChange, lock_changes
 from alex_models.manifest import Manifest, load_manifest
 from alex_models.manifest_edit import EMPTY_MANIFEST, STARTER_MANIFEST, model_name_for, with_model
 from alex_models.remote import Facts, Remote
@@ -39,7 +41,9 @@ class LockResult:
     resolved: tuple[str, ...]
     """Models resolved from the remote in this run."""
     written: bool
-    """Whether the lock file changed on disk (never with ``check``)."""
+    """Whether the lock file changed on disk (never with ``check`` or ``dry_run``)."""
+    changes: tuple[ModelChange, ...] = ()
+    """The entries this run changed (or, with ``dry_run``, would change); empty with ``check``."""
 
     @property
     def stale(self) -> bool:
@@ -51,12 +55,15 @@ def lock(
     lock_path: Path | None = None,
     *,
     check: bool = False,
+    dry_run: bool = False,
     upgrade: Upgrade = False,
     remote: Remote | None = None,
 ) -> LockResult:
     """Resolve ``manifest_path`` into its lock file, keeping the pins of unchanged models.
 
     With ``check``, nothing is resolved or written: the result says whether the lock is stale.
+    With ``dry_run``, everything is resolved and nothing written: the result's ``changes`` say
+    what the lock would get.
     """
     manifest = load_manifest(manifest_path)
     lock_path = lock_path or default_lock_path(manifest_path)
@@ -65,33 +72,60 @@ def lock(
     if check:
         return LockResult(lock_path, found, resolved=(), written=False)
     chosen = plan(manifest, previous, upgrade)
-    facts = gather_facts(manifest, previous, upgrade, remote) if chosen.resolve else Facts()
-    new_lock = resolve(manifest, facts, previous, upgrade)
+    new_lock = relock(manifest, previous, upgrade, remote)
+    changes = tuple(lock_changes(previous, new_lock))
     text = dumps(new_lock)
     old_text = lock_path.read_text(encoding="utf-8") if previous is not None else None
-    if text != old_text:
+    written = text != old_text and not dry_run
+    if written:
         atomic_write(lock_path, text.encode())
-    return LockResult(lock_path, found, resolved=tuple(sorted(chosen.resolve)), written=text != old_text)
+    return LockResult(
+        lock_path, found, resolved=tuple(sorted(chosen.resolve)), written=written, changes=changes
+    )
+
+
+def relock(manifest: Manifest, previous: Lock | None, upgrade: Upgrade, remote: Remote | None) -> Lock:
+    """The lock ``lock`` would write now: kept entries, the rest resolved from fresh facts.
+
+    The one computation behind ``lock``, ``lock --dry-run`` and ``outdated``, so what they
+    report is what ``lock`` does.
+    """
+    if not plan(manifest, previous, upgrade).resolve:
+        return resolve(manifest, Facts(), previous, upgrade)
+    return resolve(manifest, gather_facts(manifest, previous, upgrade, remote), previous, upgrade)
+
+
+@contextmanager
+def hub_remote(remote: Remote | None) -> Iterator[Remote]:
+    """``remote``, or (when None) the environment's Hub endpoint, opened here and closed on exit:
+    its HTTP clients hold pooled sockets."""
+    if remote is not None:
+        yield remote
+        return
+    from alex_models.hub import HubRemote  # noqa: PLC0415 - huggingface_hub loads only when needed
+
+    settings = Settings.from_env()
+    owned = HubRemote(settings.endpoint, offline=settings.offline)
+    try:
+        yield owned
+    finally:
+        owned.close()
 
 
 def gather_facts(manifest: Manifest, previous: Lock | None, upgrade: Upgrade, remote: Remote | None) -> Facts:
     """Ask the remote, concurrently, exactly what resolving the manifest needs."""
-    if remote is None:
-        from alex_models.hub import HubRemote  # noqa: PLC0415 - huggingface_hub loads only when needed
+    with hub_remote(remote) as opened:
+        return _gather(manifest, previous, upgrade, opened)
 
-        settings = Settings.from_env()
-        owned = HubRemote(settings.endpoint, offline=settings.offline)
-        try:  # a remote made here is closed here: its HTTP clients hold pooled sockets
-            return gather_facts(manifest, previous, upgrade, owned)
-        finally:
-            owned.close()
+
+def _gather(manifest: Manifest, previous: Lock | None, upgrade: Upgrade, remote: Remote) -> Facts:
     chosen = plan(manifest, previous, upgrade)
     repos = sorted(chosen.repos)
-    snapshots = dict(zip(repos, _parallel(repos, lambda key: remote.snapshot(*key)), strict=True))
+    snapshots = dict(zip(repos, in_parallel(repos, lambda key: remote.snapshot(*key)), strict=True))
     urls = sorted(chosen.urls.items())
-    url_files = _parallel(urls, lambda item: remote.url_file(*item))
+    url_files = in_parallel(urls, lambda item: remote.url_file(*item))
     files = sorted(unhashed(chosen, snapshots))
-    hashes = _parallel(files, lambda item: remote.file_sha256(*item))
+    hashes = in_parallel(files, lambda item: remote.file_sha256(*item))
     return Facts(
         snapshots=snapshots,
         hashes={item[:3]: sha256 for item, sha256 in zip(files, hashes, strict=True)},
@@ -99,7 +133,7 @@ def gather_facts(manifest: Manifest, previous: Lock | None, upgrade: Upgrade, re
     )
 
 
-def _parallel(items: list[K], work: Callable[[K], V]) -> list[V]:
+def in_parallel(items: list[K], work: Callable[[K], V]) -> list[V]:
     """``work`` over ``items``, MAX_PARALLEL_REQUESTS at a time, results in order; errors propagate."""
     if not items:
         return []

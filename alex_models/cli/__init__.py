@@ -28,6 +28,7 @@ app = typer.Typer(
 app.command()(project.init)
 app.command()(project.add)
 app.command()(project.lock)
+app.command()(project.outdated)
 for command in (
     store.sync,
     store.status,
