@@ -375,3 +375,53 @@ def test_ci_pushes_to_a_bucket_and_a_host_syncs_from_it_alone(
     store = Store(tmp_path / "host-store")
     assert all(store.blob_path(hashlib.sha256(d).hexdigest()).read_bytes() == d for d in files.values())
     assert SECRET not in json.dumps(pushed) + json.dumps(held) + synced.stdout + synced.stderr
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("https://ci:hunter2@models.example.org/team", "https://…@models.example.org/team"),
+        ("s3://AKIDEXAMPLE:hunter2/x+y@models/prod", "s3://…@models/prod"),
+        ("s3://models/prod?X-Amz-Signature=hunter2", "s3://models/prod?…"),
+    ],
+    ids=["https-userinfo", "s3-keys", "signed-query"],
+)
+def test_a_secret_in_a_from_url_is_refused_before_any_request_without_repeating_it(
+    mirror_root: MirrorRoot,
+    mirror: MirrorServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    url: str,
+    shown: str,
+) -> None:
+    monkeypatch.setenv("HF_ENDPOINT", mirror.url)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", mirror.url)  # any S3 request would land in its log too
+    folder = tmp_path / "project"
+    project_with_remote(folder, mirror_root, tmp_path)  # not locked yet: sync would ask the Hub first
+
+    refused = cli(folder, "-v", "sync", "--from", url)
+
+    assert refused.returncode == 2, refused.stderr
+    assert (  # -v adds the traceback above it, which holds no secret either
+        f"error: {shown}: a remote URL must not hold credentials (user:password@ or a token in the query)"
+        in refused.stderr.splitlines()
+    )
+    assert "hunter2" not in refused.stderr + refused.stdout
+    assert since_settled(mirror) == [], "nothing was asked of any server"
+    assert not (folder / "models.lock").exists()
+
+
+@pytest.mark.parametrize("command", [("push",), ("status", "--remote")])
+def test_push_and_status_refuse_a_secret_in_the_remote_url_they_are_given(
+    project: Path, command: tuple[str, ...]
+) -> None:
+    (project / "models.yaml").write_text("version: 1\nmodels: {}\n", encoding="utf-8")
+    (project / "models.lock").write_text("version: 1\nmodels: {}\n", encoding="utf-8")
+
+    refused = cli(project, *command, "file://backup:hunter2@nas/srv/models?token=hunter2")
+
+    assert refused.returncode == 2, refused.stderr
+    assert refused.stderr.startswith(
+        "error: file://…@nas/srv/models?…: a remote URL must not hold credentials"
+    )
+    assert "hunter2" not in refused.stderr + refused.stdout
