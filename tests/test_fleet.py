@@ -9,6 +9,7 @@ import json
 import os
 import signal
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -131,6 +132,36 @@ def test_a_second_push_uploads_nothing_and_says_what_it_skipped(
         in again.stdout
     )
     assert "0 uploaded (0 B), 2 already there" in again.stdout
+
+
+def abandon(temporary: Path, days: float) -> Path:
+    """``temporary`` as an upload killed midway left it, last written ``days`` ago."""
+    then = time.time() - days * 24 * 3600
+    os.utime(temporary, (then, then))
+    return temporary
+
+
+def test_a_push_removes_temporaries_abandoned_for_a_day_and_keeps_younger_ones(
+    ci: tuple[Path, dict[str, bytes]], tmp_path: Path
+) -> None:
+    folder, files = ci
+    team = tmp_path / "team"
+    ok(cli(folder, "push"))
+    digest = hashlib.sha256(files["chat-Q4_K_M.gguf"]).hexdigest()
+    beside = Store(team).blob_path(digest).parent
+    (beside / f".{digest}.killed.part").write_bytes(b"half a blob")
+    (beside / f".{digest}.copying.part").write_bytes(b"another host's copy, in progress")
+    killed = abandon(beside / f".{digest}.killed.part", days=1.1)
+    live = abandon(beside / f".{digest}.copying.part", days=0.9)
+
+    report = json.loads(ok(cli(folder, "push", "--json")).stdout)
+
+    assert report["uploaded"] == [], "nothing else to send: the clean-up does not wait for an upload"
+    assert not killed.exists()
+    assert live.exists(), "a younger one may be another host's live copy"
+    assert sorted(remote_blobs(team).values()) == sorted(
+        hashlib.sha256(d).hexdigest() for d in files.values()
+    )
 
 
 def test_push_of_an_unsynced_model_refuses_naming_it_and_uploads_nothing(
@@ -322,6 +353,12 @@ def test_a_push_killed_midway_leaves_nothing_half_written_and_a_rerun_finishes(
     ok(cli(folder, "push"))
 
     assert sorted(remote_blobs(team).items()) == sorted((d, d) for d in digests)
+    left = list(team.rglob(".*.part"))
+    assert left, "the killed copy's temporary file stays while it could be another host's live one"
+    for temporary in left:
+        abandon(temporary, days=2)
+    ok(cli(folder, "push"))
+    assert not list(team.rglob(".*.part")), "a push a day later removes it"
 
 
 @pytest.mark.slow

@@ -17,6 +17,7 @@ from alex_models.api._materialize import label
 from alex_models.errors import IntegrityError, UserError
 from alex_models.lock import Lock
 from alex_models.remotes import BlobRemote
+from alex_models.remotes.base import LeavesTemporaries
 from alex_models.store import Store
 
 _STOP_WAIT = 5.0
@@ -110,6 +111,8 @@ def push(
         )
     (opened,) = open_remotes(manifest_path, [remote])
     try:
+        if isinstance(opened, LeavesTemporaries):
+            opened.remove_abandoned()  # what pushes killed long ago left, here or on other hosts
         held = _held(opened, blobs)
         todo = [blob for blob in blobs if blob.sha256 not in held]
         done = _upload_all(opened, todo, store, jobs)
