@@ -13,8 +13,8 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import CLI, cli, since_settled, start, wait_for
-from s3kit import SECRET
+from helpers import CLI, cli, progress_done, since_settled, start, wait_for
+from s3kit import SECRET, Meter
 
 from alex_models._units import human_size
 from alex_models.mirror import MirrorRoot, MirrorServer
@@ -462,3 +462,47 @@ def test_push_and_status_refuse_a_secret_in_the_remote_url_they_are_given(
         "error: file://…@nas/srv/models?…: a remote URL must not hold credentials"
     )
     assert "hunter2" not in refused.stderr + refused.stdout
+
+
+@pytest.mark.slow
+def test_a_sync_from_a_bucket_killed_midway_resumes_and_the_bucket_serves_the_blob_about_once(
+    mirror_root: MirrorRoot,
+    mirror: MirrorServer,
+    bucket: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The server's bytes are counted by a proxy in front of moto, which paces them so the host's
+    sync can be killed midway. Killed with 60% checkpointed, a rerun from byte 0 would bring the
+    count to 1.6 times the blob: the rerun resumes from the last checkpoint."""
+    monkeypatch.setenv("HF_ENDPOINT", mirror.url)
+    remote = f"s3://{bucket}/prod"
+    folder = tmp_path / "ci"
+    data = project_with_remote(folder, mirror_root, tmp_path, remote=remote, padding=40_000_000)[
+        "chat-Q4_K_M.gguf"
+    ]
+    digest = hashlib.sha256(data).hexdigest()
+    ok(cli(folder, "sync", "--only", "chat"))
+    ok(cli(folder, "push", "--only", "chat"))
+    deployed = host(tmp_path, folder, monkeypatch)
+    store = Store(tmp_path / "host-store")
+    syncing = ("sync", "--frozen", "--only", "chat", "--from", remote, "--no-hub")
+
+    with Meter(os.environ["AWS_ENDPOINT_URL"], rate=16e6) as meter:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", meter.url)
+        first, _ = start(deployed, *syncing)
+        try:
+            wait_for(
+                lambda: progress_done(store.progress_path(digest)) >= 0.6 * len(data), "60% checkpointed"
+            )
+        finally:
+            first.send_signal(signal.SIGKILL)
+            first.wait(timeout=10)
+        assert not [p for p in (store.home / "blobs").rglob("*") if p.is_file()], "nothing half-written there"
+
+        meter.rate = None
+        ok(cli(deployed, *syncing))
+
+        served = meter.served
+    assert store.blob_path(digest).read_bytes() == data
+    assert len(data) <= served <= 1.5 * len(data), f"{served} bytes served for a {len(data)}-byte blob"
