@@ -14,6 +14,7 @@ import subprocess
 import sys
 import threading
 import time
+import xml.etree.ElementTree as ET
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +24,7 @@ import httpx2
 import obstore
 import pytest
 from helpers import free_port, wait_for
+from obstore.store import from_url
 
 from alex_models._units import MiB
 from alex_models.download import FileJob
@@ -59,6 +61,31 @@ def upload(remote: ObjectStoreRemote, data: bytes, path: Path) -> tuple[bool, in
 
 def stored(remote: ObjectStoreRemote, key: str) -> bytes:
     return bytes(obstore.get(remote.store, key).bytes())
+
+
+def keep_versions(endpoint: str, bucket: str) -> None:
+    """Turn on the bucket's versioning: every write of a key is kept, so a test sees whether an
+    object was ever replaced (moto checks no signature here)."""
+    body = (
+        b'<VersioningConfiguration xmlns="http://s3.amazonaws.com/doc/2006-03-01/">'
+        b"<Status>Enabled</Status></VersioningConfiguration>"
+    )
+    httpx2.put(f"{endpoint}/{bucket}?versioning", content=body, trust_env=False).raise_for_status()
+
+
+def versions(endpoint: str, bucket: str, key: str) -> list[bytes]:
+    """The bytes of every version ever written under ``key`` (with ``keep_versions``), newest
+    first, read with the keys of the environment ``use_endpoint`` set."""
+    listing = httpx2.get(f"{endpoint}/{bucket}?versions&prefix={key}", trust_env=False)
+    listing.raise_for_status()
+    space = "{http://s3.amazonaws.com/doc/2006-03-01/}"
+    ids = [
+        v.findtext(f"{space}VersionId")
+        for v in ET.fromstring(listing.content).iter(f"{space}Version")  # noqa: S314 - the test server's own answer
+        if v.findtext(f"{space}Key") == key
+    ]
+    store = from_url(f"s3://{bucket}", client_options={"allow_http": True})  # signed: moto wants it here
+    return [bytes(obstore.get(store, key, options={"version": i}).bytes()) for i in ids if i]
 
 
 def job(*sources: Source, data: bytes = DATA) -> FileJob:

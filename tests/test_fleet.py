@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 from helpers import CLI, cli, progress_done, since_settled, start, wait_for
-from s3kit import SECRET, Meter
+from s3kit import SECRET, Meter, keep_versions, versions
 
 from alex_models._units import human_size
 from alex_models.mirror import MirrorRoot, MirrorServer
-from alex_models.store import Store
+from alex_models.store import Store, blob_key
 from alex_models.tinymodels import write_tiny_gguf
 
 NAMES = ("chat", "embed")
@@ -506,3 +506,51 @@ def test_a_sync_from_a_bucket_killed_midway_resumes_and_the_bucket_serves_the_bl
         served = meter.served
     assert store.blob_path(digest).read_bytes() == data
     assert len(data) <= served <= 1.5 * len(data), f"{served} bytes served for a {len(data)}-byte blob"
+
+
+@pytest.mark.slow
+def test_two_hosts_pushing_one_lock_to_a_bucket_at_once_both_succeed_and_no_object_is_replaced(
+    mirror_root: MirrorRoot,
+    mirror: MirrorServer,
+    bucket: str,
+    moto_endpoint: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """One blob fits a single conditional PUT, the other goes up in parts (above 16 MiB). The
+    bucket keeps every version written, so a replaced object shows as a second version. The
+    small blob is created once. The large one's two uploads both pass their last check (two
+    parts, sent at once), so both may complete (obstore cannot make a completion conditional):
+    each version is the whole blob, so no reader sees other bytes."""
+    monkeypatch.setenv("HF_ENDPOINT", mirror.url)
+    keep_versions(moto_endpoint, bucket)
+    remote = f"s3://{bucket}/prod"
+    folder = tmp_path / "ci"
+    files = project_with_remote(folder, mirror_root, tmp_path, remote=remote)
+    big = write_tiny_gguf(tmp_path / "big.gguf", context_length=1000, padding=20_000_000).read_bytes()
+    mirror_root.commit("org/chat", {"chat-Q4_K_M.gguf": big})
+    files["chat-Q4_K_M.gguf"] = big
+    ok(cli(folder, "sync"))
+
+    runs = [
+        subprocess.Popen(
+            [str(CLI), "push", "--json"],
+            cwd=folder,
+            env=dict(os.environ),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    outputs = [run.communicate(timeout=120) for run in runs]
+
+    assert [run.returncode for run in runs] == [0, 0], [err for _, err in outputs]
+    reports = [json.loads(out) for out, _ in outputs]
+    uploaded = [b["sha256"] for report in reports for b in report["uploaded"]]
+    small, large = (hashlib.sha256(files[f"{n}-Q4_K_M.gguf"]).hexdigest() for n in ("embed", "chat"))
+    assert uploaded.count(small) == 1, "created by one of them, skipped by the other"
+    assert versions(moto_endpoint, bucket, f"prod/{blob_key(small)}") == [files["embed-Q4_K_M.gguf"]]
+    written = versions(moto_endpoint, bucket, f"prod/{blob_key(large)}")
+    assert 1 <= len(written) == uploaded.count(large) <= 2
+    assert all(version == big for version in written), "each write the whole blob"
