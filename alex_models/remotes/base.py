@@ -53,6 +53,6 @@ class LeavesTemporaries(Protocol):
     (a folder). An object store keeps no such thing in sight: the parts of an abandoned multipart
     upload are its lifecycle rule's to reclaim."""
 
-    def remove_abandoned(self) -> int:
-        """Remove those no upload can still be writing; how many."""
+    def remove_abandoned(self) -> None:
+        """Remove those no upload can still be writing."""
         ...

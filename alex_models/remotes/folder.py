@@ -93,18 +93,15 @@ class FolderRemote:
         finally:
             remove(temporary)
 
-    def remove_abandoned(self) -> int:
+    def remove_abandoned(self) -> None:
         """Remove the temporary files of uploads killed midway, here or on another host, that
-        nothing has written for ``ABANDONED_AFTER``; how many. One that cannot be removed stays:
-        no reader looks at it."""
+        nothing has written for ``ABANDONED_AFTER``. One that cannot be removed stays: no reader
+        looks at it."""
         cutoff = time.time() - ABANDONED_AFTER
-        removed = 0
         for temporary in (self.root / "blobs" / "sha256").glob("*/.*.part"):
             with contextlib.suppress(OSError):
                 if temporary.stat().st_mtime < cutoff:
                     remove(temporary)
-                    removed += 1
-        return removed
 
     def write(self, key: str, data: bytes) -> None:
         """Replace the small file ``key`` whole, atomically."""

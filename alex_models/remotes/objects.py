@@ -148,8 +148,9 @@ class ObjectStoreRemote:
                     obstore.put(
                         self.store, key, pieces, chunk_size=self.part_size, max_concurrency=self.concurrency
                     )
-                except _Taken:
-                    return False  # another host completed it meanwhile: this upload was aborted
+                except _Taken:  # another host completed it meanwhile: this upload was aborted
+                    self._check_size(key, self._size_of(key), size)
+                    return False
                 self._check_size(key, self._size_of(key), size)
         return True
 
