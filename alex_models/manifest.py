@@ -114,15 +114,29 @@ def _check_url(value: str) -> str:
     raise ValueError(f"{value!r} is not an https:// URL")
 
 
+def holds_credentials(url: str) -> bool:
+    """Whether a remote's URL carries a secret: ``user:password@`` before its host (a secret key
+    may hold a ``/``), or a query parameter named like one (a token, a signature, a key). The
+    manifest refuses such a URL, and so does the command line (``remotes.refuse_credentials``)."""
+    head, _, query = url.split("://", 1)[-1].partition("?")
+    params = query.split("#", 1)[0].split("&")
+    return userinfo_end(head) >= 0 or any(_SECRET_PARAM_RE.search(p.split("=", 1)[0]) for p in params if p)
+
+
+def userinfo_end(head: str) -> int:
+    """Where the ``user:password@`` at the start of ``head`` (a URL after its ``scheme://``, before
+    its query) ends: the index of its ``@``, or -1 when there is none."""
+    at = head.find("@")
+    before = head[:at]
+    return at if at >= 0 and ("/" not in before or ":" in before) else -1
+
+
 def _check_remote_url(value: str) -> str:
     """A remote's URL, which never carries a secret: models.yaml is committed and shared."""
     found = _REMOTE_URL_RE.fullmatch(value)
     if found is None:
         raise ValueError(f"{value!r} is not a remote URL like s3://bucket/prefix or file:///srv/models")
-    query = found["query"] or ""
-    if "@" in found["authority"] or any(
-        _SECRET_PARAM_RE.search(param.split("=", 1)[0]) for param in query.split("&") if param
-    ):
+    if holds_credentials(value):
         raise ValueError(
             "a remote URL in models.yaml must not hold credentials (user:password@ or a token in the "
             "query); give them through the storage's own variables and files (AWS_*, ...)"

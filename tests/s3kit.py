@@ -9,16 +9,22 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import socket
 import subprocess
 import sys
+import threading
+import time
+import xml.etree.ElementTree as ET
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import TracebackType
 
 import httpx2
 import obstore
 import pytest
 from helpers import free_port, wait_for
+from obstore.store import from_url
 
 from alex_models._units import MiB
 from alex_models.download import FileJob
@@ -55,6 +61,31 @@ def upload(remote: ObjectStoreRemote, data: bytes, path: Path) -> tuple[bool, in
 
 def stored(remote: ObjectStoreRemote, key: str) -> bytes:
     return bytes(obstore.get(remote.store, key).bytes())
+
+
+def keep_versions(endpoint: str, bucket: str) -> None:
+    """Turn on the bucket's versioning: every write of a key is kept, so a test sees whether an
+    object was ever replaced (moto checks no signature here)."""
+    body = (
+        b'<VersioningConfiguration xmlns="http://s3.amazonaws.com/doc/2006-03-01/">'
+        b"<Status>Enabled</Status></VersioningConfiguration>"
+    )
+    httpx2.put(f"{endpoint}/{bucket}?versioning", content=body, trust_env=False).raise_for_status()
+
+
+def versions(endpoint: str, bucket: str, key: str) -> list[bytes]:
+    """The bytes of every version ever written under ``key`` (with ``keep_versions``), newest
+    first, read with the keys of the environment ``use_endpoint`` set."""
+    listing = httpx2.get(f"{endpoint}/{bucket}?versions&prefix={key}", trust_env=False)
+    listing.raise_for_status()
+    space = "{http://s3.amazonaws.com/doc/2006-03-01/}"
+    ids = [
+        v.findtext(f"{space}VersionId")
+        for v in ET.fromstring(listing.content).iter(f"{space}Version")  # noqa: S314 - the test server's own answer
+        if v.findtext(f"{space}Key") == key
+    ]
+    store = from_url(f"s3://{bucket}", client_options={"allow_http": True})  # signed: moto wants it here
+    return [bytes(obstore.get(store, key, options={"version": i}).bytes()) for i in ids if i]
 
 
 def job(*sources: Source, data: bytes = DATA) -> FileJob:
@@ -123,3 +154,71 @@ class Rclone:
         if self.process is not None:
             self.process.kill()
             self.process.wait()
+
+
+class Meter:
+    """A TCP proxy on 127.0.0.1 in front of a real server (``upstream``, ``http://host:port``): it
+    counts the bytes the server sends back (``served``), and paces them to ``rate`` bytes a second
+    over all connections when a rate is set, so a download takes long enough to stop midway.
+    Bytes pass through unchanged; a client gone mid-answer closes the server's side too."""
+
+    _CHUNK = 64 * 1024
+
+    def __init__(self, upstream: str, rate: float | None = None) -> None:
+        self.upstream = upstream.removeprefix("http://").rsplit(":", 1)
+        self.rate = rate
+        self.served = 0
+        self._lock = threading.Lock()
+        self._next_send = 0.0
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
+        self._closed = threading.Event()
+
+    def __enter__(self) -> Meter:
+        threading.Thread(target=self._accept, daemon=True).start()
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._closed.set()
+        self._listener.close()
+
+    def _accept(self) -> None:
+        while not self._closed.is_set():
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return  # closed
+            server = socket.create_connection((self.upstream[0], int(self.upstream[1])))
+            threading.Thread(target=self._pump, args=(client, server, False), daemon=True).start()
+            threading.Thread(target=self._pump, args=(server, client, True), daemon=True).start()
+
+    def _pump(self, source: socket.socket, target: socket.socket, answers: bool) -> None:
+        try:
+            while chunk := source.recv(self._CHUNK):
+                if answers:
+                    self._pace(len(chunk))
+                target.sendall(chunk)
+                if answers:
+                    with self._lock:
+                        self.served += len(chunk)
+        except OSError:
+            pass  # one side went away (a killed client): end both
+        finally:
+            for end in (source, target):
+                with contextlib.suppress(OSError):
+                    end.shutdown(socket.SHUT_RDWR)
+            source.close()
+
+    def _pace(self, count: int) -> None:
+        """Wait for this chunk's turn: ``rate`` bytes a second over every connection together."""
+        rate = self.rate
+        if rate is None:
+            return
+        with self._lock:
+            now = time.monotonic()
+            turn = max(now, self._next_send)
+            self._next_send = turn + count / rate
+        if turn > now:
+            time.sleep(turn - now)

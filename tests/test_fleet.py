@@ -9,15 +9,16 @@ import json
 import os
 import signal
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
-from helpers import CLI, cli, since_settled, start, wait_for
-from s3kit import SECRET
+from helpers import CLI, cli, progress_done, since_settled, start, wait_for
+from s3kit import SECRET, Meter, keep_versions, versions
 
 from alex_models._units import human_size
 from alex_models.mirror import MirrorRoot, MirrorServer
-from alex_models.store import Store
+from alex_models.store import Store, blob_key
 from alex_models.tinymodels import write_tiny_gguf
 
 NAMES = ("chat", "embed")
@@ -153,6 +154,36 @@ def test_a_second_push_uploads_nothing_and_says_what_it_skipped(
         in again.stdout
     )
     assert "0 uploaded (0 B), 2 already there" in again.stdout
+
+
+def abandon(temporary: Path, days: float) -> Path:
+    """``temporary`` as an upload killed midway left it, last written ``days`` ago."""
+    then = time.time() - days * 24 * 3600
+    os.utime(temporary, (then, then))
+    return temporary
+
+
+def test_a_push_removes_temporaries_abandoned_for_a_day_and_keeps_younger_ones(
+    ci: tuple[Path, dict[str, bytes]], tmp_path: Path
+) -> None:
+    folder, files = ci
+    team = tmp_path / "team"
+    ok(cli(folder, "push"))
+    digest = hashlib.sha256(files["chat-Q4_K_M.gguf"]).hexdigest()
+    beside = Store(team).blob_path(digest).parent
+    (beside / f".{digest}.killed.part").write_bytes(b"half a blob")
+    (beside / f".{digest}.copying.part").write_bytes(b"another host's copy, in progress")
+    killed = abandon(beside / f".{digest}.killed.part", days=1.1)
+    live = abandon(beside / f".{digest}.copying.part", days=0.9)
+
+    report = json.loads(ok(cli(folder, "push", "--json")).stdout)
+
+    assert report["uploaded"] == [], "nothing else to send: the clean-up does not wait for an upload"
+    assert not killed.exists()
+    assert live.exists(), "a younger one may be another host's live copy"
+    assert sorted(remote_blobs(team).values()) == sorted(
+        hashlib.sha256(d).hexdigest() for d in files.values()
+    )
 
 
 def test_push_of_an_unsynced_model_refuses_naming_it_and_uploads_nothing(
@@ -344,6 +375,12 @@ def test_a_push_killed_midway_leaves_nothing_half_written_and_a_rerun_finishes(
     ok(cli(folder, "push"))
 
     assert sorted(remote_blobs(team).items()) == sorted((d, d) for d in digests)
+    left = list(team.rglob(".*.part"))
+    assert left, "the killed copy's temporary file stays while it could be another host's live one"
+    for temporary in left:
+        abandon(temporary, days=2)
+    ok(cli(folder, "push"))
+    assert not list(team.rglob(".*.part")), "a push a day later removes it"
 
 
 @pytest.mark.slow
@@ -397,3 +434,145 @@ def test_ci_pushes_to_a_bucket_and_a_host_syncs_from_it_alone(
     store = Store(tmp_path / "host-store")
     assert all(store.blob_path(hashlib.sha256(d).hexdigest()).read_bytes() == d for d in files.values())
     assert SECRET not in json.dumps(pushed) + json.dumps(held) + synced.stdout + synced.stderr
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("https://ci:hunter2@models.example.org/team", "https://…@models.example.org/team"),
+        ("s3://AKIDEXAMPLE:hunter2/x+y@models/prod", "s3://…@models/prod"),
+        ("s3://models/prod?X-Amz-Signature=hunter2", "s3://models/prod?…"),
+    ],
+    ids=["https-userinfo", "s3-keys", "signed-query"],
+)
+def test_a_secret_in_a_from_url_is_refused_before_any_request_without_repeating_it(
+    mirror_root: MirrorRoot,
+    mirror: MirrorServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    url: str,
+    shown: str,
+) -> None:
+    monkeypatch.setenv("HF_ENDPOINT", mirror.url)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", mirror.url)  # any S3 request would land in its log too
+    folder = tmp_path / "project"
+    project_with_remote(folder, mirror_root, tmp_path)  # not locked yet: sync would ask the Hub first
+
+    refused = cli(folder, "-v", "sync", "--from", url)
+
+    assert refused.returncode == 2, refused.stderr
+    assert (  # -v adds the traceback above it, which holds no secret either
+        f"error: {shown}: a remote URL must not hold credentials (user:password@ or a token in the query)"
+        in refused.stderr.splitlines()
+    )
+    assert "hunter2" not in refused.stderr + refused.stdout
+    assert since_settled(mirror) == [], "nothing was asked of any server"
+    assert not (folder / "models.lock").exists()
+
+
+@pytest.mark.parametrize("command", [("push",), ("status", "--remote")])
+def test_push_and_status_refuse_a_secret_in_the_remote_url_they_are_given(
+    project: Path, command: tuple[str, ...]
+) -> None:
+    (project / "models.yaml").write_text("version: 1\nmodels: {}\n", encoding="utf-8")
+    (project / "models.lock").write_text("version: 1\nmodels: {}\n", encoding="utf-8")
+
+    refused = cli(project, *command, "file://backup:hunter2@nas/srv/models?token=hunter2")
+
+    assert refused.returncode == 2, refused.stderr
+    assert refused.stderr.startswith(
+        "error: file://…@nas/srv/models?…: a remote URL must not hold credentials"
+    )
+    assert "hunter2" not in refused.stderr + refused.stdout
+
+
+@pytest.mark.slow
+def test_a_sync_from_a_bucket_killed_midway_resumes_and_the_bucket_serves_the_blob_about_once(
+    mirror_root: MirrorRoot,
+    mirror: MirrorServer,
+    bucket: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The server's bytes are counted by a proxy in front of moto, which paces them so the host's
+    sync can be killed midway. Killed with 60% checkpointed, a rerun from byte 0 would bring the
+    count to 1.6 times the blob: the rerun resumes from the last checkpoint."""
+    monkeypatch.setenv("HF_ENDPOINT", mirror.url)
+    remote = f"s3://{bucket}/prod"
+    folder = tmp_path / "ci"
+    data = project_with_remote(folder, mirror_root, tmp_path, remote=remote, padding=40_000_000)[
+        "chat-Q4_K_M.gguf"
+    ]
+    digest = hashlib.sha256(data).hexdigest()
+    ok(cli(folder, "sync", "--only", "chat"))
+    ok(cli(folder, "push", "--only", "chat"))
+    deployed = host(tmp_path, folder, monkeypatch)
+    store = Store(tmp_path / "host-store")
+    syncing = ("sync", "--frozen", "--only", "chat", "--from", remote, "--no-hub")
+
+    with Meter(os.environ["AWS_ENDPOINT_URL"], rate=16e6) as meter:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", meter.url)
+        first, _ = start(deployed, *syncing)
+        try:
+            wait_for(
+                lambda: progress_done(store.progress_path(digest)) >= 0.6 * len(data), "60% checkpointed"
+            )
+        finally:
+            first.send_signal(signal.SIGKILL)
+            first.wait(timeout=10)
+        assert not [p for p in (store.home / "blobs").rglob("*") if p.is_file()], "nothing half-written there"
+
+        meter.rate = None
+        ok(cli(deployed, *syncing))
+
+        served = meter.served
+    assert store.blob_path(digest).read_bytes() == data
+    assert len(data) <= served <= 1.5 * len(data), f"{served} bytes served for a {len(data)}-byte blob"
+
+
+@pytest.mark.slow
+def test_two_hosts_pushing_one_lock_to_a_bucket_at_once_both_succeed_and_no_object_is_replaced(
+    mirror_root: MirrorRoot,
+    mirror: MirrorServer,
+    bucket: str,
+    moto_endpoint: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """One blob fits a single conditional PUT, the other goes up in parts (above 16 MiB). The
+    bucket keeps every version written, so a replaced object shows as a second version. The
+    small blob is created once. The large one's two uploads both pass their last check (two
+    parts, sent at once), so both may complete (obstore cannot make a completion conditional):
+    each version is the whole blob, so no reader sees other bytes."""
+    monkeypatch.setenv("HF_ENDPOINT", mirror.url)
+    keep_versions(moto_endpoint, bucket)
+    remote = f"s3://{bucket}/prod"
+    folder = tmp_path / "ci"
+    files = project_with_remote(folder, mirror_root, tmp_path, remote=remote)
+    big = write_tiny_gguf(tmp_path / "big.gguf", context_length=1000, padding=20_000_000).read_bytes()
+    mirror_root.commit("org/chat", {"chat-Q4_K_M.gguf": big})
+    files["chat-Q4_K_M.gguf"] = big
+    ok(cli(folder, "sync"))
+
+    runs = [
+        subprocess.Popen(
+            [str(CLI), "push", "--json"],
+            cwd=folder,
+            env=dict(os.environ),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    outputs = [run.communicate(timeout=120) for run in runs]
+
+    assert [run.returncode for run in runs] == [0, 0], [err for _, err in outputs]
+    reports = [json.loads(out) for out, _ in outputs]
+    uploaded = [b["sha256"] for report in reports for b in report["uploaded"]]
+    small, large = (hashlib.sha256(files[f"{n}-Q4_K_M.gguf"]).hexdigest() for n in ("embed", "chat"))
+    assert uploaded.count(small) == 1, "created by one of them, skipped by the other"
+    assert versions(moto_endpoint, bucket, f"prod/{blob_key(small)}") == [files["embed-Q4_K_M.gguf"]]
+    written = versions(moto_endpoint, bucket, f"prod/{blob_key(large)}")
+    assert 1 <= len(written) == uploaded.count(large) <= 2
+    assert all(version == big for version in written), "each write the whole blob"

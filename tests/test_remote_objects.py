@@ -10,7 +10,9 @@ import contextlib
 import hashlib
 import subprocess
 import sys
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import httpx2
@@ -24,9 +26,11 @@ from s3kit import (
     Recorded,
     blob_file,
     job,
+    keep_versions,
     stored,
     upload,
     use_endpoint,
+    versions,
 )
 
 from alex_models._units import MiB
@@ -102,6 +106,68 @@ def test_a_large_blob_goes_up_in_parts_and_appears_whole(bucket: str, tmp_path: 
     key = blob_key(hashlib.sha256(data).hexdigest())
     assert stored(remote, key) == data
     assert str(obstore.head(remote.store, key)["e_tag"]).strip('"').endswith("-3"), "three parts"
+
+
+def racing(remote: ObjectStoreRemote, data: bytes, path: Path, hold: Callable[[int], None]) -> Future[bool]:
+    """An upload of ``data`` in a thread of its own, ``hold(bytes sent so far)`` called after each
+    part is handed over (it may wait there, as a slower host would)."""
+    sent = [0]
+
+    def advanced(count: int) -> None:
+        sent[0] += count
+        hold(sent[0])
+
+    return ThreadPoolExecutor(1).submit(
+        remote.upload, hashlib.sha256(data).hexdigest(), len(data), path, advanced
+    )
+
+
+def test_a_host_that_finds_the_blob_completed_before_its_last_part_aborts_its_upload(
+    bucket: str, moto_endpoint: str, tmp_path: Path
+) -> None:
+    keep_versions(moto_endpoint, bucket)
+    remote = ObjectStoreRemote.from_url(f"s3://{bucket}/team", part_size=5 * MiB)
+    data = hashlib.shake_256(b"race").digest(11 * MiB)
+    key = blob_key(hashlib.sha256(data).hexdigest())
+    path = blob_file(tmp_path, data)
+    first_done = threading.Event()
+
+    def hold(sent: int) -> None:
+        first_done.wait(30)  # held after its first part until the other host is done
+
+    slower = racing(remote, data, path, hold)
+
+    assert upload(remote, data, path) == (True, len(data))
+    first_done.set()
+
+    assert slower.result(timeout=30) is False, "it saw the object before its last part and gave up"
+    assert versions(moto_endpoint, bucket, f"team/{key}") == [data], "written once, never replaced"
+    uploads = httpx2.get(f"{moto_endpoint}/{bucket}?uploads", trust_env=False).text
+    assert "<Upload>" not in uploads, "the slower host's upload was aborted, its parts gone"
+
+
+def test_two_hosts_past_their_last_check_both_complete_with_the_same_bytes(
+    bucket: str, moto_endpoint: str, tmp_path: Path
+) -> None:
+    """The race obstore leaves open (no If-None-Match on a multipart completion): each version is
+    the whole blob, so no reader ever sees other bytes under its name."""
+    keep_versions(moto_endpoint, bucket)
+    remote = ObjectStoreRemote.from_url(f"s3://{bucket}/team", part_size=5 * MiB)
+    data = hashlib.shake_256(b"tie").digest(11 * MiB)
+    path = blob_file(tmp_path, data)
+    both_checked = threading.Barrier(2, timeout=30)
+
+    def hold(sent: int) -> None:
+        if sent == len(data):  # its last part handed over, after its last HEAD: wait for the other
+            both_checked.wait()
+
+    hosts = [racing(remote, data, path, hold) for _ in range(2)]
+
+    assert [host.result(timeout=30) for host in hosts] == [True, True]
+    assert versions(moto_endpoint, bucket, f"team/{blob_key(hashlib.sha256(data).hexdigest())}") == [
+        data,
+        data,
+    ]
 
 
 UPLOADER = """

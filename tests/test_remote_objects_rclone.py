@@ -5,19 +5,25 @@ server that answers a ranged GET with the whole object (the downloader then read
 from __future__ import annotations
 
 import hashlib
+import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx2
 import pytest
+from helpers import cli, sha_file, write_manifest
 from s3kit import SECRET, SHA, Rclone, Recorded, blob_file, job, upload, use_endpoint
 
+from alex_models._platform import remove_tree
 from alex_models._retry import RetryPolicy
 from alex_models._units import MiB
 from alex_models.download import Downloader, DownloadOptions, FileJob, NoProgress
 from alex_models.errors import RemoteError, UserError
+from alex_models.mirror import MirrorRoot, MirrorServer
 from alex_models.remotes.objects import ObjectStoreRemote
-from alex_models.store import Store
+from alex_models.store import Store, blob_key
+from alex_models.tinymodels import write_tiny_gguf
 
 
 @pytest.fixture
@@ -98,3 +104,55 @@ def test_a_server_gone_mid_object_is_a_network_error_and_a_rerun_completes_the_b
     rclone.start()
     assert Downloader(store, client).fetch(job(remote.source(), data=data)) is True
     assert store.blob_path(hashlib.sha256(data).hexdigest()).read_bytes() == data
+
+
+@pytest.mark.slow
+def test_a_blob_over_1_gib_is_pushed_to_rclone_and_synced_from_it_verified(
+    rclone: Rclone,
+    mirror_root: MirrorRoot,
+    mirror: MirrorServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The issue's large file through the commands: CI syncs it from the Hub and pushes it in
+    parts (a HEAD at 1 GiB asks whether another host completed it), a host syncs it from the
+    bucket, whose ranged GETs rclone answers with the whole object. About 4 GiB of disk while it
+    runs (the file, CI's store, rclone's folder, the host's store), removed at the end."""
+    monkeypatch.setenv("HF_ENDPOINT", mirror.url)
+    big = write_tiny_gguf(tmp_path / "big.gguf", context_length=4096)
+    with big.open("ab") as file:  # varied bytes, so a misplaced piece cannot go unnoticed
+        for _ in range(16):  # 1 GiB
+            file.write(os.urandom(64 * MiB))
+        file.write(os.urandom(12345))
+    size, digest = big.stat().st_size, sha_file(big)
+    assert size > 1024 * MiB
+    try:
+        mirror_root.commit("org/big", {"big-Q4_K_M.gguf": big})  # hard-linked: no copy
+        folder = tmp_path / "ci"
+        write_manifest(folder, {"big": {"repo": "org/big", "quant": "Q4_K_M"}})
+        remote = "s3://models/team"
+        monkeypatch.setenv("ALEX_MODELS_HOME", str(tmp_path / "ci-store"))
+        assert cli(folder, "sync", timeout=300).returncode == 0
+
+        pushed = cli(folder, "push", remote, "--json", timeout=300)
+
+        assert pushed.returncode == 0, pushed.stderr
+        assert json.loads(pushed.stdout)["bytes"] == size
+        in_bucket = rclone.root / "models" / "team" / blob_key(digest)
+        assert in_bucket.stat().st_size == size
+        assert sha_file(in_bucket) == digest
+        remove_tree(tmp_path / "ci-store")  # disk stays bounded: the host's store comes next
+
+        deployed = tmp_path / "host"
+        deployed.mkdir()
+        (deployed / "models.lock").write_bytes((folder / "models.lock").read_bytes())
+        monkeypatch.setenv("ALEX_MODELS_HOME", str(tmp_path / "host-store"))
+        synced = cli(deployed, "sync", "--frozen", "--from", remote, "--no-hub", timeout=300)
+
+        assert synced.returncode == 0, synced.stderr
+        assert cli(deployed, "verify", timeout=300).returncode == 0, "verify re-hashes it against the lock"
+        assert Store(tmp_path / "host-store").blob_path(digest).stat().st_size == size
+    finally:
+        big.unlink()
+        for folder_left in ("mirror-root", "ci-store", "host-store", "rclone"):
+            remove_tree(tmp_path / folder_left)

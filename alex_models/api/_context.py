@@ -8,7 +8,7 @@ from pathlib import Path
 from alex_models.errors import UserError
 from alex_models.lock import Lock, loads
 from alex_models.manifest import load_manifest, manifest_not_found
-from alex_models.remotes import BlobRemote, open_remote
+from alex_models.remotes import BlobRemote, open_remote, refuse_credentials
 from alex_models.settings import StoreHome, store_home
 from alex_models.store import Store
 
@@ -77,6 +77,9 @@ def select_models(current: Lock, only: Iterable[str]) -> list[str]:
 def open_remotes(manifest_path: Path, given: Sequence[str | None]) -> list[BlobRemote]:
     """The remotes a command names, in order: each a URL, a name from the manifest's ``remotes:``,
     or None for the manifest's first. The one place that resolves ``--from NAME|URL``."""
+    for choice in given:
+        if choice is not None:
+            refuse_credentials(choice)  # before the manifest is read or anything is asked
     named = load_manifest(manifest_path).remotes if manifest_path.exists() else {}
     urls = []
     for choice in given:

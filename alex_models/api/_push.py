@@ -16,6 +16,7 @@ from alex_models.api._materialize import label
 from alex_models.errors import IntegrityError, UserError
 from alex_models.lock import Lock
 from alex_models.remotes import BlobRemote
+from alex_models.remotes.base import LeavesTemporaries
 from alex_models.store import Store, published_keys
 
 _STOP_WAIT = 5.0
@@ -104,6 +105,8 @@ def push(
     require_synced(store, blobs, "nothing was uploaded")
     (opened,) = open_remotes(manifest_path, [remote])
     try:
+        if isinstance(opened, LeavesTemporaries):
+            opened.remove_abandoned()  # what pushes killed long ago left, here or on other hosts
         held = _held(opened, blobs)
         todo = [blob for blob in blobs if blob.sha256 not in held]
         done = _upload_all(opened, todo, store, jobs)

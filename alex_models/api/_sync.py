@@ -26,7 +26,7 @@ from alex_models.errors import UsageError, UserError
 from alex_models.lock import Lock, LockedModel, drift
 from alex_models.manifest import load_manifest
 from alex_models.remote import Remote
-from alex_models.remotes import BlobRemote
+from alex_models.remotes import BlobRemote, refuse_credentials
 from alex_models.settings import Settings
 from alex_models.store import Store
 
@@ -105,6 +105,8 @@ def sync(
     opts = options or SyncOptions()
     if not opts.hub and not opts.remotes:
         raise UsageError("--no-hub leaves no place to fetch from", hint="name a remote with --from REMOTE")
+    for given in opts.remotes:  # a secret on the command line is refused before locking asks the Hub
+        refuse_credentials(given)
     began = time.monotonic()
     settings = Settings.from_env()
     offline = opts.offline or settings.offline

@@ -10,13 +10,33 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from alex_models.errors import UsageError
+from alex_models.manifest import holds_credentials, userinfo_end
 from alex_models.remotes.base import BlobRemote
 
-__all__ = ["BlobRemote", "open_remote"]
+__all__ = ["BlobRemote", "open_remote", "refuse_credentials"]
+
+
+def refuse_credentials(given: str) -> None:
+    """A remote given on the command line (a URL or a name) holds no secret either: argv lands in
+    shell history, process lists and CI logs. One that does is a usage error that names it with
+    the secret cut out (``s3://…@bucket/prefix``), raised before any request."""
+    if not holds_credentials(given):
+        return
+    scheme, sep, rest = given.partition("://") if "://" in given else ("", "", given)
+    head = rest.split("?", 1)[0].split("#", 1)[0]
+    at = userinfo_end(head)
+    shown = f"{scheme}{sep}{'…@' if at >= 0 else ''}{head[at + 1 :]}{'?…' if '?' in rest else ''}"
+    raise UsageError(
+        f"{shown}: a remote URL must not hold credentials (user:password@ or a token in the query)",
+        hint="give them through the storage's own variables and files (AWS_ACCESS_KEY_ID, AWS_PROFILE…), "
+        "and change that secret: it was on a command line",
+    )
 
 
 def open_remote(url: str) -> BlobRemote:
-    """The remote at ``url``, by its scheme; an unknown scheme is a usage error naming the known ones."""
+    """The remote at ``url``, by its scheme; an unknown scheme is a usage error naming the known ones,
+    a URL holding credentials one that does not repeat them."""
+    refuse_credentials(url)
     scheme = url.split("://", 1)[0].lower() if "://" in url else ""
     opener = _OPENERS.get(scheme)
     if opener is None:

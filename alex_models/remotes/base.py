@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from alex_models.sources.base import Source
 
@@ -50,4 +50,15 @@ class BlobRemote(Protocol):
 
     def close(self) -> None:
         """Release connections."""
+        ...
+
+
+@runtime_checkable
+class LeavesTemporaries(Protocol):
+    """A remote whose uploads killed midway leave temporary files under names no reader looks at
+    (a folder). An object store keeps no such thing in sight: the parts of an abandoned multipart
+    upload are its lifecycle rule's to reclaim."""
+
+    def remove_abandoned(self) -> None:
+        """Remove those no upload can still be writing."""
         ...

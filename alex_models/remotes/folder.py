@@ -2,7 +2,8 @@
 
 Uploads copy into a temporary name beside the final one and hard-link it into place, which fails
 when the name exists: a good object is never overwritten, two pushers of one blob both succeed,
-and a kill leaves at most a temporary file (``.<sha256>.*.part``) that no reader looks at.
+and a kill leaves at most a temporary file (``.<sha256>.*.part``) that no reader looks at; each
+push removes those that are clearly abandoned (``remove_abandoned``).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +25,10 @@ from alex_models.sources import FolderSource
 from alex_models.store import Store
 
 _COPY_SIZE = 4 * MiB
+ABANDONED_AFTER = 24 * 3600.0
+"""Seconds a temporary file goes unwritten before a push removes it. The folder is shared, so a
+young one may be another host's copy in progress, which writes every few MiB; a day is far
+beyond a stalled mount, and beyond the clock skew between the hosts."""
 
 
 def file_path(url: str) -> Path:
@@ -91,6 +97,16 @@ class FolderRemote:
             return True
         finally:
             remove(temporary)
+
+    def remove_abandoned(self) -> None:
+        """Remove the temporary files of uploads killed midway, here or on another host, that
+        nothing has written for ``ABANDONED_AFTER``. One that cannot be removed stays: no reader
+        looks at it."""
+        cutoff = time.time() - ABANDONED_AFTER
+        for temporary in (self.root / "blobs" / "sha256").glob("*/.*.part"):
+            with contextlib.suppress(OSError):
+                if temporary.stat().st_mtime < cutoff:
+                    remove(temporary)
 
     def write(self, key: str, data: bytes) -> None:
         """Replace the small file ``key`` whole, atomically."""

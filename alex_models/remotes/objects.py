@@ -7,11 +7,16 @@ Credentials, endpoint and region come from each ecosystem's variables, which obs
 obstore reads no ``AWS_PROFILE``: a profile's static keys and region are read here from the
 shared files (``~/.aws/credentials``, ``~/.aws/config``).
 
-Uploads never replace an object: a blob that fits one part is one PUT with ``If-None-Match: *``;
-a larger one is a multipart upload, which S3 shows under its name only once complete (a kill
-leaves no half object, only parts a bucket lifecycle rule reclaims), made after a HEAD found the
-name free. Two hosts pushing the same blob at once may then both complete: the second writes the
-same verified bytes (the name is their SHA256), so no reader sees other bytes.
+Uploads never replace an object with other bytes: a blob that fits one part is one PUT with
+``If-None-Match: *``; a larger one is a multipart upload, which S3 shows under its name only
+once complete (a kill leaves no half object, only parts a bucket lifecycle rule reclaims), made
+after a HEAD found the name free and asked again every ``TAKEN_CHECK`` bytes and before the last
+part: another host completed it meanwhile, and the upload is aborted. obstore 0.12 cannot make
+the completion itself conditional (its ``mode="create"`` falls back to one PUT held in memory,
+its conditional copy is one UploadPartCopy of at most 5 GiB), so two uploads of one blob that
+both pass their last HEAD (they send their last parts at the same time) both complete: the
+later writes the same bytes again (the name is their SHA256, checked when they entered the
+pusher's store), and no reader sees other bytes.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import configparser
 import contextlib
 import os
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
@@ -40,6 +46,9 @@ PART_SIZE = 16 * 1024 * 1024
 """A multipart upload's part (S3's minimum is 5 MiB); a blob up to this size is one PUT."""
 CONCURRENCY = 6
 """Parts in flight per upload: memory is about ``PART_SIZE * CONCURRENCY`` (96 MiB)."""
+TAKEN_CHECK = 1024 * 1024 * 1024
+"""Bytes a multipart upload sends between two HEADs asking whether another host completed the
+object meanwhile (then it stops): a few cheap requests per blob, at most this much sent in vain."""
 READ_TIMEOUT = timedelta(seconds=60)
 """A read that waits this long for a byte fails (and is retried): the end of a stalled GET."""
 _SCHEMES = ("s3", "gs", "az")
@@ -138,10 +147,14 @@ class ObjectStoreRemote:
                 advanced(size)
                 return True
             with self._calls(key):
-                pieces = _pieces(file, self.part_size, advanced)
-                obstore.put(
-                    self.store, key, pieces, chunk_size=self.part_size, max_concurrency=self.concurrency
-                )
+                pieces = _pieces(file, self.part_size, advanced, taken=lambda: self._taken(key))
+                try:
+                    obstore.put(
+                        self.store, key, pieces, chunk_size=self.part_size, max_concurrency=self.concurrency
+                    )
+                except _Taken:  # another host completed it meanwhile: this upload was aborted
+                    self._check_size(key, self._size_of(key), size)
+                    return False
                 self._check_size(key, self._size_of(key), size)
         return True
 
@@ -174,6 +187,12 @@ class ObjectStoreRemote:
             next(iter(obstore.list(self.store, "blobs/", chunk_size=1)), None)
             return None
 
+    def _taken(self, key: str) -> bool:
+        """Whether an object is under ``key`` now, asked from inside an upload's iteration: obstore
+        drives that on its own runtime, which cannot serve another call, so a thread asks."""
+        with ThreadPoolExecutor(1) as asking:
+            return asking.submit(self._size_of, key).result() is not None
+
     def _check_size(self, key: str, there: int | None, size: int) -> None:
         if there != size:
             raise IntegrityError(
@@ -190,11 +209,28 @@ def _endpoint() -> str:
     return ""
 
 
-def _pieces(file: BinaryIO, size: int, advanced: Callable[[int], None]) -> Iterator[bytes]:
-    """The file in pieces of ``size``, each counted as it is handed to the upload."""
-    while piece := file.read(size):
+def _pieces(
+    file: BinaryIO, size: int, advanced: Callable[[int], None], *, taken: Callable[[], bool]
+) -> Iterator[bytes]:
+    """The file in pieces of ``size``, each counted as it is handed to the upload. Every
+    ``TAKEN_CHECK`` bytes and before the last piece, ``taken()`` asks whether another host
+    completed the object meanwhile: then ``_Taken`` ends the iteration, and with it the upload,
+    which obstore aborts (never completed)."""
+    piece, unchecked = file.read(size), 0
+    while piece:
+        following = file.read(size)
+        if not following or unchecked >= TAKEN_CHECK:
+            if taken():
+                raise _Taken
+            unchecked = 0
         yield piece
+        unchecked += len(piece)
         advanced(len(piece))
+        piece = following
+
+
+class _Taken(Exception):
+    """Another host completed the object this multipart upload was sending."""
 
 
 class _Profile:
