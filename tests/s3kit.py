@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import subprocess
-import sys
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +17,7 @@ from pathlib import Path
 import httpx2
 import obstore
 import pytest
-from helpers import free_port, wait_for
+from helpers import console_script, free_port, wait_for
 
 from alex_models._units import MiB
 from alex_models.download import FileJob
@@ -93,7 +92,7 @@ class Rclone:
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        rclone = Path(sys.executable).with_name("rclone")
+        rclone = console_script("rclone")
         addr = self.endpoint.removeprefix("http://")
         self.process = subprocess.Popen(
             [

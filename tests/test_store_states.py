@@ -54,6 +54,7 @@ def one_error(result: subprocess.CompletedProcess[str], code: int) -> tuple[str,
 # -- 2. a read-only store ------------------------------------------------------------------------------
 
 
+@pytest.mark.posix("a read-only folder (Windows ignores a folder's read-only bit)")
 def test_read_only_store_answers_status_verify_and_path_and_writes_nothing(
     synced: Path, project: Path
 ) -> None:
@@ -76,6 +77,7 @@ def test_read_only_store_answers_status_verify_and_path_and_writes_nothing(
     assert listing(home()) == before
 
 
+@pytest.mark.posix("a read-only folder (Windows ignores a folder's read-only bit)")
 @pytest.mark.slow
 def test_complete_read_only_store_syncs_frozen_and_offline_emits_pulls_and_dry_runs_gc(
     synced: Path, project: Path
@@ -97,6 +99,7 @@ def test_complete_read_only_store_syncs_frozen_and_offline_emits_pulls_and_dry_r
     assert listing(home()) == before
 
 
+@pytest.mark.posix("a read-only folder (Windows ignores a folder's read-only bit)")
 @pytest.mark.slow
 def test_read_only_store_refuses_in_one_line_what_must_write(synced: Path, project: Path) -> None:
     sha = blob_of(synced)
