@@ -1,12 +1,15 @@
-"""Fixtures every test shares: an isolated home, and the mirror server on a free loopback port."""
+"""Fixtures every test shares: an isolated home, and the mirror server on a free loopback port; and
+the skips of the platform markers (pyproject.toml), which ALEX_MODELS_NO_SKIPS=1 turns into failures."""
 
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -28,8 +31,69 @@ from alex_models.fetch import new_client  # noqa: E402
 from alex_models.mirror import MirrorRoot, MirrorServer  # noqa: E402
 from alex_models.store import Store  # noqa: E402
 
+
+def _can_symlink() -> bool:
+    """Whether this user may create a symlink (Windows refuses without Developer Mode or the
+    privilege; everywhere else, yes)."""
+    with tempfile.TemporaryDirectory() as folder:
+        try:
+            (Path(folder) / "link").symlink_to(Path(folder) / "target")
+        except OSError:
+            return False
+    return True
+
+
+# What each platform marker needs, and whether this machine has it.
+_PLATFORM_MARKERS = {
+    "posix": ("Windows has none", os.name != "nt"),
+    "linux": ("only Linux has it", sys.platform == "linux"),
+    "symlinks": (
+        "this user may not create symlinks (Windows: Developer Mode or the privilege)",
+        _can_symlink(),
+    ),
+}
+NO_SKIPS = os.environ.get("ALEX_MODELS_NO_SKIPS") == "1"
+"""Set by .ci/run on Linux, where every test must run: a skip fails there."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Skip a test marked ``posix``, ``linux`` or ``symlinks`` where the facility its marker
+    names is missing, saying which."""
+    for item in items:
+        for name, (why_missing, present) in _PLATFORM_MARKERS.items():
+            marker = item.get_closest_marker(name)
+            if marker is None:
+                continue
+            if len(marker.args) != 1:
+                raise pytest.UsageError(f"{item.nodeid}: @pytest.mark.{name} takes what the test needs")
+            if not present:
+                item.add_marker(pytest.mark.skip(reason=f"needs {marker.args[0]}: {why_missing}"))
+
+
+def _fail_if_skipped(report: pytest.TestReport | pytest.CollectReport) -> None:
+    if NO_SKIPS and report.skipped and not hasattr(report, "wasxfail"):
+        reason = report.longrepr[-1] if isinstance(report.longrepr, tuple) else report.longrepr
+        report.outcome = "failed"
+        report.longrepr = f"{reason}, and ALEX_MODELS_NO_SKIPS=1 allows no skip"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport() -> Generator[None, Any, None]:
+    """With ALEX_MODELS_NO_SKIPS=1, a skipped test is reported as failed, with its reason."""
+    outcome = yield
+    _fail_if_skipped(outcome.get_result())
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report() -> Generator[None, Any, None]:
+    """The same for a module or class skipped as a whole."""
+    outcome = yield
+    _fail_if_skipped(outcome.get_result())
+
+
 _ENV_DIRS = {
     "HOME": "home",
+    "USERPROFILE": "home",  # Windows's HOME: Path.home() and ~ read it there
     "HF_HOME": "hf-home",
     "HF_HUB_CACHE": "hf-home/hub",
     "ALEX_MODELS_HOME": "alex-models",

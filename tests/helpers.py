@@ -7,9 +7,10 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import socket
 import subprocess
-import sys
+import sysconfig
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -21,7 +22,16 @@ import pytest
 
 from alex_models.mirror import MirrorRoot, MirrorServer, RequestRecord
 
-CLI = Path(sys.executable).parent / "alex-models"
+
+def console_script(name: str) -> Path:
+    """The console script ``name`` installed for this Python: ``bin/name`` in a POSIX virtualenv,
+    ``Scripts\\name.exe`` on Windows (pip puts them in sysconfig's scripts folder)."""
+    scripts = sysconfig.get_path("scripts")
+    found = shutil.which(name, path=scripts)
+    return Path(found) if found else Path(scripts) / name  # missing: the run fails naming the path
+
+
+CLI = console_script("alex-models")
 
 
 def write_manifest(directory: Path, models: Mapping[str, Mapping[str, object]]) -> Path:
@@ -48,7 +58,8 @@ def cli(cwd: Path, *args: str, timeout: float = 60) -> subprocess.CompletedProce
 
 @contextlib.contextmanager
 def small_disk(mount_point: Path, size: int, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """ALEX_MODELS_HOME on a tmpfs of ``size`` bytes, unmounted afterwards."""
+    """ALEX_MODELS_HOME on a tmpfs of ``size`` bytes, unmounted afterwards (Linux, as root: mark
+    the test ``linux``)."""
     mount_point.mkdir()
     mounted = subprocess.run(
         ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mount_point)],
@@ -70,7 +81,8 @@ def small_disk(mount_point: Path, size: int, monkeypatch: pytest.MonkeyPatch) ->
 @contextlib.contextmanager
 def read_only(folder: Path) -> Iterator[Path]:
     """``folder`` read-only, as a pre-synced shared model volume is: a read-only bind mount of
-    itself (as root, here and in CI), else ``chmod -R a-w``; writable again afterwards."""
+    itself (as root, here and in CI), else ``chmod -R a-w``; writable again afterwards. Windows
+    ignores a folder's read-only bit: mark the test ``posix``."""
     if os.geteuid() != 0:
         subprocess.run(["chmod", "-R", "a-w", str(folder)], check=True)
         try:

@@ -11,7 +11,6 @@ import contextlib
 import hashlib
 import socket
 import subprocess
-import sys
 import threading
 import time
 import xml.etree.ElementTree as ET
@@ -23,7 +22,7 @@ from types import TracebackType
 import httpx2
 import obstore
 import pytest
-from helpers import free_port, wait_for
+from helpers import console_script, free_port, wait_for
 from obstore.store import from_url
 
 from alex_models._units import MiB
@@ -124,7 +123,7 @@ class Rclone:
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        rclone = Path(sys.executable).with_name("rclone")
+        rclone = console_script("rclone")
         addr = self.endpoint.removeprefix("http://")
         self.process = subprocess.Popen(
             [

@@ -8,12 +8,12 @@ import sys
 from pathlib import Path
 
 import httpx2
-from helpers import mirror_process
+import pytest
+from helpers import CLI, mirror_process
 
 from alex_models import __version__
 from alex_models.mirror import MirrorRoot
 
-BIN = Path(sys.executable).parent
 HEAVY_MODULES = ("huggingface_hub", "httpx2", "pydantic", "gguf", "numpy", "ruamel")
 
 
@@ -22,7 +22,7 @@ def run(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_version_prints_the_package_version() -> None:
-    result = run(str(BIN / "alex-models"), "--version")
+    result = run(str(CLI), "--version")
     assert result.returncode == 0
     assert result.stdout.strip() == f"alex-models {__version__}"
 
@@ -42,7 +42,7 @@ def test_help_imports_no_heavy_module() -> None:
 
 
 def test_user_error_is_one_line_with_hint_and_exit_1(tmp_path: Path) -> None:
-    result = run(str(BIN / "alex-models"), "mirror", "serve", "--root", str(tmp_path / "missing"))
+    result = run(str(CLI), "mirror", "serve", "--root", str(tmp_path / "missing"))
     assert result.returncode == 1
     assert result.stderr.splitlines() == [
         f"error: mirror root {tmp_path / 'missing'} is not a directory",
@@ -51,12 +51,13 @@ def test_user_error_is_one_line_with_hint_and_exit_1(tmp_path: Path) -> None:
 
 
 def test_bad_fault_spec_is_a_usage_error_exit_2(tmp_path: Path) -> None:
-    result = run(str(BIN / "alex-models"), "mirror", "serve", "--root", str(tmp_path), "--fault", "explode")
+    result = run(str(CLI), "mirror", "serve", "--root", str(tmp_path), "--fault", "explode")
     assert result.returncode == 2
     assert result.stderr.startswith("error: unknown fault kind 'explode' in --fault 'explode'\n")
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.posix("SIGTERM delivered to a child")
 def test_mirror_module_serves_with_command_line_faults_and_exits_143_on_sigterm(
     mirror_root: MirrorRoot,
 ) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -35,20 +36,33 @@ from alex_models.errors import RemoteError, UsageError
 from alex_models.lock import LockedFile
 from alex_models.provider import LlamaCppClient
 
+# An absolute path's folders as this system prints them, and the emit line in this system's shell
+# (as `emit` prints it: PowerShell quotes the path and the host).
+if os.name == "nt":
+    FOLDERS = r"[A-Za-z]:\\\S+\\"
+    EMIT = (
+        rf"emit: & llama-server -m '{FOLDERS}tiny-llama-F16\.gguf' --alias tiny-llama --host '127\.0\.0\.1' "
+        r"--port (?P<server>\d+) -c 256"
+    )
+else:
+    FOLDERS = r"/\S+/"
+    EMIT = (
+        rf"emit: llama-server -m {FOLDERS}tiny-llama-F16\.gguf --alias tiny-llama --host 127\.0\.0\.1 "
+        r"--port (?P<server>\d+) -c 256"
+    )
 STEP_LINES = [
     r"mirror: serving alex-demo/tiny-llama-GGUF \(tiny-llama-F16\.gguf, 251 KB\) at http://127\.0\.0\.1:(?P<mirror>\d+)",
-    r"lock: pinned alex-demo/tiny-llama-GGUF@[0-9a-f]{12}, 1 file, 251 KB, in /\S+/models\.lock",
-    r"sync: downloaded 1 file \(251 KB\) in \d+\.\ds into /\S+/store",
-    r"      verified by SHA256; llama\.cpp reads /\S+/tiny-llama-F16\.gguf",
-    r"emit: llama-server -m /\S+/tiny-llama-F16\.gguf --alias tiny-llama --host 127\.0\.0\.1 "
-    r"--port (?P<server>\d+) -c 256",
+    rf"lock: pinned alex-demo/tiny-llama-GGUF@[0-9a-f]{{12}}, 1 file, 251 KB, in {FOLDERS}models\.lock",
+    rf"sync: downloaded 1 file \(251 KB\) in \d+\.\ds into {FOLDERS}store",
+    rf"      verified by SHA256; llama\.cpp reads {FOLDERS}tiny-llama-F16\.gguf",
+    EMIT,
 ]
 
 
 def without_llama_server() -> str:
-    """PATH minus every folder that holds a llama-server."""
+    """PATH minus every folder that holds a llama-server (``llama-server.exe`` on Windows)."""
     folders = os.environ["PATH"].split(os.pathsep)
-    return os.pathsep.join(folder for folder in folders if not (Path(folder) / "llama-server").exists())
+    return os.pathsep.join(folder for folder in folders if shutil.which("llama-server", path=folder) is None)
 
 
 def demo_env(scratch: Path, **changes: str) -> dict[str, str]:
@@ -221,6 +235,8 @@ def test_demo_cleans_up_when_interrupted_midway(scratch: Path, no_llama_server: 
     assert_closed(int(endpoints[0].rsplit(":", 1)[1]))
 
 
+@pytest.mark.posix("SIGTERM delivered to a child, and a script run by its #! line")
+@pytest.mark.linux("/proc, to find the demo's llama-server")
 def test_sigterm_stops_the_demo_and_its_servers_and_removes_its_files(tmp_path: Path, scratch: Path) -> None:
     # A llama-server that starts and never answers: the demo waits for it when the signal comes.
     never_healthy = tmp_path / "never-healthy-server"
@@ -359,14 +375,15 @@ def test_step_sizes_are_said_in_human_units(capsys: pytest.CaptureFixture[str]) 
     from alex_models.cli.demo import _show
 
     model = LockedFile(path="m.gguf", role="model", size=1_234_567, sha256="a" * 64)
+    lock_path, store = Path("/p/models.lock"), Path("/s")  # shown as this system writes paths
     _show(MirrorStep(endpoint="http://127.0.0.1:1", repo="o/r", file="m.gguf", size=812))
-    _show(LockStep(lock_path=Path("/p/models.lock"), repo="o/r", commit="c" * 40, files=(model,)))
-    _show(SyncStep(store=Path("/s"), downloaded=(), bytes_received=0, seconds=0.0, model=Path("/s/m")))
+    _show(LockStep(lock_path=lock_path, repo="o/r", commit="c" * 40, files=(model,)))
+    _show(SyncStep(store=store, downloaded=(), bytes_received=0, seconds=0.0, model=store / "m"))
 
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == "mirror: serving o/r (m.gguf, 812 B) at http://127.0.0.1:1"
-    assert lines[1] == f"lock: pinned o/r@{'c' * 12}, 1 file, 1.23 MB, in /p/models.lock"
-    assert lines[2] == "sync: downloaded 0 files (0 B) in 0.0s into /s"
+    assert lines[1] == f"lock: pinned o/r@{'c' * 12}, 1 file, 1.23 MB, in {lock_path}"
+    assert lines[2] == f"sync: downloaded 0 files (0 B) in 0.0s into {store}"
 
 
 # -- waiting for a server -------------------------------------------------------------------------

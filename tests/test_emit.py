@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import shlex
-from pathlib import Path
-from typing import Any
+from pathlib import Path, PurePosixPath
+from typing import Any, cast
 
 import pytest
 from ruamel.yaml import YAML
@@ -19,9 +20,16 @@ from alex_models.manifest import Runtime
 BUILT_IN = ServerFlags()
 HEADER = render.HEADER
 
-QWEN_FILE = Path("/models/qwen/qwen-Q4_K_M.gguf")
-MMPROJ = Path("/models/qwen/mmproj-f16.gguf")
-TINY_FILE = Path("/models/tiny/tiny-Q8_0.gguf")
+
+def posix_path(text: str) -> Path:
+    """An example path, written as on Linux and macOS and kept so on Windows: the renderers only
+    str() a path, and there a Path would turn each '/' into '\\' (test_shells.py renders Windows paths)."""
+    return cast(Path, PurePosixPath(text)) if os.name == "nt" else Path(text)
+
+
+QWEN_FILE = posix_path("/models/qwen/qwen-Q4_K_M.gguf")
+MMPROJ = posix_path("/models/qwen/mmproj-f16.gguf")
+TINY_FILE = posix_path("/models/tiny/tiny-Q8_0.gguf")
 
 
 def qwen(**changes: object) -> ServerSpec:
@@ -63,7 +71,7 @@ def tiny(**runtime: object) -> ServerSpec:
 def bare(name: str = "bare", **runtime: object) -> ServerSpec:
     return ServerSpec(
         name=name,
-        model=Path(f"/models/{name}.gguf"),
+        model=posix_path(f"/models/{name}.gguf"),
         mmproj=None,
         draft=None,
         runtime=Runtime.model_validate(runtime),
@@ -167,7 +175,10 @@ def test_llama_server_json_is_the_argv_list() -> None:
 
 
 def test_llama_server_line_quotes_paths_so_the_shell_reads_back_the_argv() -> None:
-    spec = qwen(model=Path("/my models/it's here.gguf"), chat_template_file=Path("/templates/chat $x.jinja"))
+    spec = qwen(
+        model=posix_path("/my models/it's here.gguf"),
+        chat_template_file=posix_path("/templates/chat $x.jinja"),
+    )
 
     line = render.llama_server(spec, BUILT_IN)
 
@@ -222,7 +233,7 @@ def test_llama_server_env_without_extra_args_has_no_note() -> None:
 @pytest.mark.parametrize("odd", ["two\nlines", 'a"quote', "it's", "back\\slash"])
 def test_llama_server_env_refuses_values_env_files_read_differently(odd: str) -> None:
     # systemd's EnvironmentFile interprets quotes and backslashes, docker's --env-file does not.
-    spec = qwen(chat_template_file=Path(f"/templates/{odd}.jinja"))
+    spec = qwen(chat_template_file=posix_path(f"/templates/{odd}.jinja"))
 
     with pytest.raises(UserError, match="newline, quote or backslash"):
         render.llama_server_env(spec, BUILT_IN)
@@ -245,7 +256,7 @@ def test_llama_server_env_puts_options_without_a_variable_in_the_command_line_no
 
 
 def test_every_option_the_renderers_pass_has_a_built_in_variable() -> None:
-    spec = qwen(chat_template_file=Path("/templates/chat.jinja"))
+    spec = qwen(chat_template_file=posix_path("/templates/chat.jinja"))
 
     passed = {option for option, _ in render.options(spec, BUILT_IN)}
 
@@ -397,7 +408,7 @@ def test_llama_swap_cmd_has_one_option_per_line_and_the_port_is_llama_swaps() ->
 
 
 def test_llama_swap_cmd_is_the_same_argv_as_llama_server_with_the_port_macro() -> None:
-    spec = qwen(model=Path("/my models/qwen.gguf"))
+    spec = qwen(model=posix_path("/my models/qwen.gguf"))
 
     config = load_yaml(render.llama_swap([spec], BUILT_IN))
 
@@ -690,7 +701,7 @@ def test_parse_help_of_nothing_gives_the_built_in_names() -> None:
 
 
 def test_lora_adapters_go_to_one_comma_separated_lora_option() -> None:
-    spec = qwen(lora=(Path("/s/a.gguf"), Path("/s/b.gguf")))
+    spec = qwen(lora=(posix_path("/s/a.gguf"), posix_path("/s/b.gguf")))
 
     argv = render.server_argv(spec, BUILT_IN)
 
@@ -699,23 +710,23 @@ def test_lora_adapters_go_to_one_comma_separated_lora_option() -> None:
 
 
 def test_lora_has_no_env_variable_so_the_env_file_says_to_pass_it_on_the_command_line() -> None:
-    text = render.llama_server_env(qwen(lora=(Path("/s/a.gguf"),)), BUILT_IN)
+    text = render.llama_server_env(qwen(lora=(posix_path("/s/a.gguf"),)), BUILT_IN)
 
     assert not any(line.startswith("LLAMA_ARG_LORA") for line in text.splitlines())
     assert "--lora /s/a.gguf" in text.splitlines()[-1]
 
 
 def test_llama_cpp_python_takes_one_lora_adapter() -> None:
-    one = json.loads(render.llama_cpp_python([qwen(lora=(Path("/s/a.gguf"),))]))
+    one = json.loads(render.llama_cpp_python([qwen(lora=(posix_path("/s/a.gguf"),))]))
     assert one["models"][0]["lora_path"] == "/s/a.gguf"
 
     with pytest.raises(UserError, match="takes one LoRA adapter, not 2"):
-        render.llama_cpp_python([qwen(lora=(Path("/s/a.gguf"), Path("/s/b.gguf")))])
+        render.llama_cpp_python([qwen(lora=(posix_path("/s/a.gguf"), posix_path("/s/b.gguf")))])
 
 
 def test_a_lora_path_with_a_comma_is_refused() -> None:
     with pytest.raises(UserError, match="comma"):
-        render.server_argv(qwen(lora=(Path("/s/a,b.gguf"),)), BUILT_IN)
+        render.server_argv(qwen(lora=(posix_path("/s/a,b.gguf"),)), BUILT_IN)
 
 
 def test_one_list_of_formats_for_the_manifest_the_renderers_and_the_cli() -> None:

@@ -4,9 +4,9 @@ rendered by ``api.emit`` / ``api.emit_targets`` / ``sync`` and by the installed 
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
-import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Required, TypedDict
@@ -23,8 +23,8 @@ from alex_models.formats import Shell
 from alex_models.mirror import MirrorRoot, MirrorServer
 from alex_models.tinymodels import write_tiny_gguf
 
-CLI = Path(sys.executable).parent / "alex-models"
 FLAGS = ServerFlags()  # the built-in names, whatever llama-server this machine has
+HERE = Shell.POWERSHELL if os.name == "nt" else Shell.SH  # the shell emit writes for by default
 
 CHAT, SPLIT, DRAFT, PLAIN = "org/chat", "org/split", "org/draft", "org/plain"
 CHAT_FILE, MMPROJ_FILE = "chat-Q4_K_M.gguf", "mmproj-chat-f16.gguf"
@@ -136,6 +136,8 @@ def synced(hub: Hub, project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPa
 
 def store_paths(text: str) -> set[Path]:
     """Every path into the store that ``text`` mentions."""
+    if os.sep == "\\":  # JSON writes a Windows path's backslashes twice
+        text = text.replace("\\\\", "\\")
     return {Path(found) for found in re.findall(re.escape(str(home())) + r"[^\s\"',]+", text)}
 
 
@@ -489,7 +491,9 @@ def test_cli_emit_llama_server_prints_one_shell_line(hub: Hub, synced: Path) -> 
     assert result.returncode == 0, result.stderr
     assert result.stdout == api.emit("llama-server", synced, only=["chat"]).text
     assert len(result.stdout.splitlines()) == 1
-    argv = shlex.split(result.stdout)
+    argv = shlex.split(result.stdout)  # PowerShell's line too: its paths are in single quotes
+    if HERE is Shell.POWERSHELL:
+        assert argv.pop(0) == "&"  # the call operator
     assert argv[:3] == ["llama-server", "-m", str(view(hub, CHAT, CHAT_FILE))]
     assert "warning" not in result.stderr
 
@@ -539,9 +543,9 @@ def test_emit_files_are_for_the_shell_named_else_the_one_their_extension_names_e
         "run.ps1": line(Shell.POWERSHELL),
         "run.BAT": line(Shell.CMD),
         "run.ps1.txt": line(Shell.POWERSHELL),
-        "run.cmd.txt": line(Shell.SH),  # not Windows: sh
+        "run.cmd.txt": line(HERE),  # this system's: sh, PowerShell on Windows
     }
-    assert line(Shell.SH) == api.emit("llama-server", synced, only=["chat"], flags=FLAGS).text
+    assert line(HERE) == api.emit("llama-server", synced, only=["chat"], flags=FLAGS).text
 
 
 def test_cli_emit_check_exits_1_saying_which_file_differs(synced: Path, tmp_path: Path) -> None:
@@ -579,7 +583,7 @@ def test_cli_emit_alex_into_merges_keeping_comments_and_dropping_the_api_key(syn
     )
 
     assert result.returncode == 0, result.stderr
-    assert result.stdout == "wrote: config/alex.yaml\n"
+    assert result.stdout == f"wrote: {Path('config', 'alex.yaml')}\n"  # with a backslash on Windows
     text = config.read_text(encoding="utf-8")
     assert "# the app's settings" in text
     assert "name: demo  # shown in the title bar" in text
@@ -602,7 +606,7 @@ def test_cli_sync_prints_wrote_for_emitted_targets_and_warning_lines(hub: Hub, p
 
     assert first.returncode == 0, first.stderr
     wrote = [line for line in first.stdout.splitlines() if line.startswith("wrote: ")]
-    assert wrote == [f"wrote: {target['path']}" for target in TARGETS]
+    assert wrote == [f"wrote: {Path(target['path'])}" for target in TARGETS]  # in this system's separators
     assert f"warning: {NO_TEMPLATE}" in first.stderr.splitlines()
     assert second.returncode == 0, second.stderr
     assert "wrote: " not in second.stdout

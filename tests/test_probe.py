@@ -15,6 +15,7 @@ from fake_llama_server import FakeLlamaServer
 from helpers import blob, cli, free_port, home, write_manifest
 
 from alex_models import api
+from alex_models._platform import remove
 from alex_models.lock import Lock, LockedFile, LockedModel, dumps
 from alex_models.manifest import ModelInput
 
@@ -159,7 +160,7 @@ def test_probe_says_when_a_model_is_not_synced_here(project: Path) -> None:
     locked file, so there is nothing here to compare the served file with."""
     ports = {"alpha": free_port()}
     locked_project(project, ports)
-    blob(hashlib.sha256(b"GGUF alpha").hexdigest()).unlink()
+    remove(blob(hashlib.sha256(b"GGUF alpha").hexdigest()))  # read-only: Windows deletes it only so
 
     with FakeLlamaServer(ports["alpha"], {"alpha": view("alpha")}):
         result = cli(project, "probe", "--json")

@@ -69,6 +69,7 @@ def spec(text: str, root: str = "/store") -> ServerSpec:
 # -- sh ------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.posix("sh, and a script run by its #! line")
 def test_sh_runs_the_llama_server_line_as_exactly_its_argv(tmp_path: Path) -> None:
     printer = tmp_path / "llama-server"
     printer.write_text(f"#!{sys.executable}\nimport json, sys\nprint(json.dumps(sys.argv[1:]))\n")
@@ -305,6 +306,7 @@ def test_the_env_files_note_quotes_the_extra_args_for_the_shell() -> None:
 
 
 def test_the_default_shell_is_powershell_on_windows_and_sh_elsewhere(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(os, "name", "posix")  # as on Linux and macOS, whichever this is
     assert api.default_shell() is Shell.SH
     monkeypatch.setattr(os, "name", "nt")
     assert api.default_shell() is Shell.POWERSHELL

@@ -130,6 +130,7 @@ def test_link_view_hard_links_the_blob_and_is_idempotent(store: Store) -> None:
 
 
 @pytest.mark.parametrize("planted", ["hf", f"hf/org/model/{COMMIT}"])
+@pytest.mark.symlinks("a symlink planted in the store")
 def test_link_view_refuses_a_symlink_leading_out_of_the_store(
     store: Store, tmp_path: Path, planted: str
 ) -> None:

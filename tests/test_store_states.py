@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from helpers import blob, cli, home, listing, read_only, write_manifest
 
+from alex_models._platform import remove
 from alex_models.mirror import MirrorRoot, MirrorServer
 from alex_models.tinymodels import write_tiny_gguf
 
@@ -54,6 +55,7 @@ def one_error(result: subprocess.CompletedProcess[str], code: int) -> tuple[str,
 # -- 2. a read-only store ------------------------------------------------------------------------------
 
 
+@pytest.mark.posix("a read-only folder (Windows ignores a folder's read-only bit)")
 def test_read_only_store_answers_status_verify_and_path_and_writes_nothing(
     synced: Path, project: Path
 ) -> None:
@@ -76,6 +78,7 @@ def test_read_only_store_answers_status_verify_and_path_and_writes_nothing(
     assert listing(home()) == before
 
 
+@pytest.mark.posix("a read-only folder (Windows ignores a folder's read-only bit)")
 @pytest.mark.slow
 def test_complete_read_only_store_syncs_frozen_and_offline_emits_pulls_and_dry_runs_gc(
     synced: Path, project: Path
@@ -97,10 +100,11 @@ def test_complete_read_only_store_syncs_frozen_and_offline_emits_pulls_and_dry_r
     assert listing(home()) == before
 
 
+@pytest.mark.posix("a read-only folder (Windows ignores a folder's read-only bit)")
 @pytest.mark.slow
 def test_read_only_store_refuses_in_one_line_what_must_write(synced: Path, project: Path) -> None:
     sha = blob_of(synced)
-    synced.unlink()  # a view to make
+    remove(synced)  # a view to make (read-only, as its blob: Windows deletes it only so)
     with read_only(home()):
         before = listing(home())
         fix = one_error(cli(project, "status", "--fix"), 1)
@@ -137,7 +141,7 @@ def blob_of(view: Path) -> str:
 
 
 def test_blob_without_its_view_is_not_synced_for_status_path_or_emit(synced: Path, project: Path) -> None:
-    synced.unlink()  # a sync stopped after storing the blob, before linking its view
+    remove(synced)  # a sync stopped after storing the blob, before linking its view
 
     status = cli(project, "status")
     as_json = cli(project, "status", "--json")
@@ -164,7 +168,7 @@ def test_blob_without_its_view_is_not_synced_for_status_path_or_emit(synced: Pat
 def test_emit_of_the_manifests_targets_fails_too_and_allow_missing_emits_anyway(
     synced: Path, project: Path
 ) -> None:
-    synced.unlink()
+    remove(synced)
 
     targets = one_error(cli(project, "emit"), 1)
     allowed = cli(project, "emit", "llama-server", "--allow-missing")
@@ -179,14 +183,14 @@ def test_status_fix_or_the_next_sync_links_the_views_a_stopped_sync_left_out(
     synced: Path, project: Path
 ) -> None:
     sha = blob_of(synced)
-    synced.unlink()
+    remove(synced)
 
     fixed = ok(cli(project, "status", "--fix"))
 
     assert fixed.splitlines()[1] == f"linked: {synced}"
     assert synced.samefile(blob(sha))
 
-    synced.unlink()
+    remove(synced)
     ok(cli(project, "sync", "--offline", "--quiet"))
 
     assert synced.samefile(blob(sha))

@@ -732,6 +732,7 @@ def small_disk_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator
         yield home
 
 
+@pytest.mark.linux("a tmpfs mount, for a small disk")
 def test_sync_fails_early_naming_the_bytes_needed_when_the_disk_is_too_small(
     hub: Hub, project: Path, small_disk_home: Path, tmp_path: Path
 ) -> None:

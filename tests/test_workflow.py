@@ -1,5 +1,6 @@
 """The GitHub Actions workflow, which cannot run here, checked against what can: it parses, it runs on
-the three platforms, and it runs the README's test command and the runtime .ci/run builds."""
+the three platforms, it runs the README's test command and the runtime .ci/run builds, and on Linux
+it allows no skipped test, as .ci/run does."""
 
 from __future__ import annotations
 
@@ -57,3 +58,20 @@ def test_the_workflow_builds_the_llama_cpp_version_ci_run_builds() -> None:
     script = default.findall(ROOT.joinpath(".ci", "llama-server.sh").read_text(encoding="utf-8"))
 
     assert [workflow()["env"]["LLAMA_CPP_PYTHON_VERSION"]] == ci_run == script
+
+
+def test_the_linux_runs_allow_no_skip_as_ci_run_does() -> None:
+    jobs = workflow()["jobs"]
+    linux = [
+        step["run"]
+        for name in ("test", "slow")
+        for step in jobs[name]["steps"]
+        if step.get("if") == "runner.os == 'Linux'"
+    ]
+
+    assert len(linux) == 2
+    assert all("ALEX_MODELS_NO_SKIPS=1 .venv/bin/pytest" in run for run in linux), linux
+    assert (
+        "export ALEX_MODELS_NO_SKIPS=1"
+        in ROOT.joinpath(".ci", "run").read_text(encoding="utf-8").splitlines()
+    )

@@ -11,12 +11,11 @@ import hashlib
 import math
 import os
 import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from helpers import cdn_gets, settled_log, sha256
+from helpers import cdn_gets, console_script, settled_log, sha256
 from huggingface_hub import HfApi, hf_hub_download, snapshot_download
 from huggingface_hub.errors import (
     EntryNotFoundError,
@@ -470,10 +469,6 @@ def test_gated_repo_metadata_is_public(mirror: MirrorServer, access_repos: None)
 # -- the CLI, configured by the environment --------------------------------------------------------
 
 
-def hf_cli() -> Path:
-    return Path(sys.executable).parent / "hf"
-
-
 def test_hf_cli_download_through_hf_endpoint(
     mirror: MirrorServer, published: Published, tmp_path: Path
 ) -> None:
@@ -485,7 +480,7 @@ def test_hf_cli_download_through_hf_endpoint(
     env |= {"HF_ENDPOINT": mirror.url, "HF_HOME": str(hf_home), "HF_HUB_DISABLE_UPDATE_CHECK": "1"}
 
     result = subprocess.run(
-        [str(hf_cli()), "download", REPO, "model.gguf", "--quiet"],
+        [str(console_script("hf")), "download", REPO, "model.gguf", "--quiet"],
         env=env,
         check=False,
         capture_output=True,

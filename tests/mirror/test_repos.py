@@ -301,6 +301,7 @@ def hf_cache_snapshot(root: MirrorRoot, tmp_path: Path, files: Mapping[str, byte
     root.set_branch(REPO, "main", COMMIT)
 
 
+@pytest.mark.symlinks("a commit laid out with symlinks, as a Hugging Face cache snapshot is")
 def test_symlinked_files_inside_a_commit_are_served(
     mirror_root: MirrorRoot, mirror: MirrorServer, tmp_path: Path
 ) -> None:

@@ -36,6 +36,7 @@ def serving(mirror_root: MirrorRoot) -> Iterator[tuple[subprocess.Popen[str], st
         process.communicate(timeout=30)
 
 
+@pytest.mark.posix("SIGINT and SIGTERM delivered to a child")
 @pytest.mark.parametrize(("sent", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_a_signal_stops_serving_at_once_even_mid_download(
     serving: tuple[subprocess.Popen[str], str], sent: signal.Signals, code: int
@@ -69,6 +70,7 @@ def test_a_signal_stops_serving_at_once_even_mid_download(
     assert "Traceback" not in stderr
 
 
+@pytest.mark.posix("SIGINT delivered to a child (to stop the mirror and read its whole log)")
 def test_log_lines_from_concurrent_requests_never_merge(serving: tuple[subprocess.Popen[str], str]) -> None:
     process, url = serving
     rounds, clients = 10, 16

@@ -346,6 +346,7 @@ def _outside_blob(tmp_path: Path, data: bytes = b"outside bytes") -> tuple[Path,
     return outside, hashlib.sha256(data).hexdigest()
 
 
+@pytest.mark.symlinks("a symlink planted in the store")
 def test_a_blob_planted_as_a_symlink_is_not_trusted(tmp_path: Path) -> None:
     store = Store(tmp_path / "store").init()
     outside, digest = _outside_blob(tmp_path)
@@ -357,24 +358,26 @@ def test_a_blob_planted_as_a_symlink_is_not_trusted(tmp_path: Path) -> None:
     assert outside.read_bytes() == b"outside bytes"
 
 
+@pytest.mark.symlinks("a symlink planted in the store")
 def test_a_blob_in_a_symlinked_shard_folder_is_not_trusted(tmp_path: Path) -> None:
     store = Store(tmp_path / "store").init()
     outside, digest = _outside_blob(tmp_path)
     folder = tmp_path / "elsewhere"
     folder.mkdir()
     (folder / digest).write_bytes(outside.read_bytes())
-    store.blob_path(digest).parent.symlink_to(folder)
+    store.blob_path(digest).parent.symlink_to(folder, target_is_directory=True)
 
     assert not store.has_blob(digest, outside.stat().st_size)
     assert not store.verify_blob(digest, outside.stat().st_size)
 
 
+@pytest.mark.symlinks("a symlink planted in the store")
 def test_promote_never_renames_through_a_symlinked_shard_folder(tmp_path: Path) -> None:
     store = Store(tmp_path / "store").init()
     _, digest = _outside_blob(tmp_path)
     folder = tmp_path / "elsewhere"
     folder.mkdir()
-    store.blob_path(digest).parent.symlink_to(folder)
+    store.blob_path(digest).parent.symlink_to(folder, target_is_directory=True)
     partial = store.partial_path(digest)
     partial.write_bytes(b"outside bytes")
 
@@ -385,12 +388,13 @@ def test_promote_never_renames_through_a_symlinked_shard_folder(tmp_path: Path) 
 
 
 @pytest.mark.parametrize("sub", ["blobs", "blobs/sha256", "tmp", "state", "llama.cpp"])
+@pytest.mark.symlinks("a symlink planted in the store")
 def test_store_init_refuses_a_store_folder_planted_as_a_symlink(tmp_path: Path, sub: str) -> None:
     home = tmp_path / "store"
     (home / sub).parent.mkdir(parents=True, exist_ok=True)
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    (home / sub).symlink_to(elsewhere)
+    (home / sub).symlink_to(elsewhere, target_is_directory=True)
 
     with pytest.raises(UserError, match="a symlink inside the store"):
         Store(home).init()
@@ -497,13 +501,14 @@ def test_frozen_sync_of_a_lock_with_an_edited_path_exits_3_and_presents_no_view(
 
 
 @pytest.mark.slow
+@pytest.mark.symlinks("a symlink planted in the store")
 def test_sync_does_not_write_views_through_a_symlink_planted_in_the_views(
     hub_repo: Synced, tmp_path: Path
 ) -> None:
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     (home() / "llama.cpp" / "hf").mkdir(parents=True)
-    (home() / "llama.cpp" / "hf" / "org").symlink_to(elsewhere)
+    (home() / "llama.cpp" / "hf" / "org").symlink_to(elsewhere, target_is_directory=True)
 
     result = cli(hub_repo.project, "sync")
 
@@ -513,6 +518,7 @@ def test_sync_does_not_write_views_through_a_symlink_planted_in_the_views(
 
 
 @pytest.mark.slow
+@pytest.mark.symlinks("a symlink planted in the store")
 def test_sync_does_not_store_a_blob_through_a_symlinked_shard_folder(
     hub_repo: Synced, tmp_path: Path
 ) -> None:
@@ -521,7 +527,7 @@ def test_sync_does_not_store_a_blob_through_a_symlinked_shard_folder(
     digest = sha256(hub_repo.files["model.gguf"])
     shard = Store(home()).blob_path(digest).parent
     shard.parent.mkdir(parents=True)
-    shard.symlink_to(elsewhere)
+    shard.symlink_to(elsewhere, target_is_directory=True)
 
     result = cli(hub_repo.project, "sync")
 
@@ -531,6 +537,7 @@ def test_sync_does_not_store_a_blob_through_a_symlinked_shard_folder(
 
 
 @pytest.mark.slow
+@pytest.mark.symlinks("a symlink planted in the store")
 def test_sync_replaces_a_blob_planted_as_a_symlink_with_verified_bytes(
     synced: Synced, tmp_path: Path
 ) -> None:
@@ -551,13 +558,14 @@ def test_sync_replaces_a_blob_planted_as_a_symlink_with_verified_bytes(
     assert outside.stat().st_mode & 0o222
 
 
+@pytest.mark.symlinks("a symlink planted in the store")
 def test_gc_deletes_nothing_through_a_symlinked_shard_folder(tmp_path: Path) -> None:
     store = Store(home()).init()
     outside, digest = _outside_blob(tmp_path)
     folder = tmp_path / "elsewhere"
     folder.mkdir()
     (folder / digest).write_bytes(outside.read_bytes())  # unreferenced by any lock: gc's to take
-    store.blob_path(digest).parent.symlink_to(folder)
+    store.blob_path(digest).parent.symlink_to(folder, target_is_directory=True)
 
     api.gc()
 

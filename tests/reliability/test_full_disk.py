@@ -37,6 +37,7 @@ def fill(path: Path) -> int:
 
 
 @pytest.mark.slow
+@pytest.mark.linux("a tmpfs mount, for a small disk")
 def test_a_disk_too_small_fails_early_naming_the_bytes_needed_and_fetches_nothing(
     mirror_root: MirrorRoot,
     mirror: MirrorServer,
@@ -58,6 +59,7 @@ def test_a_disk_too_small_fails_early_naming_the_bytes_needed_and_fetches_nothin
 
 
 @pytest.mark.slow
+@pytest.mark.linux("a tmpfs mount, for a small disk")
 def test_a_disk_filled_mid_download_is_a_clear_error_keeps_no_blob_and_the_next_run_resumes(
     mirror_root: MirrorRoot,
     mirror: MirrorServer,
