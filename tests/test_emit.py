@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
-from pathlib import Path, PurePosixPath
+from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any, cast
 
 import pytest
@@ -15,6 +15,7 @@ from alex_models.emit import PROVIDER_ALIASES, ServerSpec, single
 from alex_models.emit import llama_cpp as render
 from alex_models.emit.flags import KNOWN_ENV, ServerFlags, parse_help
 from alex_models.errors import UserError
+from alex_models.formats import Shell
 from alex_models.manifest import Runtime
 
 BUILT_IN = ServerFlags()
@@ -237,6 +238,18 @@ def test_llama_server_env_refuses_values_env_files_read_differently(odd: str) ->
 
     with pytest.raises(UserError, match="newline, quote or backslash"):
         render.llama_server_env(spec, BUILT_IN)
+
+
+@pytest.mark.parametrize("shell", [Shell.POWERSHELL, Shell.CMD])
+def test_on_windows_the_env_file_keeps_backslashed_paths_and_still_refuses_quotes(shell: Shell) -> None:
+    # No systemd there: docker's --env-file reads a backslash as itself.
+    windows = qwen(chat_template_file=PureWindowsPath("C:/Users/me/templates/chat.jinja"))
+
+    text = render.llama_server_env(windows, BUILT_IN, shell)
+
+    assert "LLAMA_ARG_CHAT_TEMPLATE_FILE=C:\\Users\\me\\templates\\chat.jinja" in text.splitlines()
+    with pytest.raises(UserError, match="newline, quote or backslash"):
+        render.llama_server_env(qwen(chat_template_file=PureWindowsPath("C:/it's.jinja")), BUILT_IN, shell)
 
 
 def test_llama_server_env_uses_the_installed_builds_variable_for_the_draft() -> None:

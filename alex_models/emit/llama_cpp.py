@@ -101,9 +101,11 @@ def llama_server_env(spec: ServerSpec, flags: ServerFlags, shell: Shell = Shell.
         if name is None or value is None:  # llama-server reads some options (--lora) from argv only
             on_command_line += [option] if value is None else [option, value]
             continue
-        if any(c in value for c in "\n\"'\\"):
-            # systemd's EnvironmentFile reads quotes and backslashes, docker's --env-file does not:
-            # such a value would mean different things to them.
+        # systemd's EnvironmentFile reads quotes and backslashes, docker's --env-file does not: such
+        # a value would mean different things to them. Windows has no systemd, and its paths are
+        # all backslashes: there only quotes and newlines are refused.
+        refused = "\n\"'" if shell in (Shell.POWERSHELL, Shell.CMD) else "\n\"'\\"
+        if any(c in value for c in refused):
             raise UserError(
                 f"{option} value {value!r} has a newline, quote or backslash: env files disagree on those",
                 hint="use paths without them (see ALEX_MODELS_HOME), or emit the llama-server command line",
