@@ -19,6 +19,8 @@ import httpx2
 import obstore
 import pytest
 from helpers import free_port
+from hypothesis import given
+from hypothesis import strategies as st
 from s3kit import (
     DATA,
     SECRET,
@@ -37,7 +39,7 @@ from alex_models._units import MiB
 from alex_models.download import Downloader, DownloadOptions
 from alex_models.errors import IntegrityError, RemoteError, UsageError
 from alex_models.remotes import open_remote
-from alex_models.remotes.objects import ObjectStoreRemote
+from alex_models.remotes.objects import MAX_PARTS, PART_SIZE, ObjectStoreRemote, part_size_for
 from alex_models.sources import FolderSource, Missing, Transient, Wire
 from alex_models.sources.objects import ObjectStoreSource
 from alex_models.store import Store, blob_key
@@ -109,8 +111,10 @@ def test_a_large_blob_goes_up_in_parts_and_appears_whole(bucket: str, tmp_path: 
 
 
 def racing(remote: ObjectStoreRemote, data: bytes, path: Path, hold: Callable[[int], None]) -> Future[bool]:
-    """An upload of ``data`` in a thread of its own, ``hold(bytes sent so far)`` called after each
-    part is handed over (it may wait there, as a slower host would)."""
+    """Another host's upload of ``data`` (the remote opened again: a host's own), in a thread of its
+    own, ``hold(bytes sent so far)`` called after each part is handed over (it may wait there, as a
+    slower host would)."""
+    remote = ObjectStoreRemote.from_url(remote.url, part_size=remote.part_size)
     sent = [0]
 
     def advanced(count: int) -> None:
@@ -174,7 +178,7 @@ UPLOADER = """
 import sys
 from pathlib import Path
 
-from alex_models.remotes.objects import ObjectStoreRemote
+from alex_models.remotes.objects import MAX_PARTS, PART_SIZE, ObjectStoreRemote, part_size_for
 
 def advanced(sent: int) -> None:
     print(sent, flush=True)
@@ -327,3 +331,17 @@ def test_the_source_is_named_by_the_remote_url(remote: ObjectStoreRemote) -> Non
 
 
 # -- rclone serve s3: disk-backed, and a server that may answer a ranged GET with the whole object
+
+
+def test_parts_are_8_mib_until_a_blob_would_need_more_than_10000_of_them() -> None:
+    assert part_size_for(5 * 1024**3) == PART_SIZE
+    assert part_size_for(PART_SIZE * MAX_PARTS) == PART_SIZE
+    assert part_size_for(200 * 10**9) == 20 * MiB  # a 200 GB file
+
+
+@given(st.integers(min_value=1, max_value=5 * 1024**4))  # S3's largest object: 5 TiB
+def test_every_blob_fits_in_10000_whole_mib_parts(size: int) -> None:
+    part = part_size_for(size)
+    assert part % MiB == 0
+    assert part >= PART_SIZE
+    assert -(-size // part) <= MAX_PARTS

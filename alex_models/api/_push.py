@@ -10,6 +10,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from alex_models._futures import run_interruptibly
+from alex_models._platform import return_freed_buffers
 from alex_models._units import human_size
 from alex_models.api._context import open_remotes, require_lock, select_models, store_for
 from alex_models.api._materialize import label
@@ -109,6 +110,7 @@ def push(
             opened.remove_abandoned()  # what pushes killed long ago left, here or on other hosts
         held = _held(opened, blobs)
         todo = [blob for blob in blobs if blob.sha256 not in held]
+        return_freed_buffers()  # parallel multipart uploads keep peak memory near one's
         done = _upload_all(opened, todo, store, jobs)
         text = lock_path.read_bytes()
         lock_key, manifest_key = published_keys(text)
