@@ -140,7 +140,11 @@ def test_a_second_push_uploads_nothing_and_says_what_it_skipped(
     ci: tuple[Path, dict[str, bytes]], tmp_path: Path
 ) -> None:
     folder, files = ci
-    ok(cli(folder, "push", "team"))
+    first = ok(cli(folder, "push", "team"))
+    chat = f"org/chat/chat-Q4_K_M.gguf ({human_size(len(files['chat-Q4_K_M.gguf']))})"
+    assert f"uploading {chat}" in first.stderr.splitlines()  # a line per file in a log, as sync's
+    assert "sent org/chat/chat-Q4_K_M.gguf" in first.stderr.splitlines()
+    assert ok(cli(folder, "push", "team", "--quiet")).stdout == ""
 
     again = ok(cli(folder, "push", "team"))
     report = json.loads(ok(cli(folder, "push", "team", "--json")).stdout)

@@ -14,6 +14,7 @@ from alex_models._platform import return_freed_buffers
 from alex_models._units import human_size
 from alex_models.api._context import open_remotes, require_lock, select_models, store_for
 from alex_models.api._materialize import label
+from alex_models.download import FileJob, NoProgress, Progress
 from alex_models.errors import IntegrityError, UserError
 from alex_models.lock import Lock
 from alex_models.remotes import BlobRemote
@@ -90,6 +91,7 @@ def push(
     jobs: int = 4,
     lock_path: Path | None = None,
     store_home: Path | None = None,
+    progress: Progress | None = None,
 ) -> PushResult:
     """Upload every blob the lock pins for the selected models that ``remote`` lacks, from the
     local store, then publish the lock (and manifest) under ``locks/``.
@@ -111,7 +113,7 @@ def push(
         held = _held(opened, blobs)
         todo = [blob for blob in blobs if blob.sha256 not in held]
         return_freed_buffers()  # parallel multipart uploads keep peak memory near one's
-        done = _upload_all(opened, todo, store, jobs)
+        done = _upload_all(opened, todo, store, jobs, progress or NoProgress())
         text = lock_path.read_bytes()
         lock_key, manifest_key = published_keys(text)
         opened.write(lock_key, text)
@@ -193,17 +195,26 @@ def _held(remote: BlobRemote, blobs: list[RemoteBlob], *, damaged_ok: bool = Fal
     return {b.sha256 for b in blobs if sizes.get(b.sha256) == b.size}
 
 
-def _upload_all(remote: BlobRemote, todo: list[RemoteBlob], store: Store, jobs: int) -> list[bool]:
-    """Upload ``todo`` in parallel; for each, whether this push created it. Ctrl-C stops every
-    upload at its next chunk (a half-sent blob never appears under its name) and says so."""
+def _upload_all(
+    remote: BlobRemote, todo: list[RemoteBlob], store: Store, jobs: int, progress: Progress
+) -> list[bool]:
+    """Upload ``todo`` in parallel, shown to ``progress`` as downloads are; for each, whether this
+    push created it. Ctrl-C stops every upload at its next chunk (a half-sent blob never appears
+    under its name) and says so."""
     stop = threading.Event()
 
-    def advanced(count: int) -> None:
-        if stop.is_set():
-            raise _Stopped
-
     def upload(blob: RemoteBlob) -> bool:
-        return remote.upload(blob.sha256, blob.size, store.blob_path(blob.sha256), advanced)
+        shown = FileJob(blob.sha256, blob.size, (), blob.label)
+
+        def advanced(count: int) -> None:
+            if stop.is_set():
+                raise _Stopped
+            progress.advanced(shown, count)
+
+        progress.started(shown, 0)
+        created = remote.upload(blob.sha256, blob.size, store.blob_path(blob.sha256), advanced)
+        progress.finished(shown)
+        return created
 
     def said(futures: list[Future[bool]]) -> str:
         finished = sum(1 for f in futures if f.done() and not f.cancelled() and f.exception() is None)

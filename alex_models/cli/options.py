@@ -39,3 +39,5 @@ JsonOpt = Annotated[
     bool,
     typer.Option("--json", help="Print a JSON object for scripts instead of text.", callback=_json_requested),
 ]
+
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")]

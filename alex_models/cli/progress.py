@@ -95,12 +95,13 @@ class BarProgress:
 
 
 class LineProgress:
-    """One line when a file starts and one when it is stored: readable in CI logs."""
+    """One line when a file starts and one when it is stored (or sent): readable in CI logs."""
 
     _write_lock = threading.Lock()
 
-    def __init__(self) -> None:
+    def __init__(self, verbs: tuple[str, str] = ("fetching", "stored")) -> None:
         self._waited: set[str] = set()
+        self._starting, self._ending = verbs
 
     def __enter__(self) -> LineProgress:
         return self
@@ -112,13 +113,13 @@ class LineProgress:
 
     def started(self, job: FileJob, already: int) -> None:
         resumed = f", resuming at {human_size(already)}" if already else ""
-        self._line(f"fetching {job.label} ({human_size(job.size)}{resumed})")
+        self._line(f"{self._starting} {job.label} ({human_size(job.size)}{resumed})")
 
     def advanced(self, job: FileJob, received: int) -> None:
         """Per-chunk lines would flood a log."""
 
     def finished(self, job: FileJob) -> None:
-        self._line(f"stored {job.label}")
+        self._line(f"{self._ending} {job.label}")
 
     def waiting(self, job: FileJob, done: int) -> None:
         """Said once per file: a log needs no ticker."""
@@ -149,11 +150,12 @@ class QuietProgress(LineProgress):
         """Quiet."""
 
 
-def progress_for(quiet: bool) -> BarProgress | LineProgress:
-    """Bars on a terminal, lines in a log, nothing when ``quiet``."""
+def progress_for(quiet: bool, verbs: tuple[str, str] = ("fetching", "stored")) -> BarProgress | LineProgress:
+    """Bars on a terminal, lines in a log (``verbs``: a file starts, a file is done), nothing when
+    ``quiet``."""
     if quiet:
         return QuietProgress()
-    return BarProgress() if sys.stderr.isatty() else LineProgress()
+    return BarProgress() if sys.stderr.isatty() else LineProgress(verbs)
 
 
 def _short(label: str, width: int = 48) -> str:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from alex_models._units import human_size
-from alex_models.cli.options import JsonOpt, ManifestOpt, complete_model_name
+from alex_models.cli.options import JsonOpt, ManifestOpt, QuietOpt, complete_model_name
 from alex_models.cli.render import print_json, say
 
 if TYPE_CHECKING:
@@ -28,12 +28,15 @@ def push(
     ] = None,
     jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, max=64, help="Files uploaded at once.")] = 4,
     manifest: ManifestOpt = Path("models.yaml"),
+    quiet: QuietOpt = False,
     json_output: JsonOpt = False,
 ) -> None:
     """Upload the locked blobs the remote lacks (from the store: sync first), then the lock under locks/."""
     from alex_models import api
+    from alex_models.cli.progress import progress_for
 
-    result = api.push(manifest, remote, only=tuple(only or ()), jobs=jobs)
+    with progress_for(quiet or json_output, verbs=("uploading", "sent")) as progress:
+        result = api.push(manifest, remote, only=tuple(only or ()), jobs=jobs, progress=progress)
     if json_output:
         print_json(
             "push",
@@ -46,6 +49,8 @@ def push(
                 "seconds": round(result.seconds, 3),
             },
         )
+        return
+    if quiet:
         return
     for blob in result.uploaded:
         say(f"uploaded: {blob.label} ({human_size(blob.size)})")

@@ -8,13 +8,11 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from alex_models._units import human_size
-from alex_models.cli.options import JsonOpt, ManifestOpt, complete_model_name
+from alex_models.cli.options import JsonOpt, ManifestOpt, QuietOpt, complete_model_name
 from alex_models.cli.render import labelled, print_json, say, warn
 
 if TYPE_CHECKING:
     from alex_models.api import StatusResult
-
-QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")]
 
 
 def sync(
