@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -79,3 +80,19 @@ def test_mirror_module_serves_with_command_line_faults_and_exits_143_on_sigterm(
     assert process.returncode == 143
     assert "GET api /org/tiny/resolve/main/config.json 503" in stderr
     assert stderr.splitlines()[-1] == f"interrupted; stopped serving {endpoint}"
+
+
+@pytest.mark.posix("the errno text of a folder under a file")
+def test_a_refusal_no_use_case_foresaw_is_one_line_naming_the_path_not_a_traceback(tmp_path: Path) -> None:
+    (tmp_path / "models.yaml").write_text("version: 1\nmodels: {}\n", encoding="utf-8")
+    a_file = tmp_path / "a-file"
+    a_file.write_text("not a folder", encoding="utf-8")
+    env = {**os.environ, "ALEX_MODELS_HOME": str(a_file / "store")}
+
+    done = subprocess.run(
+        [str(CLI), "sync"], cwd=tmp_path, env=env, capture_output=True, text=True, check=False
+    )
+
+    assert done.returncode == 1
+    assert done.stderr.splitlines()[0] == f"error: Not a directory: {a_file / 'store'}"
+    assert "Traceback" not in done.stderr

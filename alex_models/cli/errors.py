@@ -45,6 +45,15 @@ def run_guarded(command: Callable[[], object], argv: Sequence[str] | None) -> No
         if exc.hint:
             labelled("hint", exc.hint)
         raise SystemExit(exc.exit_code) from None
+    except OSError as exc:
+        # What the system refused that no use case foresaw (a store under a file, a disk error, a
+        # file another program holds on Windows): still one line naming the path, not a traceback.
+        if _debug(argv):
+            traceback.print_exc()
+        where = "".join(f": {name}" for name in (exc.filename, exc.filename2) if name is not None)
+        labelled("error", f"{exc.strerror or exc}{where}")
+        labelled("hint", "check that path: its folders, permissions, free space, or a program holding it")
+        raise SystemExit(1) from None
     except _Stopped as stopped:
         interrupt = stopped.interrupt
         message = interrupt.message if isinstance(interrupt, Interrupted) else "interrupted"
