@@ -15,7 +15,7 @@ from alex_models.api._context import open_remotes, require_lock, select_models, 
 from alex_models.api._materialize import label
 from alex_models.errors import IntegrityError, UserError
 from alex_models.lock import Lock
-from alex_models.remotes import BlobRemote
+from alex_models.remotes import BlobRemote, ModelPublisher
 from alex_models.store import Store, published_keys
 
 _STOP_WAIT = 5.0
@@ -48,6 +48,8 @@ class PushResult:
     """Where the lock was published below the remote (``store.published_keys``): ``locks/<sha256
     of its text>.lock``; the manifest, when there is one, sits beside it as ``.yaml``."""
     seconds: float
+    artifacts: tuple[str, ...] = ()
+    """What a registry published, one per model: ``registry/repository:name@sha256:…``."""
 
     @property
     def bytes_uploaded(self) -> int:
@@ -90,7 +92,8 @@ def push(
     store_home: Path | None = None,
 ) -> PushResult:
     """Upload every blob the lock pins for the selected models that ``remote`` lacks, from the
-    local store, then publish the lock (and manifest) under ``locks/``.
+    local store, then publish the lock (and manifest) under ``locks/``; a registry also publishes
+    each selected model as an artifact (``remotes.ModelPublisher``).
 
     ``remote`` is a URL or a name from the manifest's ``remotes:`` (default: its first). Each
     upload creates its object only if absent, so a rerun after a kill, or a second push of the same
@@ -107,6 +110,8 @@ def push(
         held = _held(opened, blobs)
         todo = [blob for blob in blobs if blob.sha256 not in held]
         done = _upload_all(opened, todo, store, jobs)
+        # The models, then the lock: a published lock means everything it names is there.
+        artifacts = opened.publish(current, names) if isinstance(opened, ModelPublisher) else ()
         text = lock_path.read_bytes()
         lock_key, manifest_key = published_keys(text)
         opened.write(lock_key, text)
@@ -121,6 +126,7 @@ def push(
         + tuple(blob for blob, new in zip(todo, done, strict=True) if not new),
         lock_key=lock_key,
         seconds=time.monotonic() - began,
+        artifacts=artifacts,
     )
 
 

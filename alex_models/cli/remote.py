@@ -43,6 +43,7 @@ def push(
                 "skipped": [blob_json(blob) for blob in result.skipped],
                 "bytes": result.bytes_uploaded,
                 "lock": result.lock_key,
+                "artifacts": list(result.artifacts),
                 "seconds": round(result.seconds, 3),
             },
         )
@@ -51,6 +52,8 @@ def push(
         say(f"uploaded: {blob.label} ({human_size(blob.size)})")
     for blob in result.skipped:
         say(f"skipped: {blob.label} ({human_size(blob.size)}, already there)")
+    for artifact in result.artifacts:
+        say(f"published: {artifact}")
     skipped = sum(blob.size for blob in result.skipped)
     say(
         f"Pushed to {result.remote}: {len(result.uploaded)} uploaded ({human_size(result.bytes_uploaded)}), "

@@ -1,0 +1,199 @@
+"""An OCI registry as a remote and a source, against a real ``docker-registry`` (distribution 2.8)
+on loopback: push publishes ModelPack artifacts that skopeo reads, a host syncs from the registry
+and nothing from the Hub, Basic auth from a docker config file. Marker ``registry``: ``.ci/run``
+installs the registry and runs them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx2
+import pytest
+from helpers import cli, since_settled
+from registrykit import PASSWORD, RegistryServer, docker_config, inspect
+from test_fleet import NAMES, host, ok, project_with_remote
+
+from alex_models._units import MiB
+from alex_models.download import Downloader, DownloadOptions, FileJob
+from alex_models.lock import loads
+from alex_models.mirror import MirrorRoot, MirrorServer
+from alex_models.oci.modelpack import MODEL_ARTIFACT, MODEL_CONFIG, WEIGHT_RAW
+from alex_models.remotes.oci import OciRemote
+from alex_models.store import Store
+
+pytestmark = pytest.mark.registry
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistryServer]:
+    server = RegistryServer(tmp_path_factory.mktemp("registry")).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def synced_project(
+    tmp_path: Path,
+    mirror_root: MirrorRoot,
+    mirror: MirrorServer,
+    monkeypatch: pytest.MonkeyPatch,
+    remote: str,
+) -> tuple[Path, dict[str, bytes]]:
+    """CI's project, synced from the mirror, whose models.yaml names ``remote`` as ``team``."""
+    monkeypatch.setenv("HF_ENDPOINT", mirror.url)
+    folder = tmp_path / "ci"
+    files = project_with_remote(folder, mirror_root, tmp_path, remote=remote)
+    ok(cli(folder, "sync"))
+    return folder, files
+
+
+def test_push_publishes_each_model_as_a_modelpack_artifact_that_skopeo_reads(
+    registry: RegistryServer,
+    mirror_root: MirrorRoot,
+    mirror: MirrorServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    url = registry.url("team/published")
+    folder, files = synced_project(tmp_path, mirror_root, mirror, monkeypatch, url)
+
+    pushed = json.loads(ok(cli(folder, "push", "--json")).stdout)
+
+    lock = loads((folder / "models.lock").read_text(encoding="utf-8"))
+    assert pushed["remote"] == url
+    assert pushed["bytes"] == sum(len(data) for data in files.values())
+    assert [a.split("@")[0] for a in pushed["artifacts"]] == [
+        f"{registry.host}/team/published:{n}" for n in NAMES
+    ]
+    for name, reference in zip(NAMES, pushed["artifacts"], strict=True):
+        manifest = inspect(f"{registry.host}/team/published:{name}")
+        raw = json.dumps(manifest, separators=(",", ":")).encode()
+        assert reference.endswith("@sha256:" + hashlib.sha256(raw).hexdigest()), "the tag is the reference"
+        assert manifest["mediaType"] == "application/vnd.oci.image.manifest.v1+json"
+        assert manifest["artifactType"] == MODEL_ARTIFACT
+        assert manifest["config"]["mediaType"] == MODEL_CONFIG
+        entry = lock.models[name]
+        assert [
+            (
+                layer["mediaType"],
+                layer["digest"],
+                layer["size"],
+                layer["annotations"]["org.cncf.model.filepath"],
+            )
+            for layer in manifest["layers"]
+        ] == [(WEIGHT_RAW, f"sha256:{f.sha256}", f.size, f.path) for f in entry.files]
+        config = inspect(f"{registry.host}/team/published:{name}", "--config")
+        assert config == {
+            "descriptor": {"name": name, "revision": f"{entry.repo}@{entry.commit}"},
+            "config": {"format": "gguf", "quantization": "Q4_K_M"},
+            "modelfs": {"type": "layers", "diffIds": [f"sha256:{f.sha256}" for f in entry.files]},
+        }
+    lock_tag = pushed["lock"].replace("/", "-")
+    (layer,) = inspect(f"{registry.host}/team/published:{lock_tag}")["layers"]
+    assert layer["digest"] == "sha256:" + hashlib.sha256((folder / "models.lock").read_bytes()).hexdigest()
+
+    uploads = registry.requests("POST", "/team/published/blobs/uploads/")
+    again = json.loads(ok(cli(folder, "push", "--json")).stdout)
+
+    assert again["uploaded"] == []
+    assert len(again["skipped"]) == len(files)
+    assert again["artifacts"] == pushed["artifacts"], "the same lock gives the same digests"
+    assert registry.requests("POST", "/team/published/blobs/uploads/") == uploads, "no blob sent again"
+
+
+def test_a_host_syncs_every_blob_from_the_registry_and_nothing_from_the_hub(
+    registry: RegistryServer,
+    mirror_root: MirrorRoot,
+    mirror: MirrorServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    url = registry.url("team/models")
+    folder, files = synced_project(tmp_path, mirror_root, mirror, monkeypatch, url)
+    ok(cli(folder, "push"))
+    since_settled(mirror)
+    mirror.clear_log()
+    deployed = host(tmp_path, folder, monkeypatch)
+
+    ok(cli(deployed, "sync", "--frozen", "--from", url, "--no-hub"))
+
+    assert since_settled(mirror) == [], "nothing came from the mirror"
+    ok(cli(deployed, "verify"))
+    store = Store(tmp_path / "host-store")
+    assert all(store.blob_path(hashlib.sha256(d).hexdigest()).read_bytes() == d for d in files.values())
+    assert registry.requests("GET", "/team/models/blobs/sha256:") >= len(files)
+
+
+def test_a_blob_missing_from_the_registry_is_named_with_the_remote_under_no_hub(
+    registry: RegistryServer,
+    mirror_root: MirrorRoot,
+    mirror: MirrorServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    url = registry.url("team/partial")
+    folder, files = synced_project(tmp_path, mirror_root, mirror, monkeypatch, url)
+    ok(cli(folder, "push"))
+    gone = hashlib.sha256(files["chat-Q4_K_M.gguf"]).hexdigest()
+    registry.delete_blob("team/partial", gone)
+    deployed = host(tmp_path, folder, monkeypatch)
+
+    run = cli(deployed, "sync", "--frozen", "--from", url, "--no-hub")
+
+    assert run.returncode == 1, run.stderr
+    assert f"no remote tried ({url}) has org/chat/chat-Q4_K_M.gguf" in run.stderr
+    assert not Store(tmp_path / "host-store").has_blob(gone, len(files["chat-Q4_K_M.gguf"]))
+
+
+def test_a_large_blob_goes_up_in_chunks_and_comes_back_in_ranges(
+    registry: RegistryServer, store: Store, client: httpx2.Client, tmp_path: Path
+) -> None:
+    data = hashlib.shake_256(b"oci").digest(5 * MiB + 123)
+    sha = hashlib.sha256(data).hexdigest()
+    path = tmp_path / "blob"
+    path.write_bytes(data)
+    remote = OciRemote(registry.url("team/chunks"), chunk_size=2 * MiB)
+    sent: list[int] = []
+    try:
+        assert remote.upload(sha, len(data), path, sent.append)
+        assert sum(sent) == len(data)
+        assert registry.requests("PATCH", "/team/chunks/blobs/uploads/") == 3, "2 + 2 + 1 MiB pieces"
+        assert remote.sizes([sha, "0" * 64]) == {sha: len(data)}
+
+        job = FileJob(sha, len(data), (remote.source(),), "team/chunks/blob")
+        assert Downloader(store, client, options=DownloadOptions(min_segment=1 * MiB)).fetch(job)
+    finally:
+        remote.close()
+
+    assert store.blob_path(sha).read_bytes() == data
+    assert registry.requests("GET", f"/team/chunks/blobs/sha256:{sha}") > 1, "read in ranges, in parallel"
+
+
+def test_wrong_basic_credentials_end_the_push_with_one_line_and_no_secret(
+    mirror_root: MirrorRoot, mirror: MirrorServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    guarded = RegistryServer(tmp_path / "guarded", htpasswd=True).start()
+    try:
+        url = guarded.url("team/models")
+        folder, files = synced_project(tmp_path, mirror_root, mirror, monkeypatch, url)
+        wrong = "wrong-secret-never-shown"
+        monkeypatch.setenv("DOCKER_CONFIG", str(docker_config(tmp_path / "bad", guarded.host, wrong)))
+
+        run = cli(folder, "push")
+
+        assert run.returncode == 4, run.stderr
+        assert run.stderr.splitlines()[0] == f"error: {guarded.host}: access denied (401)"
+        assert wrong not in run.stderr + run.stdout
+        assert guarded.requests("POST", "/blobs/uploads/") == 0
+
+        monkeypatch.setenv("DOCKER_CONFIG", str(docker_config(tmp_path / "good", guarded.host, PASSWORD)))
+        pushed = json.loads(ok(cli(folder, "push", "--json")).stdout)
+        assert len(pushed["uploaded"]) == len(files)
+        assert PASSWORD not in json.dumps(pushed)
+    finally:
+        guarded.stop()
