@@ -25,6 +25,7 @@ def test_an_oci_url_is_https_but_on_loopback_or_when_it_says_oci_http() -> None:
     assert Address.parse("oci://127.0.0.1:5000/m/").origin == "http://127.0.0.1:5000"
     assert Address.parse("oci://localhost:5000/m").scheme == "http"
     assert Address.parse("oci+http://registry.lan:5000/m").origin == "http://registry.lan:5000"
+    assert Address.parse("oci+https://localhost:5443/m").origin == "https://localhost:5443"
     assert Address.parse("oci://ghcr.io/team/models").blob_url(SHA) == (
         f"https://ghcr.io/v2/team/models/blobs/sha256:{SHA}"
     )

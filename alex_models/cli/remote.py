@@ -19,7 +19,8 @@ def push(
     remote: Annotated[
         str | None,
         typer.Argument(
-            help="A URL (file:///srv/models) or a name from models.yaml's remotes: (default: the first)."
+            help="A URL (file:///srv/models, s3://bucket/prefix, oci://registry/repository) or a name "
+            "from models.yaml's remotes: (default: the first)."
         ),
     ] = None,
     only: Annotated[
@@ -30,7 +31,11 @@ def push(
     manifest: ManifestOpt = Path("models.yaml"),
     json_output: JsonOpt = False,
 ) -> None:
-    """Upload the locked blobs the remote lacks (from the store: sync first), then the lock under locks/."""
+    """Upload the locked blobs the remote lacks (from the store: sync first), then the lock under locks/.
+
+    A registry (oci://REGISTRY/REPOSITORY) also gets each model as a ModelPack artifact tagged with
+    its name, and the lock as the tag locks-<sha256>.lock.
+    """
     from alex_models import api
 
     result = api.push(manifest, remote, only=tuple(only or ()), jobs=jobs)
