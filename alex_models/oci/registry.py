@@ -26,7 +26,7 @@ import httpx2
 from alex_models._retry import RetryPolicy, status_verdict
 from alex_models._units import MiB
 from alex_models.errors import IntegrityError, RemoteError, UsageError
-from alex_models.fetch import DEFAULT_TIMEOUT, USER_AGENT, transport_verdict
+from alex_models.fetch import USER_AGENT, new_client, transport_verdict
 from alex_models.oci.auth import Authorizer, login_for
 
 T = TypeVar("T")
@@ -103,7 +103,7 @@ class Registry:
         self.address = address
         self.chunk_size = chunk_size
         self.retry = retry or RetryPolicy()
-        self.client = httpx2.Client(timeout=DEFAULT_TIMEOUT, headers={"User-Agent": USER_AGENT})
+        self.client = new_client({"User-Agent": USER_AGENT})  # redirects: decided per request
         # Pull rights first: a push's first upload is challenged for "pull,push", and that
         # challenge's scope is what the token service is then asked for.
         scope = f"repository:{address.repository}:pull"
