@@ -57,7 +57,7 @@ def test_a_challenge_is_read_with_quoted_and_bare_parameters() -> None:
 
 def auths(path: Path, entries: dict[str, dict[str, str]]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"auths": entries, "credsStore": "desktop"}), encoding="utf-8")
+    path.write_text(json.dumps({"auths": entries}), encoding="utf-8")
     return path
 
 

@@ -8,19 +8,21 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx2
 import pytest
 from helpers import cli, since_settled
-from registrykit import PASSWORD, RegistryServer, docker_config, inspect
+from registrykit import PASSWORD, USER, RegistryServer, docker_config, inspect
 from test_fleet import NAMES, host, ok, project_with_remote
 
 from alex_models._units import MiB
 from alex_models.download import Downloader, DownloadOptions, FileJob
 from alex_models.lock import loads
 from alex_models.mirror import MirrorRoot, MirrorServer
+from alex_models.oci.auth import Login, login_for
 from alex_models.oci.modelpack import MODEL_ARTIFACT, MODEL_CONFIG, WEIGHT_RAW
 from alex_models.remotes.oci import OciRemote
 from alex_models.store import Store
@@ -31,6 +33,16 @@ pytestmark = pytest.mark.registry
 @pytest.fixture(scope="module")
 def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistryServer]:
     server = RegistryServer(tmp_path_factory.mktemp("registry")).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def guarded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistryServer]:
+    """A registry that wants Basic auth (htpasswd): the user ``USER`` with ``PASSWORD``."""
+    server = RegistryServer(tmp_path_factory.mktemp("guarded"), htpasswd=True).start()
     try:
         yield server
     finally:
@@ -175,25 +187,72 @@ def test_a_large_blob_goes_up_in_chunks_and_comes_back_in_ranges(
 
 
 def test_wrong_basic_credentials_end_the_push_with_one_line_and_no_secret(
-    mirror_root: MirrorRoot, mirror: MirrorServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    guarded: RegistryServer,
+    mirror_root: MirrorRoot,
+    mirror: MirrorServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    guarded = RegistryServer(tmp_path / "guarded", htpasswd=True).start()
-    try:
-        url = guarded.url("team/models")
-        folder, files = synced_project(tmp_path, mirror_root, mirror, monkeypatch, url)
-        wrong = "wrong-secret-never-shown"
-        monkeypatch.setenv("DOCKER_CONFIG", str(docker_config(tmp_path / "bad", guarded.host, wrong)))
+    url = guarded.url("team/models")
+    folder, files = synced_project(tmp_path, mirror_root, mirror, monkeypatch, url)
+    wrong = "wrong-secret-never-shown"
+    monkeypatch.setenv("DOCKER_CONFIG", str(docker_config(tmp_path / "bad", guarded.host, wrong)))
 
-        run = cli(folder, "push")
+    run = cli(folder, "push")
 
-        assert run.returncode == 4, run.stderr
-        assert run.stderr.splitlines()[0] == f"error: {guarded.host}: access denied (401)"
-        assert wrong not in run.stderr + run.stdout
-        assert guarded.requests("POST", "/blobs/uploads/") == 0
+    assert run.returncode == 4, run.stderr
+    assert run.stderr.splitlines()[0] == f"error: {guarded.host}: access denied (401)"
+    assert wrong not in run.stderr + run.stdout
+    assert guarded.requests("POST", "/team/models/blobs/uploads/") == 0
 
-        monkeypatch.setenv("DOCKER_CONFIG", str(docker_config(tmp_path / "good", guarded.host, PASSWORD)))
-        pushed = json.loads(ok(cli(folder, "push", "--json")).stdout)
-        assert len(pushed["uploaded"]) == len(files)
-        assert PASSWORD not in json.dumps(pushed)
-    finally:
-        guarded.stop()
+    monkeypatch.setenv("DOCKER_CONFIG", str(docker_config(tmp_path / "good", guarded.host, PASSWORD)))
+    pushed = json.loads(ok(cli(folder, "push", "--json")).stdout)
+    assert len(pushed["uploaded"]) == len(files)
+    assert PASSWORD not in json.dumps(pushed)
+
+
+def credential_helper(folder: Path, host: str) -> Path:
+    """``docker-credential-alextest``: it knows ``host``'s login and records each server it is
+    asked about in ``asked``, beside it."""
+    folder.mkdir(parents=True, exist_ok=True)
+    script = folder / "docker-credential-alextest"
+    script.write_text(
+        "#!/bin/sh\n"
+        'read server\necho "$server" >> "$(dirname "$0")/asked"\n'
+        f'if [ "$1" = get ] && [ "$server" = "{host}" ]; then\n'
+        f'  printf \'{{"ServerURL":"%s","Username":"{USER}","Secret":"{PASSWORD}"}}\' "$server"\n'
+        "else\n  echo 'credentials not found in native keychain'; exit 1\nfi\n",
+        encoding="utf-8",
+    )
+    script.chmod(0o755)
+    return folder
+
+
+def test_a_credential_helper_the_docker_config_names_gives_the_login(
+    guarded: RegistryServer,
+    mirror_root: MirrorRoot,
+    mirror: MirrorServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    url = guarded.url("team/helped")
+    folder, files = synced_project(tmp_path, mirror_root, mirror, monkeypatch, url)
+    helpers = credential_helper(tmp_path / "bin", guarded.host)
+    monkeypatch.setenv("PATH", f"{helpers}{os.pathsep}{os.environ['PATH']}")
+    config = docker_config(tmp_path / "docker", guarded.host, "stale-entry-never-used")
+    document = json.loads((config / "config.json").read_text(encoding="utf-8"))
+    document["credHelpers"] = {guarded.host: "alextest"}  # docker asks it first, before auths
+    (config / "config.json").write_text(json.dumps(document), encoding="utf-8")
+    monkeypatch.setenv("DOCKER_CONFIG", str(config))
+
+    pushed = json.loads(ok(cli(folder, "push", "--json")).stdout)
+
+    assert len(pushed["uploaded"]) == len(files)
+    assert (helpers / "asked").read_text(encoding="utf-8").split() == [guarded.host]
+
+    # Docker Desktop's way: an empty auths entry, and the secret in the credsStore helper.
+    (config / "config.json").write_text(
+        json.dumps({"auths": {guarded.host: {}}, "credsStore": "alextest"}), encoding="utf-8"
+    )
+    assert login_for(guarded.host) == Login(USER, PASSWORD)
+    assert login_for("other.example:5000") is None, "the helper has none: anonymous, as docker goes on"

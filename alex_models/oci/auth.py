@@ -3,10 +3,11 @@ registry's ``WWW-Authenticate`` challenges (Basic, or a Bearer token from its to
 
 Credentials are read, never written, from the first of these files that exists, as podman and
 docker read them: ``$REGISTRY_AUTH_FILE``, ``$DOCKER_CONFIG/config.json``, ``~/.docker/config.json``.
-Only ``auths`` entries are used (``auth``: base64 of ``user:password``, or ``username`` and
-``password``); credential helpers (``credsStore``, ``credHelpers``) are not run yet, which the
-denied message says. A secret goes only to the registry it is filed under, or to the token
-service that registry's challenge names, and never into a message.
+A login is an ``auths`` entry (``auth``: base64 of ``user:password``, or ``username`` and
+``password``) or what a credential helper (``credHelpers``, ``credsStore``) answers to
+``docker-credential-<name> get``; identity tokens (OAuth refresh tokens) are not used yet. A
+secret goes only to the registry it is filed under, or to the token service that registry's
+challenge names, and never into a message.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import base64
 import json
 import os
 import re
+import shutil
+import subprocess
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -26,6 +29,8 @@ from alex_models.errors import RemoteError, UserError
 
 _PARAM_RE = re.compile(r'(\w+)="([^"]*)"|(\w+)=([^\s,]+)')
 _DOCKER_HUB = ("docker.io", "index.docker.io", "registry-1.docker.io")
+_HELPER_TIMEOUT = 60
+"""Seconds a credential helper may take: it may wait for a keychain to be unlocked."""
 
 
 @dataclass(frozen=True)
@@ -58,7 +63,10 @@ def _host_of(key: str) -> str:
 
 
 def login_for(registry: str) -> Login | None:
-    """The login filed for ``registry`` (``host[:port]``), or None: then we ask anonymously."""
+    """The login filed for ``registry`` (``host[:port]``), or None: then we ask anonymously.
+
+    As docker looks: the helper ``credHelpers`` names for the registry, else its ``auths`` entry,
+    else the ``credsStore`` helper (where ``docker login`` keeps secrets on Docker Desktop)."""
     path = auth_file()
     if path is None:
         return None
@@ -66,25 +74,81 @@ def login_for(registry: str) -> Login | None:
         document = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise UserError(f"{path}: cannot read it as JSON: {exc}", hint="fix or remove that file") from None
-    auths = document.get("auths") if isinstance(document, dict) else None
-    if not isinstance(auths, dict):
+    if not isinstance(document, dict):
         return None
     wanted = _host_of(registry)
-    for key, entry in auths.items():
-        if _host_of(key) != wanted or not isinstance(entry, dict):
-            continue
-        if isinstance(entry.get("auth"), str) and entry["auth"]:
-            try:
-                user, _, secret = base64.b64decode(entry["auth"], validate=True).decode().partition(":")
-            except (ValueError, UnicodeDecodeError):
-                raise UserError(
-                    f"{path}: the auth entry for {key} is not base64 of user:password",
-                    hint=f"log in again: docker login {registry}",
-                ) from None
-            return Login(user, secret)
-        if isinstance(entry.get("username"), str) and isinstance(entry.get("password"), str):
-            return Login(entry["username"], entry["password"])
+    auths = _mapping(document, "auths")
+    # The server address as filed (Docker Hub's is https://index.docker.io/v1/): a helper is asked that.
+    filed = next((key for key in auths if _host_of(key) == wanted), registry)
+    helpers = _mapping(document, "credHelpers")
+    helper = next((name for key, name in helpers.items() if _host_of(key) == wanted), None)
+    if isinstance(helper, str) and helper:
+        return _from_helper(path, helper, next(k for k in helpers if _host_of(k) == wanted))
+    found = _from_entry(path, registry, filed, auths.get(filed))
+    store = document.get("credsStore")
+    if found is None and isinstance(store, str) and store:
+        return _from_helper(path, store, filed)
+    return found
+
+
+def _mapping(document: dict[str, object], key: str) -> dict[str, object]:
+    found = document.get(key)
+    return found if isinstance(found, dict) else {}
+
+
+def _from_entry(path: Path, registry: str, key: str, entry: object) -> Login | None:
+    """An ``auths`` entry's login: ``auth`` (base64 of ``user:password``), or the two fields."""
+    if not isinstance(entry, dict):
+        return None
+    if isinstance(entry.get("auth"), str) and entry["auth"]:
+        try:
+            user, _, secret = base64.b64decode(entry["auth"], validate=True).decode().partition(":")
+        except (ValueError, UnicodeDecodeError):
+            raise UserError(
+                f"{path}: the auth entry for {key} is not base64 of user:password",
+                hint=f"log in again: docker login {registry}",
+            ) from None
+        return Login(user, secret)
+    if isinstance(entry.get("username"), str) and isinstance(entry.get("password"), str):
+        return Login(entry["username"], entry["password"])
     return None
+
+
+def _from_helper(path: Path, name: str, server: str) -> Login | None:
+    """Ask ``docker-credential-<name> get`` for ``server``'s login, as docker does; None when the
+    helper has none (or holds an identity token, which we cannot use yet)."""
+    program = shutil.which(f"docker-credential-{name}")
+    if program is None:
+        raise UserError(
+            f"{path} names the credential helper docker-credential-{name}, which is not on PATH",
+            hint="install it, or add an auths entry for the registry (or point REGISTRY_AUTH_FILE at one)",
+        )
+    try:
+        run = subprocess.run(  # noqa: S603 - the helper the user's config names, as docker runs it
+            [program, "get"],
+            input=server,
+            capture_output=True,
+            text=True,
+            timeout=_HELPER_TIMEOUT,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise UserError(
+            f"docker-credential-{name} get failed: {type(exc).__name__}", hint="run it by hand to see why"
+        ) from None
+    if run.returncode != 0:
+        return None  # "credentials not found": anonymous, as docker goes on without a login
+    try:
+        answer = json.loads(run.stdout)
+        user, secret = answer["Username"], answer["Secret"]
+    except (ValueError, KeyError, TypeError):
+        raise UserError(
+            f"docker-credential-{name} get answered no JSON login for {server}",
+            hint="run it by hand to see what it prints",
+        ) from None
+    if not isinstance(user, str) or not isinstance(secret, str) or user == "<token>":
+        return None
+    return Login(user, secret)
 
 
 def challenge(header: str) -> tuple[str, dict[str, str]]:
@@ -171,8 +235,7 @@ class Authorizer:
         if self.login is None:
             where = auth_file()
             how = (
-                f"no login for {self.registry} in {where} (credential helpers are not run yet: "
-                "add an auths entry)"
+                f"no login for {self.registry} in {where}: docker login {self.registry}"
                 if where is not None
                 else f"log in first: docker login {self.registry} (or set REGISTRY_AUTH_FILE)"
             )
