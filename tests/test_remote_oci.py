@@ -1,7 +1,8 @@
 """An OCI registry as a remote and a source, against a real ``docker-registry`` (distribution 2.8)
 on loopback: push publishes ModelPack artifacts that skopeo reads, a host syncs from the registry
-and nothing from the Hub, Basic auth from a docker config file. Marker ``registry``: ``.ci/run``
-installs the registry and runs them.
+and nothing from the Hub, Basic auth from a docker config file or a credential helper. Behind a
+gateway (``gatewaykit``): the anonymous Bearer token flow, blobs redirected to a storage origin,
+429s and a ``Range`` ignored. Marker ``registry``: ``.ci/run`` installs the registry and runs them.
 """
 
 from __future__ import annotations
@@ -11,9 +12,11 @@ import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import httpx2
 import pytest
+from gatewaykit import Gateway
 from helpers import cli, since_settled
 from registrykit import PASSWORD, USER, RegistryServer, docker_config, inspect
 from test_fleet import NAMES, host, ok, project_with_remote
@@ -256,3 +259,56 @@ def test_a_credential_helper_the_docker_config_names_gives_the_login(
     )
     assert login_for(guarded.host) == Login(USER, PASSWORD)
     assert login_for("other.example:5000") is None, "the helper has none: anonymous, as docker goes on"
+
+
+def test_through_a_bearer_gateway_tokens_are_asked_per_scope_and_storage_gets_no_authorization(
+    registry: RegistryServer, store: Store, client: httpx2.Client, tmp_path: Path
+) -> None:
+    data = hashlib.shake_256(b"gated").digest(3 * MiB + 7)
+    sha = hashlib.sha256(data).hexdigest()
+    path = tmp_path / "blob"
+    path.write_bytes(data)
+    with Gateway(registry.host, bearer=True, redirect=True) as gateway:
+        remote = OciRemote(f"oci://{gateway.host}/team/gated")
+        try:
+            assert remote.upload(sha, len(data), path, lambda sent: None)
+            job = FileJob(sha, len(data), (remote.source(),), "team/gated/blob")
+            assert Downloader(store, client, options=DownloadOptions(min_segment=1 * MiB)).fetch(job)
+        finally:
+            remote.close()
+
+    assert store.blob_path(sha).read_bytes() == data
+    scopes = [parse_qs(urlsplit(s.path).query)["scope"] for s in gateway.seen("api", "GET", "/token")]
+    assert scopes == [["repository:team/gated:pull"], ["repository:team/gated:pull,push"]], (
+        "the ping's token, then the one the upload's challenge asked for; none per request"
+    )
+    stored = gateway.seen("storage", "GET", sha)
+    assert stored, "blob GETs were redirected to the storage origin"
+    assert all(s.authorization is None for s in stored), "no Authorization sent to another origin"
+    assert any(s.range for s in stored), "read in ranges"
+
+
+def test_a_registry_that_throttles_and_ignores_range_still_serves_the_blob_whole(
+    registry: RegistryServer, store: Store, client: httpx2.Client, tmp_path: Path
+) -> None:
+    data = hashlib.shake_256(b"plain").digest(3 * MiB + 11)
+    sha = hashlib.sha256(data).hexdigest()
+    path = tmp_path / "blob"
+    path.write_bytes(data)
+    direct = OciRemote(registry.url("team/plain"))
+    try:
+        assert direct.upload(sha, len(data), path, lambda sent: None)
+    finally:
+        direct.close()
+    with Gateway(registry.host, ignore_range=True, throttle=2) as gateway:
+        remote = OciRemote(f"oci://{gateway.host}/team/plain")
+        try:
+            job = FileJob(sha, len(data), (remote.source(),), "team/plain/blob")
+            assert Downloader(store, client, options=DownloadOptions(min_segment=1 * MiB)).fetch(job)
+        finally:
+            remote.close()
+
+    assert store.blob_path(sha).read_bytes() == data
+    gets = gateway.seen("api", "GET", sha)
+    assert [s.status for s in gets[:2]] == [429, 429], "throttled, then retried"
+    assert any(s.range and s.status == 200 for s in gets), "a ranged GET answered with the whole blob"
