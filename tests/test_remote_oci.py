@@ -163,6 +163,10 @@ def test_a_blob_missing_from_the_registry_is_named_with_the_remote_under_no_hub(
     assert run.returncode == 1, run.stderr
     assert f"no remote tried ({url}) has org/chat/chat-Q4_K_M.gguf" in run.stderr
     assert not Store(tmp_path / "host-store").has_blob(gone, len(files["chat-Q4_K_M.gguf"]))
+    status = cli(deployed, "status", "--remote", url, "--json")
+    assert status.returncode == 1, status.stderr
+    models = json.loads(status.stdout)["models"]
+    assert {name: m["complete"] for name, m in models.items()} == {"chat": False, "embed": True}
 
 
 def test_a_large_blob_goes_up_in_chunks_and_comes_back_in_ranges(
