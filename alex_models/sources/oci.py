@@ -31,7 +31,6 @@ class OciSource:
         return self.registry.address.url
 
     def reader(self, blob: Blob, wire: Wire) -> OciReader:
-        self.registry.ping()
         return OciReader(blob, wire, self.registry)
 
 
@@ -44,6 +43,7 @@ class OciReader(HttpReader):
         self._sent: str | None = None
 
     def _target(self) -> tuple[str, Mapping[str, str]]:
+        self.registry.ping()  # once per command: learns the authorization before the first GET
         auth = self.registry.auth.header
         self._sent = auth.get("Authorization")
         return self.url, {**self.headers, **auth}
