@@ -166,9 +166,8 @@ class Registry:
         confirmed it."""
         digest = "sha256:" + hashlib.sha256(body).hexdigest()
         url = f"{self.address.origin}/v2/{self.address.repository}/manifests/{reference}"
-        response = self._call(
-            lambda: self._send("PUT", url, content=lambda: iter([body]), headers={"Content-Type": media_type})
-        )
+        headers = {"Content-Type": media_type, "Content-Length": str(len(body))}  # not chunked
+        response = self._call(lambda: self._send("PUT", url, content=lambda: iter([body]), headers=headers))
         if response.status_code != 201:
             raise self._unexpected(f"PUT of manifest {reference}", response)
         self._confirmed(digest, response, f"manifest {reference}")
