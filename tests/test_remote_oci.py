@@ -130,7 +130,10 @@ def test_a_host_syncs_every_blob_from_the_registry_and_nothing_from_the_hub(
 ) -> None:
     url = registry.url("team/models")
     folder, files = synced_project(tmp_path, mirror_root, mirror, monkeypatch, url)
-    ok(cli(folder, "push"))
+    said = ok(cli(folder, "push")).stdout
+    assert [line.split("@")[0] for line in said.splitlines() if line.startswith("published: ")] == [
+        f"published: {registry.host}/team/models:{name}" for name in NAMES
+    ]
     since_settled(mirror)
     mirror.clear_log()
     deployed = host(tmp_path, folder, monkeypatch)
