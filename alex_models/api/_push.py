@@ -17,7 +17,7 @@ from alex_models.api._materialize import label
 from alex_models.download import FileJob, NoProgress, Progress
 from alex_models.errors import IntegrityError, UserError
 from alex_models.lock import Lock
-from alex_models.remotes import BlobRemote
+from alex_models.remotes import BlobRemote, ModelPublisher
 from alex_models.remotes.base import LeavesTemporaries
 from alex_models.store import Store, published_keys
 
@@ -51,6 +51,8 @@ class PushResult:
     """Where the lock was published below the remote (``store.published_keys``): ``locks/<sha256
     of its text>.lock``; the manifest, when there is one, sits beside it as ``.yaml``."""
     seconds: float
+    artifacts: tuple[str, ...] = ()
+    """What a registry published, one per model: ``registry/repository:name@sha256:…``."""
 
     @property
     def bytes_uploaded(self) -> int:
@@ -94,7 +96,8 @@ def push(
     progress: Progress | None = None,
 ) -> PushResult:
     """Upload every blob the lock pins for the selected models that ``remote`` lacks, from the
-    local store, then publish the lock (and manifest) under ``locks/``.
+    local store, then publish the lock (and manifest) under ``locks/``; a registry also publishes
+    each selected model as an artifact (``remotes.ModelPublisher``).
 
     ``remote`` is a URL or a name from the manifest's ``remotes:`` (default: its first). Each
     upload creates its object only if absent, so a rerun after a kill, or a second push of the same
@@ -114,6 +117,8 @@ def push(
         todo = [blob for blob in blobs if blob.sha256 not in held]
         return_freed_buffers()  # parallel multipart uploads keep peak memory near one's
         done = _upload_all(opened, todo, store, jobs, progress or NoProgress())
+        # The models, then the lock: a published lock means everything it names is there.
+        artifacts = opened.publish(current, names) if isinstance(opened, ModelPublisher) else ()
         text = lock_path.read_bytes()
         lock_key, manifest_key = published_keys(text)
         opened.write(lock_key, text)
@@ -128,6 +133,7 @@ def push(
         + tuple(blob for blob, new in zip(todo, done, strict=True) if not new),
         lock_key=lock_key,
         seconds=time.monotonic() - began,
+        artifacts=artifacts,
     )
 
 

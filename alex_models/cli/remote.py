@@ -19,7 +19,8 @@ def push(
     remote: Annotated[
         str | None,
         typer.Argument(
-            help="A URL (file:///srv/models) or a name from models.yaml's remotes: (default: the first)."
+            help="A URL (file:///srv/models, s3://bucket/prefix, oci://registry/repository) or a name "
+            "from models.yaml's remotes: (default: the first)."
         ),
     ] = None,
     only: Annotated[
@@ -31,7 +32,11 @@ def push(
     quiet: QuietOpt = False,
     json_output: JsonOpt = False,
 ) -> None:
-    """Upload the locked blobs the remote lacks (from the store: sync first), then the lock under locks/."""
+    """Upload the locked blobs the remote lacks (from the store: sync first), then the lock under locks/.
+
+    A registry (oci://REGISTRY/REPOSITORY) also gets each model as a ModelPack artifact tagged with
+    its name, and the lock as the tag locks-<sha256>.lock.
+    """
     from alex_models import api
     from alex_models.cli.progress import progress_for
 
@@ -46,6 +51,7 @@ def push(
                 "skipped": [blob_json(blob) for blob in result.skipped],
                 "bytes": result.bytes_uploaded,
                 "lock": result.lock_key,
+                "artifacts": list(result.artifacts),
                 "seconds": round(result.seconds, 3),
             },
         )
@@ -56,6 +62,8 @@ def push(
         say(f"uploaded: {blob.label} ({human_size(blob.size)})")
     for blob in result.skipped:
         say(f"skipped: {blob.label} ({human_size(blob.size)}, already there)")
+    for artifact in result.artifacts:
+        say(f"published: {artifact}")
     skipped = sum(blob.size for blob in result.skipped)
     say(
         f"Pushed to {result.remote}: {len(result.uploaded)} uploaded ({human_size(result.bytes_uploaded)}), "

@@ -2,7 +2,8 @@
 (``<prefix>/blobs/sha256/ab/<sha256>``, ``<prefix>/locks/…``), that ``push`` fills and
 ``sync --from`` reads. ``base`` says what a remote does; one module per kind (``folder``:
 ``file://`` naming a folder; ``bundle``: ``file://`` naming a bundle's tar, read-only;
-``objects``: ``s3://``, ``gs://``, ``az://``), opened here by the URL, each only when used.
+``objects``: ``s3://``, ``gs://``, ``az://``; ``oci``: ``oci://``, a registry's repository), opened
+here by the URL, each only when used.
 """
 
 from __future__ import annotations
@@ -11,9 +12,9 @@ from collections.abc import Callable
 
 from alex_models.errors import UsageError
 from alex_models.manifest import holds_credentials, userinfo_end
-from alex_models.remotes.base import BlobRemote
+from alex_models.remotes.base import BlobRemote, ModelPublisher
 
-__all__ = ["BlobRemote", "open_remote", "refuse_credentials"]
+__all__ = ["BlobRemote", "ModelPublisher", "open_remote", "refuse_credentials"]
 
 
 def refuse_credentials(given: str) -> None:
@@ -66,9 +67,18 @@ def _open_object_store(url: str) -> BlobRemote:
     return ObjectStoreRemote.from_url(url)
 
 
+def _open_registry(url: str) -> BlobRemote:
+    from alex_models.remotes.oci import OciRemote  # noqa: PLC0415
+
+    return OciRemote(url)
+
+
 _OPENERS: dict[str, Callable[[str], BlobRemote]] = {
     "file": _open_file,
     "s3": _open_object_store,
     "gs": _open_object_store,
     "az": _open_object_store,
+    "oci": _open_registry,
+    "oci+http": _open_registry,
+    "oci+https": _open_registry,
 }

@@ -7,10 +7,11 @@ its URL: credentials come from each ecosystem's own variables and files.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
+from alex_models.lock import Lock
 from alex_models.sources.base import Source
 
 
@@ -61,4 +62,14 @@ class LeavesTemporaries(Protocol):
 
     def remove_abandoned(self) -> None:
         """Remove those no upload can still be writing."""
+
+
+@runtime_checkable
+class ModelPublisher(Protocol):
+    """A remote that also publishes each locked model as an artifact of its own: an OCI registry,
+    where a model is a ModelPack manifest other tools can pull by its tag."""
+
+    def publish(self, lock: Lock, names: Sequence[str]) -> tuple[str, ...]:
+        """Publish these models of ``lock``, whose blobs the remote holds; how each is referred to
+        (``registry/repository:name@sha256:…``)."""
         ...
