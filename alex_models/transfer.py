@@ -271,6 +271,10 @@ class Transfer:
                 for piece in body:
                     if self.stop.is_set():
                         return
+                    if not pending and len(piece) >= self.options.chunk:
+                        self._write(segment, piece)  # already large: written as it came, not copied
+                        flushed = time.monotonic()
+                        continue
                     pending += piece
                     # Large writes on a fast link; on a slow one, bytes wait no longer than a
                     # fraction of a checkpoint interval, so a kill loses little.
@@ -315,7 +319,7 @@ class Transfer:
         with self.changed:
             self.answers.discard(body)
 
-    def _write(self, segment: Segment, data: bytearray) -> None:
+    def _write(self, segment: Segment, data: bytes | bytearray) -> None:
         if len(data) > segment.remaining:
             raise RemoteError(
                 f"{self.job.label}: {self.sources[self.current].name} sent more bytes than the file has"

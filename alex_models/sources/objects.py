@@ -31,8 +31,10 @@ if TYPE_CHECKING:
     from obstore import BytesStream
     from obstore.store import ObjectStore
 
-READ_SIZE = 4 * 1024 * 1024
-"""Bytes handed to the downloader at once: few Python calls per GiB, bounded memory per piece."""
+READ_SIZE = 1024 * 1024
+"""Bytes handed to the downloader at once (its write size: no copy into its buffer). A 1 GiB sync
+from rclone serve s3 took the same wall time with 1, 4 and 16 MiB, and the least CPU (2.6 s
+against 2.9 s) and memory (82 MB against 95 and 164) with 1 MiB."""
 
 _CREDENTIALS_HINT = (
     "check the credentials in AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY (GOOGLE_*/AZURE_* for gs://, az://), "
