@@ -16,12 +16,13 @@ before tar's end-of-archive marker is truncated, wherever the cut falls.
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 import re
 import tarfile
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Literal
@@ -197,10 +198,16 @@ def blob_index(bundle: Bundle) -> dict[str, Member]:
     return {member.digest: member for member in bundle.members() if member.kind == "blob"}
 
 
-def write_bundle(out: Path, files: list[tuple[str, bytes]], blobs: list[tuple[str, Path]]) -> int:
+def write_bundle(
+    out: Path,
+    files: list[tuple[str, bytes]],
+    blobs: list[tuple[str, Path]],
+    copied: Callable[[str, int], None] = lambda key, count: None,
+) -> int:
     """Write a bundle of the small ``files`` then the ``blobs`` (each copied from its file as the
-    tar is written: no second copy), under a temporary name beside ``out``, renamed to ``out``
-    once complete and on disk. Returns its size. A failure or an interrupt leaves no ``out``."""
+    tar is written: no second copy; ``copied(key, bytes)`` told as they go), under a temporary name
+    beside ``out``, renamed to ``out`` once complete and on disk. Returns its size. A failure or an
+    interrupt leaves no ``out``."""
     fd, name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".part", dir=out.parent)
     temporary = Path(name)
     try:
@@ -210,7 +217,8 @@ def write_bundle(out: Path, files: list[tuple[str, bytes]], blobs: list[tuple[st
                     tar.addfile(_header(key, len(data)), io.BytesIO(data))
                 for key, path in blobs:
                     with path.open("rb") as blob:
-                        tar.addfile(_header(key, os.fstat(blob.fileno()).st_size), blob)
+                        counted = _Counted(blob, functools.partial(copied, key))
+                        tar.addfile(_header(key, os.fstat(blob.fileno()).st_size), counted)
             raw.flush()
             flush(raw.fileno())
             size = raw.tell()
@@ -221,6 +229,19 @@ def write_bundle(out: Path, files: list[tuple[str, bytes]], blobs: list[tuple[st
         raise
     flush_directory(out.parent)
     return size
+
+
+class _Counted:
+    """A file as tarfile reads it, each read told to ``told``."""
+
+    def __init__(self, file: BinaryIO, told: Callable[[int], None]) -> None:
+        self._file = file
+        self._told = told
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._file.read(size)
+        self._told(len(data))
+        return data
 
 
 def _header(key: str, size: int) -> tarfile.TarInfo:

@@ -91,7 +91,8 @@ def test_create_writes_lock_manifest_and_blobs_like_a_remote_and_says_sizes(
 
     report = json.loads(ok(cli(folder, "bundle", "create", str(out), "--json")).stdout)
     whole = out.stat().st_size
-    text = ok(cli(folder, "bundle", "create", str(out), "--only", "chat")).stdout
+    created = ok(cli(folder, "bundle", "create", str(out), "--only", "chat"))
+    text = created.stdout
 
     lock_text = (folder / "models.lock").read_bytes()
     stem = f"locks/{hashlib.sha256(lock_text).hexdigest()}"
@@ -111,6 +112,12 @@ def test_create_writes_lock_manifest_and_blobs_like_a_remote_and_says_sizes(
     assert f"the lock and models.yaml, 1 blob(s) ({human_size(len(files['chat']))}); " in text
     assert f"{human_size(out.stat().st_size)} in all" in text
     assert "embed" not in text
+    chat = f"org/chat/chat-Q4_K_M.gguf ({human_size(len(files['chat']))})"
+    assert created.stderr.splitlines() == [
+        f"adding {chat}",
+        "added org/chat/chat-Q4_K_M.gguf",
+    ]  # a log's lines
+    assert ok(cli(folder, "bundle", "create", str(out), "--quiet")).stdout == ""
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".models.tar")] == []
 
 
@@ -145,9 +152,13 @@ def test_a_second_import_skips_every_blob(
 ) -> None:
     _, files = built
     host = site(tmp_path, monkeypatch)
-    ok(cli(host, "bundle", "import", str(tmp_path / "models.tar")))
+    first = ok(cli(host, "bundle", "import", str(tmp_path / "models.tar")))
 
     again = ok(cli(host, "bundle", "import", str(tmp_path / "models.tar")))
+    chat = f"org/chat/chat-Q4_K_M.gguf ({human_size(len(files['chat']))})"
+    assert f"importing {chat}" in first.stderr.splitlines()  # a line per blob in a log
+    assert "stored org/chat/chat-Q4_K_M.gguf" in first.stderr.splitlines()
+    assert again.stderr == ""  # nothing imported: no progress
 
     assert "imported:" not in again.stdout
     assert f"skipped: org/chat/chat-Q4_K_M.gguf ({human_size(len(files['chat']))}, already in the store)" in (

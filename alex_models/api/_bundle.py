@@ -14,6 +14,7 @@ from alex_models._units import MiB, human_size
 from alex_models.api._context import require_lock, select_models, store_for
 from alex_models.api._push import RemoteBlob, locked_blobs, require_synced
 from alex_models.bundle import Bundle, Member, write_bundle
+from alex_models.download import FileJob, NoProgress, Progress
 from alex_models.errors import IntegrityError, Interrupted, UserError, exit_code_of
 from alex_models.lock import Lock, loads
 from alex_models.store import Store, blob_key, published_keys
@@ -72,6 +73,7 @@ def bundle_create(
     only: tuple[str, ...] = (),
     lock_path: Path | None = None,
     store_home: Path | None = None,
+    progress: Progress | None = None,
 ) -> BundleResult:
     """Write the lock, the manifest and every blob the lock pins for the selected models into the
     tar ``out``, read from the store as the tar is written. ``out`` appears only once complete;
@@ -87,8 +89,12 @@ def bundle_create(
     files = [(lock_key, text)]
     if manifest_key is not None:
         files.append((manifest_key, manifest_path.read_bytes()))
+    shown = _Shown(progress or NoProgress(), {blob_key(b.sha256): b for b in blobs})
     try:
-        size = write_bundle(out, files, [(blob_key(b.sha256), store.blob_path(b.sha256)) for b in blobs])
+        size = write_bundle(
+            out, files, [(blob_key(b.sha256), store.blob_path(b.sha256)) for b in blobs], shown
+        )
+        shown.done()
     except KeyboardInterrupt as stop:
         raise Interrupted(f"interrupted; no {out} was written", exit_code=exit_code_of(stop)) from None
     except OSError as exc:
@@ -105,6 +111,7 @@ def bundle_import(
     *,
     to: Path | None = None,
     store_home: Path | None = None,
+    progress: Progress | None = None,
 ) -> ImportResult:
     """Stream the bundle at ``path`` into the store (the one ``manifest_path``'s commands use),
     each blob checked against its name and the bundle's lock before it enters ``blobs/``; blobs the
@@ -121,7 +128,7 @@ def bundle_import(
         raise UserError(f"--to {to} is not a folder", hint="name the folder to write models.lock into")
     with Bundle.open(path) as bundle:
         store.init()
-        importing = _Import(bundle, store)
+        importing = _Import(bundle, store, progress or NoProgress())
         try:
             read = importing.run()
         except KeyboardInterrupt as stop:
@@ -150,6 +157,28 @@ def bundle_import(
         written=tuple(written),
         seconds=time.monotonic() - began,
     )
+
+
+class _Shown:
+    """``write_bundle``'s reads, as a progress shows a download: the blobs one after the other."""
+
+    def __init__(self, progress: Progress, blobs: dict[str, RemoteBlob]) -> None:
+        self.progress = progress
+        self.jobs = {key: FileJob(b.sha256, b.size, (), b.label) for key, b in blobs.items()}
+        self.current: FileJob | None = None
+
+    def __call__(self, key: str, count: int) -> None:
+        job = self.jobs[key]
+        if job is not self.current:
+            self.done()
+            self.progress.started(job, 0)
+            self.current = job
+        self.progress.advanced(job, count)
+
+    def done(self) -> None:
+        if self.current is not None:
+            self.progress.finished(self.current)
+            self.current = None
 
 
 def _write_project(to: Path, read: _Read) -> list[Path]:
@@ -184,9 +213,10 @@ class _Import:
     """One pass over a bundle: its lock first (checked against its name), its manifest, then each
     blob into the store."""
 
-    def __init__(self, bundle: Bundle, store: Store) -> None:
+    def __init__(self, bundle: Bundle, store: Store, progress: Progress) -> None:
         self.bundle = bundle
         self.store = store
+        self.progress = progress
         self.imported: list[RemoteBlob] = []
         self.skipped: list[RemoteBlob] = []
 
@@ -244,12 +274,15 @@ class _Import:
         only if its SHA256 is the one its name says; removed on any failure."""
         partial = self.store.partial_path(blob.sha256)
         digest = hashlib.sha256()
+        shown = FileJob(blob.sha256, blob.size, (), blob.label)
+        self.progress.started(shown, 0)
         try:
             try:
                 with partial.open("wb") as out:
                     for piece in self.bundle.chunks(member):
                         digest.update(piece)
                         out.write(piece)
+                        self.progress.advanced(shown, len(piece))
             except OSError as exc:
                 raise UserError(
                     f"cannot write {blob.label} into the store {self.store.home}: {exc.strerror or exc}",
@@ -257,6 +290,7 @@ class _Import:
                 ) from None
             self._check(member, blob, digest.hexdigest())
             self.store.promote(partial, blob.sha256)
+            self.progress.finished(shown)
         except BaseException:
             partial.unlink(missing_ok=True)
             self.store.progress_path(blob.sha256).unlink(missing_ok=True)  # it described other bytes

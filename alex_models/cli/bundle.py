@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from alex_models._units import human_size
-from alex_models.cli.options import JsonOpt, ManifestOpt, complete_model_name
+from alex_models.cli.options import JsonOpt, ManifestOpt, QuietOpt, complete_model_name
 from alex_models.cli.remote import blob_json
 from alex_models.cli.render import print_json, say
 
@@ -27,12 +27,15 @@ def create(
         ),
     ] = None,
     manifest: ManifestOpt = Path("models.yaml"),
+    quiet: QuietOpt = False,
     json_output: JsonOpt = False,
 ) -> None:
     """Write the lock, models.yaml and the locked blobs (from the store: sync first) into OUT, a plain tar."""
     from alex_models import api
+    from alex_models.cli.progress import progress_for
 
-    result = api.bundle_create(out, manifest, only=tuple(only or ()))
+    with progress_for(quiet or json_output, verbs=("adding", "added")) as progress:
+        result = api.bundle_create(out, manifest, only=tuple(only or ()), progress=progress)
     if json_output:
         print_json(
             "bundle-create",
@@ -45,6 +48,8 @@ def create(
                 "seconds": round(result.seconds, 3),
             },
         )
+        return
+    if quiet:
         return
     for blob in result.blobs:
         say(f"added: {blob.label} ({human_size(blob.size)})")
@@ -67,12 +72,15 @@ def import_(
         ),
     ] = None,
     manifest: ManifestOpt = Path("models.yaml"),
+    quiet: QuietOpt = False,
     json_output: JsonOpt = False,
 ) -> None:
     """Stream a bundle's blobs into the store, each verified against its name and the bundle's lock."""
     from alex_models import api
+    from alex_models.cli.progress import progress_for
 
-    result = api.bundle_import(bundle, manifest, to=to)
+    with progress_for(quiet or json_output, verbs=("importing", "stored")) as progress:
+        result = api.bundle_import(bundle, manifest, to=to, progress=progress)
     if json_output:
         print_json(
             "bundle-import",
@@ -89,6 +97,8 @@ def import_(
                 "seconds": round(result.seconds, 3),
             },
         )
+        return
+    if quiet:
         return
     for blob in result.imported:
         say(f"imported: {blob.label} ({human_size(blob.size)})")
