@@ -170,6 +170,8 @@ class Runtime(StrictModel):
     """Seconds of idleness before llama-swap unloads the model."""
     env: dict[str, str] = Field(default_factory=dict)
     """Environment of the llama-server process (llama-swap)."""
+    load_on_startup: bool | None = None
+    """Router mode: load the model when the router starts, not at its first request (router-preset)."""
 
     def over(self, base: Runtime | None) -> Runtime:
         """These settings on top of ``base`` (the defaults)."""

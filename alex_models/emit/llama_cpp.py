@@ -188,6 +188,8 @@ def _preset_keys(spec: ServerSpec, flags: ServerFlags) -> dict[str, str]:
                 "and a router preset key holds one"
             )
         keys[option.removeprefix("--")] = inline if equals else (values[0] if values else "true")
+    if spec.runtime.load_on_startup is not None:  # a preset-only key: llama-server has no such option
+        keys["load-on-startup"] = str(spec.runtime.load_on_startup).lower()
     return keys
 
 
