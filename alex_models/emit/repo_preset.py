@@ -10,7 +10,7 @@ that repo (at that quant, or at none). A key naming model files (``model``, ``mm
 from __future__ import annotations
 
 from alex_models.emit.flags import ServerFlags
-from alex_models.presetini import GLOBAL, PresetError, Setting, parse
+from alex_models.presetini import GLOBAL, PresetError, Setting, is_truthy, parse
 
 _HF_REPO = "--hf-repo"
 _NAMES_FILES = frozenset(
@@ -80,3 +80,25 @@ def _check(setting: Setting, section: str, filename: str, repo: str, flags: Serv
 def _same_model(value: str, repo: str, quant: str | None) -> bool:
     named, _, tag = value.partition(":")
     return named == repo and (not tag or quant is None or tag.upper() == quant)
+
+
+def as_arguments(
+    settings: tuple[tuple[str, str], ...], flags: ServerFlags, overridden: set[str]
+) -> list[list[str]]:
+    """``settings`` as llama-server arguments, an option (and its value) a group, leaving out the
+    ``overridden`` long options; a switch is given or negated as llama.cpp's
+    ``common_preset::to_args`` does."""
+    groups: list[list[str]] = []
+    for key, value in settings:
+        option, negated = flags.canonical(key)
+        if option in overridden:
+            continue
+        if option not in flags.switches:
+            groups.append([option, value])
+        elif is_truthy(value) != negated:
+            groups.append([option])
+        else:
+            # llama.cpp writes the last negative spelling, and drops a switch that has none.
+            negations = [f"--{name}" for name, main in flags.negations.items() if main == option]
+            groups += [[negations[-1]]] if negations else []
+    return groups
