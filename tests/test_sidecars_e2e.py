@@ -196,3 +196,27 @@ def test_the_cli_says_what_to_do_when_mmproj_auto_has_no_projector_or_two(
     )
     assert "mmproj: <path>" in two.stderr
     assert not (project / "models.lock").exists()
+
+
+def test_sync_writes_no_emitted_file_when_a_repo_preset_is_malformed(
+    served: MirrorServer, mirror_root: MirrorRoot, project: Path, tmp_path: Path
+) -> None:
+    publish(mirror_root, tmp_path, "[*]\nc = 1\n[broken\n")
+    mirror_root.commit(OTHER, {"other-Q4_K_M.gguf": write_tiny_gguf(tmp_path / "other-Q4_K_M.gguf")})
+    # The first file is about a model without a preset: it would be written before the second failed.
+    targets = [
+        {"format": "llama-server", "path": "other.sh", "model": "other"},
+        {"format": "router-preset", "path": "r.ini"},
+    ]
+    manifest = project / "models.yaml"
+    models = {"other": {"repo": OTHER, "quant": "Q4_K_M"}, "vision": ENTRY}
+    document = {"version": 1, "models": models, "emit": targets}
+    manifest.write_text(json.dumps(document), encoding="utf-8")
+
+    done = cli(project, "sync")
+
+    assert done.returncode == 1, done.stderr
+    assert "preset.ini:3: llama.cpp cannot read this line of a preset: '[broken'" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not (project / "other.sh").exists()
+    assert not (project / "r.ini").exists()

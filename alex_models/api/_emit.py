@@ -121,6 +121,10 @@ def emit_targets(
     selections = [[target.model] if target.model else target.only for target in manifest.emit]
     if not (check or allow_missing):  # every target's models, before any file is written
         _require_synced(manifest, lock, store, [n for names in selections for n in names or manifest.models])
+    flags = flags or detect_flags()
+    # A repo preset that cannot be used fails before any file is written, not halfway through.
+    selected = [n for names in selections for n in names or manifest.models if n in lock.models]
+    server_specs(manifest, lock, store.view_path, manifest_path.parent, selected, _read_preset, flags)
     results = []
     for target, names in zip(manifest.emit, selections, strict=True):
         destination = manifest_relative(target.path, manifest_path)
@@ -135,7 +139,7 @@ def emit_targets(
                 destination=destination,
                 check=check,
                 as_json=False,
-                flags=flags or detect_flags(),
+                flags=flags,
             )
         )
     return results
