@@ -200,24 +200,20 @@ def _draft_head(value: str) -> DraftHead:
 
 
 def _role(path: str) -> Role:
-    name = path.rsplit("/", 1)[-1]
-    if not name.lower().endswith(".gguf"):
+    name = path.rsplit("/", 1)[-1].lower()
+    if not name.endswith(".gguf"):
         return "file"
-    if "mmproj" in name.lower():
-        return "mmproj"
-    for kind in DRAFT_HEADS:
-        if keyword(kind) in name:
-            return kind
-    return "model" if is_model_name(name) else "file"  # an imatrix
+    return "mmproj" if "mmproj" in name else "model"
 
 
 def _by_quant(where: str, quant: str, files: Mapping[str, RemoteFile]) -> list[str]:
     # The label must stand alone: Q4_K_M matches "x-Q4_K_M.gguf", "Q4_K_M/x-00001-of-00002.gguf",
     # never "x-Q4_K_M_L.gguf" nor "x-IQ4_K_M.gguf".
     label = re.compile(rf"(?:^|[-._/ ]){re.escape(quant)}(?=[-./ ]|$)", re.IGNORECASE)
-    matched = [p for p in files if _role(p) == "model" and label.search(p[: -len(".gguf")])]
+    # Nor a projector, imatrix or draft head: llama.cpp's gguf_filename_is_model.
+    ggufs = [p for p in files if _role(p) == "model" and is_model_name(p)]
+    matched = [p for p in ggufs if label.search(p[: -len(".gguf")])]
     if not matched:
-        ggufs = [p for p in files if _role(p) == "model"]
         raise ResolveError(
             f"{where} has no GGUF with quant label {quant}",
             hint=_available({p: files[p] for p in ggufs}) if ggufs else "the repo has no .gguf files",
