@@ -48,7 +48,9 @@ def _sha256(value: str) -> str:
 
 Commit = Annotated[str, AfterValidator(_commit)]
 Sha256Hex = Annotated[str, AfterValidator(_sha256)]
-Role = Literal["model", "mmproj", "lora", "file"]
+Role = Literal["model", "mmproj", "lora", "file", "preset", "mtp", "eagle3", "dflash", "dspark"]
+"""What a locked file is for; ``preset`` is the repo's llama.cpp ``preset.ini``, the last four are
+llama.cpp's draft sidecars (``--spec-type draft-<role>``)."""
 
 
 class LockedFile(StrictModel):

@@ -32,6 +32,7 @@ from alex_models._ids import COMMIT_RE, SHA256_RE, is_repo_id
 from alex_models._yaml import load_document, position, validate_document
 from alex_models.errors import UserError
 from alex_models.formats import EmitFormat, Shell
+from alex_models.sidecars import DraftHead
 
 DEFAULT_REVISION = "main"
 
@@ -183,6 +184,8 @@ class Runtime(StrictModel):
     """Seconds of idleness before llama-swap unloads the model."""
     env: dict[str, str] = Field(default_factory=dict)
     """Environment of the llama-server process (llama-swap)."""
+    load_on_startup: bool | None = None
+    """Router mode: load the model when the router starts, not at its first request (router-preset)."""
 
     def over(self, base: Runtime | None) -> Runtime:
         """These settings on top of ``base`` (the defaults)."""
@@ -206,9 +209,15 @@ class ModelSpec(StrictModel):
     url: Url | None = None
     sha256: Sha256 | None = None
     mmproj: RelPath | None = None
+    """The projector in the same repo: a path or glob, or ``auto`` (as ``llama-server -hf`` picks it)."""
     lora: list[RelPath] | None = None
     """LoRA adapters in the same repo (paths or globs), passed to llama-server with --lora."""
     draft: ModelName | None = None
+    sidecar: DraftHead | None = None
+    """A draft head in the same repo (``mtp``, ``eagle3``, ``dflash``, ``dspark``), picked as
+    ``llama-server -hf --spec-type draft-<kind>`` picks it, and served with that --spec-type."""
+    sidecar_file: RelPath | None = None
+    """The draft head's path in the repo, when the pick is ambiguous (or to pin it)."""
     runtime: Runtime | None = None
 
     @model_validator(mode="after")
@@ -218,7 +227,11 @@ class ModelSpec(StrictModel):
             has = f" (it has {' and '.join(chosen)})" if chosen else ""
             raise ValueError(f"a model needs exactly one of 'file', 'files', 'quant' or 'url'{has}")
         if self.url is not None:
-            extra = [key for key in ("repo", "revision", "mmproj", "lora") if getattr(self, key) is not None]
+            extra = [
+                key
+                for key in ("repo", "revision", "mmproj", "lora", "sidecar", "sidecar_file")
+                if getattr(self, key) is not None
+            ]
             if extra:
                 raise ValueError(f"a 'url' model takes no {', '.join(repr(k) for k in extra)}")
         elif self.repo is None:
@@ -228,6 +241,12 @@ class ModelSpec(StrictModel):
         for key in ("files", "lora"):
             if getattr(self, key) == []:
                 raise ValueError(f"'{key}' needs at least one path or glob")
+        if self.sidecar_file is not None and self.sidecar is None:
+            raise ValueError(
+                "'sidecar_file' names the file of a 'sidecar': say which kind (mtp, eagle3, ...)"
+            )
+        if self.sidecar is not None and self.draft is not None:
+            raise ValueError("a model takes one draft: 'draft' (another model) or 'sidecar', not both")
         return self
 
     def lock_input(self, defaults: Defaults) -> ModelInput:
@@ -242,6 +261,8 @@ class ModelSpec(StrictModel):
             quant=self.quant,
             mmproj=self.mmproj,
             lora=None if self.lora is None else sorted(set(self.lora)),
+            sidecar=self.sidecar,
+            sidecar_file=self.sidecar_file,
         )
 
 
@@ -259,6 +280,8 @@ class ModelInput(StrictModel):
     quant: str | None = None
     mmproj: str | None = None
     lora: list[str] | None = None
+    sidecar: str | None = None
+    sidecar_file: str | None = None
     url: str | None = None
     sha256: str | None = None
 

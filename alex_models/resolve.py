@@ -19,6 +19,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
+from typing import Literal
 from urllib.parse import unquote, urlsplit
 
 from alex_models._fs import portable_name_problem, relpath_problem
@@ -27,11 +28,16 @@ from alex_models.errors import UserError
 from alex_models.lock import LOCK_VERSION, Lock, LockedFile, LockedModel, Role
 from alex_models.manifest import Manifest, ModelInput
 from alex_models.remote import Facts, RemoteFile, RepoSnapshot
+from alex_models.sidecars import DRAFT_HEADS, DraftHead, best, is_model_name, keyword
 
 Upgrade = bool | frozenset[str]
 """``True`` re-resolves every model; a set of names re-resolves just those."""
 
 _LISTED_AT_MOST = 12
+AUTO = "auto"
+"""``mmproj: auto``: the projector ``llama-server -hf`` would pick."""
+PRESET = "preset.ini"
+"""The llama.cpp preset a repo ships, at its root, as ``llama-server -hf`` looks for it."""
 
 
 class ResolveError(UserError):
@@ -85,8 +91,9 @@ def select(name: str, wanted: ModelInput, snapshot: RepoSnapshot) -> list[tuple[
     files = {f.path: f for f in snapshot.files}
     where = f"model {name!r}: {snapshot.repo} at {snapshot.revision} ({snapshot.commit[:12]})"
     picked = _main_files(where, wanted, files)
-    if wanted.mmproj is not None:
-        picked[_mmproj(where, wanted.mmproj, files)] = "mmproj"
+    picked.update(_sidecars(where, wanted, picked, files))
+    if PRESET in files:
+        picked[PRESET] = "preset"
     for pattern in wanted.lora or []:
         adapters = [p for p in files if p == pattern or fnmatchcase(p, pattern)]
         if not adapters:
@@ -135,6 +142,63 @@ def _mmproj(where: str, pattern: str, files: Mapping[str, RemoteFile]) -> str:
     return matched[0]
 
 
+def _sidecars(
+    where: str, wanted: ModelInput, picked: Mapping[str, Role], files: Mapping[str, RemoteFile]
+) -> dict[str, Role]:
+    """The projector and draft head the entry asks for, named or picked as llama.cpp picks them."""
+    found: dict[str, Role] = {}
+    if wanted.mmproj == AUTO:
+        found[_auto_sidecar(where, "mmproj", wanted, picked, files)] = "mmproj"
+    elif wanted.mmproj is not None:
+        found[_mmproj(where, wanted.mmproj, files)] = "mmproj"
+    if wanted.sidecar is not None:
+        kind = _draft_head(wanted.sidecar)
+        if wanted.sidecar_file is None:
+            found[_auto_sidecar(where, kind, wanted, picked, files)] = kind
+        elif wanted.sidecar_file in files:
+            found[wanted.sidecar_file] = kind
+        else:
+            raise ResolveError(f"{where} has no file {wanted.sidecar_file!r}", hint=_available(files))
+    return found
+
+
+def _auto_sidecar(
+    where: str,
+    kind: Literal["mmproj"] | DraftHead,
+    wanted: ModelInput,
+    picked: Mapping[str, Role],
+    files: Mapping[str, RemoteFile],
+) -> str:
+    """The sidecar llama.cpp's ``find_best_sibling`` picks for the model's first file; a tie is an error."""
+    models = sorted(path for path, role in picked.items() if role == "model")
+    manifest_key, file_key = ("mmproj", "mmproj") if kind == "mmproj" else ("sidecar", "sidecar_file")
+    if not models:
+        raise ResolveError(f"{where}: a {kind} is picked beside the model, and this entry selects no model")
+    # llama.cpp's tag is the -hf ":QUANT"; it weighs it for draft heads only, never for the projector.
+    tag = wanted.quant if kind != "mmproj" else None
+    found = best(files, models[0], keyword(kind), tag)
+    if not found:
+        what = "projector (a .gguf with 'mmproj' in its path)" if kind == "mmproj" else f"'{kind}-*.gguf'"
+        raise ResolveError(
+            f"{where} has no {what} beside {models[0]}",
+            hint=f"remove '{manifest_key}' from the entry, or name a file with '{file_key}:'",
+        )
+    if len(found) > 1:
+        raise ResolveError(
+            f"{where}: {len(found)} {kind} files fit {models[0]} equally well: "
+            f"{', '.join(found[:_LISTED_AT_MOST])}",
+            hint=f"name one with '{file_key}: <path>' (llama.cpp would take the first the Hub lists)",
+        )
+    return found[0]
+
+
+def _draft_head(value: str) -> DraftHead:
+    for kind in DRAFT_HEADS:
+        if kind == value:
+            return kind
+    raise ValueError(f"not a draft head: {value!r}")  # the manifest allows only these
+
+
 def _role(path: str) -> Role:
     name = path.rsplit("/", 1)[-1].lower()
     if not name.endswith(".gguf"):
@@ -146,9 +210,10 @@ def _by_quant(where: str, quant: str, files: Mapping[str, RemoteFile]) -> list[s
     # The label must stand alone: Q4_K_M matches "x-Q4_K_M.gguf", "Q4_K_M/x-00001-of-00002.gguf",
     # never "x-Q4_K_M_L.gguf" nor "x-IQ4_K_M.gguf".
     label = re.compile(rf"(?:^|[-._/ ]){re.escape(quant)}(?=[-./ ]|$)", re.IGNORECASE)
-    matched = [p for p in files if _role(p) == "model" and label.search(p[: -len(".gguf")])]
+    # Nor a projector, imatrix or draft head: llama.cpp's gguf_filename_is_model.
+    ggufs = [p for p in files if _role(p) == "model" and is_model_name(p)]
+    matched = [p for p in ggufs if label.search(p[: -len(".gguf")])]
     if not matched:
-        ggufs = [p for p in files if _role(p) == "model"]
         raise ResolveError(
             f"{where} has no GGUF with quant label {quant}",
             hint=_available({p: files[p] for p in ggufs}) if ggufs else "the repo has no .gguf files",

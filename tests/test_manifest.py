@@ -151,6 +151,10 @@ REFUSED = [
     ("url-with-revision-mmproj", "version: 1\nmodels:\n  m: {url: 'https://x.org/m.gguf', revision: v1, mmproj: p.gguf}\n", "3:3", ["takes no 'revision', 'mmproj'"], None),
     ("url-with-lora", "version: 1\nmodels:\n  m: {url: 'https://x.org/m.gguf', lora: [a.gguf]}\n", "3:3", ["a 'url' model takes no 'lora'"], None),
     ("lora-empty", "version: 1\nmodels:\n  m: {repo: a/b, quant: Q, lora: []}\n", "3:3", ["'lora' needs at least one path or glob"], None),
+    ("sidecar-unknown-kind", "version: 1\nmodels:\n  m: {repo: a/b, quant: Q, sidecar: medusa}\n", "3:28", ["models.m.sidecar", "'mtp'"], None),
+    ("sidecar-file-alone", "version: 1\nmodels:\n  m: {repo: a/b, quant: Q, sidecar_file: mtp-x.gguf}\n", "3:3", ["'sidecar_file' names the file of a 'sidecar'"], None),
+    ("sidecar-and-draft", "version: 1\nmodels:\n  m: {repo: a/b, quant: Q, sidecar: mtp, draft: d}\n  d: {repo: a/c, quant: Q}\n", "3:3", ["'draft' (another model) or 'sidecar', not both"], None),
+    ("url-with-sidecar", "version: 1\nmodels:\n  m: {url: 'https://x.org/m.gguf', sidecar: mtp}\n", "3:3", ["a 'url' model takes no 'sidecar'"], None),
     ("lora-escaping", "version: 1\nmodels:\n  m: {repo: a/b, quant: Q, lora: [../x.gguf]}\n", "3:35", ["models.m.lora[0]", "'..' segment"], None),
     ("sha256-without-url", model("quant: Q", f"sha256: {SHA}"), "3:3", ["'sha256' pins a 'url' source"], None),
     ("sha256-not-hex", HEAD.replace("repo: org/model", "url: https://x.org/m.gguf\n    sha256: xyz"), "5:5", ["models.m.sha256", "not a SHA256"], None),
@@ -232,7 +236,7 @@ def test_every_problem_is_shown_on_its_own_line_with_its_location_and_hint() -> 
     error = refused(
         "version: 1\nmodels:\n  m: {repo: a/b, quant: Q, bad1: 1}\n  n:\n    repo: a/c\n    qaunt: Q\n"
     )
-    known = "known keys here: repo, revision, file, files, quant, url, sha256, mmproj, lora, draft, runtime"
+    known = "known keys here: repo, revision, file, files, quant, url, sha256, mmproj, lora, draft, sidecar, sidecar_file, runtime"
     assert error.message.splitlines() == [
         f"{FILENAME}:3:28: unknown key 'bad1' in models.m ({known})",
         f"{FILENAME}:6:5: unknown key 'qaunt' in models.n (did you mean 'quant'?)",

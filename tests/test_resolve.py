@@ -77,6 +77,14 @@ SELECTED = [
     ("files-overlapping-globs", {"files": ["a*", "*.gguf"]}, ["a.gguf", "a.txt", "b.gguf"], [("a.gguf", "model"), ("a.txt", "file"), ("b.gguf", "model")]),
     ("files-glob-spans-folders", {"files": ["*.gguf"]}, ["x/y/z.gguf"], [("x/y/z.gguf", "model")]),
     ("files-literal-with-brackets", {"files": ["a.gguf"], "mmproj": "[x].gguf"}, ["a.gguf", "[x].gguf"], [("[x].gguf", "mmproj"), ("a.gguf", "model")]),
+    # mmproj: auto and sidecar: as llama.cpp's find_best_sibling picks (common/download.cpp)
+    ("mmproj-auto-closest-bits", {"quant": "Q8_0", "mmproj": "auto"}, ["m-Q8_0.gguf", "mmproj-F16.gguf", "mmproj-F32.gguf", "mmproj-Q4_0.gguf"], [("m-Q8_0.gguf", "model"), ("mmproj-Q4_0.gguf", "mmproj")]),
+    ("mmproj-auto-deepest-folder", {"quant": "Q8_0", "mmproj": "auto"}, ["v/Q8_0/m-Q8_0.gguf", "mmproj-Q8_0.gguf", "v/mmproj-F16.gguf", "w/mmproj-Q8_0.gguf"], [("v/Q8_0/m-Q8_0.gguf", "model"), ("v/mmproj-F16.gguf", "mmproj")]),
+    ("mmproj-auto-first-shard", {"quant": "Q4_K_M", "mmproj": "auto"}, [*shards("m-Q4_K_M", 2), "mmproj-m-F16.gguf"], [*[(path, "model") for path in shards("m-Q4_K_M", 2)], ("mmproj-m-F16.gguf", "mmproj")]),
+    ("sidecar-exact-tag-wins", {"quant": "Q4_K_M", "sidecar": "mtp"}, ["m-Q4_K_M.gguf", "mtp-m-Q8_0.gguf", "mtp-m-Q4_K_M.gguf", "mtp-m-Q4_0.gguf"], [("m-Q4_K_M.gguf", "model"), ("mtp-m-Q4_K_M.gguf", "mtp")]),
+    ("sidecar-never-the-model", {"quant": "Q8_0", "sidecar": "eagle3"}, ["m-Q8_0.gguf", "eagle3-m-Q8_0.gguf", "dflash-m-Q8_0.gguf"], [("eagle3-m-Q8_0.gguf", "eagle3"), ("m-Q8_0.gguf", "model")]),
+    ("sidecar-file-named", {"quant": "Q8_0", "sidecar": "dflash", "sidecar_file": "dflash-a-F16.gguf"}, ["m-Q8_0.gguf", "dflash-a-F16.gguf", "dflash-b-F16.gguf"], [("dflash-a-F16.gguf", "dflash"), ("m-Q8_0.gguf", "model")]),
+    ("preset-is-locked", {"quant": "Q8_0"}, ["m-Q8_0.gguf", "preset.ini", "sub/preset.ini"], [("m-Q8_0.gguf", "model"), ("preset.ini", "preset")]),
 ]
 # fmt: on
 
@@ -112,6 +120,11 @@ REFUSED = [
     ("files-each-glob-must-match", {"files": ["*.gguf", "*.bin"]}, ["a.gguf"], ["has no file matching '*.bin'"], ["it has: a.gguf"]),
     ("mmproj-no-match", {"quant": "Q8_0", "mmproj": "mmproj-*.gguf"}, ["m-Q8_0.gguf", "x.gguf"], ["mmproj 'mmproj-*.gguf' matches no file; it must match exactly one"], ["it has: m-Q8_0.gguf, x.gguf"]),
     ("mmproj-several", {"quant": "Q8_0", "mmproj": "mmproj-*.gguf"}, ["m-Q8_0.gguf", "mmproj-f16.gguf", "mmproj-f32.gguf"], ["matches 2 files (mmproj-f16.gguf, mmproj-f32.gguf)"], ["it has: mmproj-f16.gguf, mmproj-f32.gguf"]),
+    ("mmproj-auto-none", {"quant": "Q8_0", "mmproj": "auto"}, ["m-Q8_0.gguf", "sub/mmproj-F16.gguf", "MMPROJ-F16.gguf"], ["has no projector", "beside m-Q8_0.gguf"], ["remove 'mmproj'", "'mmproj:'"]),
+    ("mmproj-auto-tie", {"quant": "Q4_K_M", "mmproj": "auto"}, ["m-Q4_K_M.gguf", "mmproj-F16.gguf", "mmproj-BF16.gguf", "mmproj-F32.gguf"], ["2 mmproj files fit m-Q4_K_M.gguf equally well: mmproj-BF16.gguf, mmproj-F16.gguf"], ["'mmproj: <path>'"]),
+    ("sidecar-none", {"quant": "Q8_0", "sidecar": "mtp"}, ["m-Q8_0.gguf", "eagle3-m-Q8_0.gguf"], ["has no 'mtp-*.gguf' beside m-Q8_0.gguf"], ["remove 'sidecar'", "'sidecar_file:'"]),
+    ("sidecar-tie", {"quant": "Q8_0", "sidecar": "mtp"}, ["m-Q8_0.gguf", "mtp-a-Q8_0.gguf", "mtp-b-Q8_0.gguf"], ["2 mtp files fit"], ["'sidecar_file: <path>'"]),
+    ("sidecar-file-missing", {"quant": "Q8_0", "sidecar": "mtp", "sidecar_file": "mtp-x.gguf"}, ["m-Q8_0.gguf"], ["has no file 'mtp-x.gguf'"], []),
     ("unsafe-name", {"quant": "Q8_0"}, ["../m-Q8_0.gguf"], ["refusing file name '../m-Q8_0.gguf'", "'..' segment"], []),
     ("unsafe-name-by-glob", {"files": ["*"]}, ["ok.gguf", "/abs.gguf"], ["refusing file name '/abs.gguf'"], []),
     ("case-colliding-files", {"files": ["*.gguf"]}, ["a.gguf", "A.gguf"], ["'A.gguf' and 'a.gguf' differ only in case"], ["narrow 'files:'"]),

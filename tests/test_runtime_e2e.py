@@ -22,9 +22,11 @@ import sys
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import httpx2
 import pytest
-from helpers import free_port, write_manifest
+from helpers import free_port, wait_for, write_manifest
 
 from alex_models import api
 from alex_models.emit.flags import ServerFlags
@@ -263,6 +265,72 @@ def test_router_mode_serves_each_model_of_the_emitted_preset_by_name(
         ("tiny-split", server.base_url, True),
     ]
     assert every.ok
+
+
+def test_the_emitted_router_preset_loads_every_locked_model_from_the_store_offline(
+    published: None,
+    mirror_root: MirrorRoot,
+    mirror: MirrorServer,
+    project: Path,
+    llama_server: Path,
+    flags: ServerFlags,
+    tmp_path: Path,
+) -> None:
+    # The single-file repo ships a preset: its keys go into the emitted preset, below the manifest's.
+    repo_preset = "[*]\ntop-k = 20\n\n[tiny/llama:f16]\nc = 512 ; the manifest says 256\nno-jinja = true\n"
+    mirror_root.commit(SINGLE_REPO, {"preset.ini": repo_preset.encode()})
+    port = free_port()
+    runtime = {"port": port, "ctx_size": 256, "load_on_startup": True}
+    manifest = write_manifest(
+        project,
+        {
+            "tiny": {"repo": SINGLE_REPO, "quant": "F16", "runtime": runtime},
+            "tiny-split": {"repo": SPLIT_REPO, "quant": "F16", "runtime": runtime},
+        },
+    )
+    api.lock(manifest)
+    api.sync(manifest)
+    proj = Project(project, manifest, port)
+    preset = emitted(proj, "router-preset", "router.ini", flags)
+    assert "load-on-startup = true" in preset.split("[tiny]")[0]  # shared by both: in [*]
+    views = {name: api.model_path(name, manifest) for name in ("tiny", "tiny-split")}
+    # HF_ENDPOINT still names the mirror: a download, a listing or a HEAD would land in its log.
+    # An empty llama.cpp cache, so that the router lists only the preset's models.
+    env = {**os.environ, "LLAMA_CACHE": str(tmp_path / "llama-cache")}
+    argv = [str(llama_server), "--models-preset", str(project / "router.ini"), "--offline"]
+    mirror.clear_log()
+
+    with serving(
+        [*argv, "--host", "127.0.0.1", "--port", str(port)], port, tmp_path / "r.log", env=env
+    ) as server:
+        root = server.base_url.removesuffix("/v1")
+
+        def listed() -> dict[str, dict[str, Any]]:
+            return {m["id"]: m for m in httpx2.get(f"{root}/models", timeout=5).json()["data"]}
+
+        # No request for a model: the router loads each on its own, at start.
+        wait_for(
+            lambda: {m["status"]["value"] for m in listed().values()} == {"loaded"},
+            f"every model loaded:\n{server.log_tail()}",
+            timeout=HEALTH_TIMEOUT,
+        )
+        models = listed()
+        assert sorted(models) == ["tiny", "tiny-split"]
+        for name, model in models.items():
+            assert model["source"] == "preset"
+            args = model["status"]["args"]
+            assert args[args.index("--model") + 1] == str(views[name]), args
+            assert "--offline" in args  # the router passes it on to each model's server
+            assert args[args.index("--ctx-size") + 1] == "256"
+        tiny = models["tiny"]["status"]["args"]
+        assert tiny[tiny.index("--top-k") + 1] == "20"
+        assert "--no-jinja" in tiny
+        assert "--top-k" not in models["tiny-split"]["status"]["args"]
+        for name in models:
+            assert_probe_matches(proj, name, server.base_url)
+            assert_chats(server.base_url, name)
+
+    assert mirror.log == [], [(r.method, r.path) for r in mirror.log]
 
 
 def test_llama_server_runs_from_the_emitted_environment_alone(

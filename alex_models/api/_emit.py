@@ -16,6 +16,7 @@ from alex_models.errors import UsageError, UserError
 from alex_models.formats import EmitFormat, Shell
 from alex_models.lock import Lock
 from alex_models.manifest import EmitTarget, Manifest, load_manifest
+from alex_models.presetini import PresetError
 from alex_models.provider import detect_flags
 from alex_models.store import Store
 
@@ -120,6 +121,10 @@ def emit_targets(
     selections = [[target.model] if target.model else target.only for target in manifest.emit]
     if not (check or allow_missing):  # every target's models, before any file is written
         _require_synced(manifest, lock, store, [n for names in selections for n in names or manifest.models])
+    flags = flags or detect_flags()
+    # A repo preset that cannot be used fails before any file is written, not halfway through.
+    selected = [n for names in selections for n in names or manifest.models if n in lock.models]
+    server_specs(manifest, lock, store.view_path, manifest_path.parent, selected, _read_preset, flags)
     results = []
     for target, names in zip(manifest.emit, selections, strict=True):
         destination = manifest_relative(target.path, manifest_path)
@@ -134,7 +139,7 @@ def emit_targets(
                 destination=destination,
                 check=check,
                 as_json=False,
-                flags=flags or detect_flags(),
+                flags=flags,
             )
         )
     return results
@@ -153,7 +158,9 @@ def _emit_one(
     as_json: bool,
     flags: ServerFlags,
 ) -> Emitted:
-    specs = server_specs(manifest, lock, store.view_path, manifest_dir.absolute(), names)
+    specs = server_specs(
+        manifest, lock, store.view_path, manifest_dir.absolute(), names, read_preset=_read_preset, flags=flags
+    )
     existing = _read(destination) if destination is not None else None
     existing_merged = existing if target.format is EmitFormat.ALEX else None
     shell = target_shell(target, destination)
@@ -183,6 +190,16 @@ def _require_synced(manifest: Manifest, lock: Lock, store: Store, names: list[st
                 f"model {name!r} is not synced into {store.home}: its files are not in place",
                 hint=f"{found.hint}; or pass --allow-missing to emit the paths anyway",
             )
+
+
+def _read_preset(path: Path) -> str:
+    """A locked preset.ini; one not synced yet (``--allow-missing``, ``--check``) gives no settings."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return ""
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PresetError(f"{path}: cannot read this preset: {exc}") from None
 
 
 def _read(path: Path) -> str | None:

@@ -95,7 +95,7 @@ def gguf_checks(current: Lock, names: list[str]) -> dict[str, list[tuple[str, st
     for name in names:
         entry = current.models[name]
         for file in entry.files:
-            if file.path.lower().endswith(".gguf") and file.role in ("model", "mmproj", "lora"):
+            if file.path.lower().endswith(".gguf"):
                 checks.setdefault(file.sha256, []).append((file.path, label(entry, file)))
     return checks
 

@@ -8,9 +8,11 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
+from alex_models.emit.flags import ServerFlags
+from alex_models.emit.repo_preset import repo_settings
 from alex_models.errors import UserError
 from alex_models.lock import Lock, LockedFile, LockedModel
 from alex_models.manifest import Manifest, Runtime
@@ -23,6 +25,8 @@ PROVIDER = "llama.cpp"
 """The app config's ``runtime.llm_provider``; these spellings all name it:"""
 PROVIDER_ALIASES = frozenset({"llama.cpp", "llamacpp", "llama-cpp", "llama_cpp"})
 ViewPath = Callable[[LockedModel, LockedFile], Path]
+ReadPreset = Callable[[Path], str]
+"""The text of a locked ``preset.ini`` at its view path."""
 
 
 @dataclass(frozen=True)
@@ -39,6 +43,10 @@ class ServerSpec:
     chat_template_file: Path | None
     lora: tuple[Path, ...] = ()
     """LoRA adapters, in path order."""
+    spec_type: str | None = None
+    """llama-server's ``--spec-type`` for a draft head (``draft-mtp``, …); None for a draft model."""
+    preset: tuple[tuple[str, str], ...] = ()
+    """The repo's ``preset.ini`` settings for this model, keys as written: below every other setting."""
 
     @property
     def host(self) -> str:
@@ -60,8 +68,14 @@ def server_specs(
     view_path: ViewPath,
     manifest_dir: Path,
     names: Iterable[str] | None = None,
+    read_preset: ReadPreset | None = None,
+    flags: ServerFlags | None = None,
 ) -> list[ServerSpec]:
-    """Specs for ``names`` (default: every model), in manifest order."""
+    """Specs for ``names`` (default: every model), in manifest order.
+
+    With ``read_preset``, a model whose repo ships a ``preset.ini`` gets its settings (read as
+    ``flags`` spell llama-server's options); without, presets are left out.
+    """
     wanted = list(manifest.models) if names is None else list(names)
     for name in wanted:
         if name not in manifest.models or name not in lock.models:
@@ -70,7 +84,27 @@ def server_specs(
                 hint=f"models: {', '.join(manifest.models) or 'none'} (lock after adding one)",
             )
     order = [name for name in manifest.models if name in wanted]
-    return [_spec(manifest, lock, view_path, manifest_dir, name) for name in order]
+    specs = [_spec(manifest, lock, view_path, manifest_dir, name) for name in order]
+    if read_preset is None:
+        return specs
+    return [_with_preset(spec, lock.models[spec.name], view_path, read_preset, flags) for spec in specs]
+
+
+def _with_preset(
+    spec: ServerSpec,
+    entry: LockedModel,
+    view_path: ViewPath,
+    read_preset: ReadPreset,
+    flags: ServerFlags | None,
+) -> ServerSpec:
+    preset = next((f for f in entry.files if f.role == "preset"), None)
+    if preset is None or entry.repo is None:
+        return spec
+    path = view_path(entry, preset)
+    settings = repo_settings(
+        read_preset(path), str(path), entry.repo, entry.input.quant, flags or ServerFlags()
+    )
+    return replace(spec, preset=tuple(settings))
 
 
 def _spec(manifest: Manifest, lock: Lock, view_path: ViewPath, manifest_dir: Path, name: str) -> ServerSpec:
@@ -80,7 +114,14 @@ def _spec(manifest: Manifest, lock: Lock, view_path: ViewPath, manifest_dir: Pat
     main = _main_view(entry, view_path, name)
     mmproj = next((view_path(entry, f) for f in entry.files if f.role == "mmproj"), None)
     lora = tuple(view_path(entry, f) for f in entry.files if f.role == "lora")
-    draft = None
+    draft, spec_type = None, None
+    if spec.sidecar is not None:
+        head = next((f for f in entry.files if f.role == spec.sidecar), None)
+        if head is None:
+            raise UserError(
+                f"model {name!r}: the lock holds no {spec.sidecar} draft head", hint="run 'alex-models lock'"
+            )
+        draft, spec_type = view_path(entry, head), f"draft-{spec.sidecar}"
     if spec.draft is not None:
         if spec.draft not in lock.models:
             raise UserError(
@@ -100,6 +141,7 @@ def _spec(manifest: Manifest, lock: Lock, view_path: ViewPath, manifest_dir: Pat
         lora=lora,
         runtime=runtime,
         chat_template_file=template,
+        spec_type=spec_type,
     )
 
 

@@ -31,6 +31,23 @@ _COLUMN_END_RE = re.compile(r"(?<![,\s])\s{2,}")
 _DESCRIPTION_INDENT = 8
 
 
+# Without a llama-server --help to read: the short names of the options a preset must not set, and
+# of those alex-models emits (llama.cpp's own spellings).
+_BUILT_IN_NAMES = {
+    **dict.fromkeys(("m", "model"), "--model"),
+    **dict.fromkeys(("hf", "hfr", "hf-repo"), "--hf-repo"),
+    **dict.fromkeys(("hfd", "hfrd", "hf-repo-draft", "spec-draft-hf"), "--hf-repo-draft"),
+    **dict.fromkeys(("md", "model-draft", "spec-draft-model"), "--model-draft"),
+    "hff": "--hf-file",
+    "mu": "--model-url",
+    "dr": "--docker-repo",
+    "mm": "--mmproj",
+    "mmu": "--mmproj-url",
+    "c": "--ctx-size",
+    "ngl": "--n-gpu-layers",
+}
+
+
 @dataclass(frozen=True)
 class ServerFlags:
     """How to spell the options alex-models emits."""
@@ -39,14 +56,33 @@ class ServerFlags:
     env: Mapping[str, str] = field(default_factory=lambda: dict(KNOWN_ENV))
     """Long option -> its ``LLAMA_ARG_*`` variable."""
     source: str = "built-in names"
+    names: Mapping[str, str] = field(default_factory=lambda: dict(_BUILT_IN_NAMES))
+    """Every spelling of an option without its dashes (``c``, ``ctx-size``) -> its long option."""
+    switches: frozenset[str] = frozenset()
+    """Long options that take no value (``--jinja``)."""
+    negations: Mapping[str, str] = field(default_factory=dict)
+    """``no-mmap`` -> ``--mmap``: the spellings that turn a switch off."""
 
     def env_for(self, option: str) -> str | None:
         return self.env.get(option)
+
+    def canonical(self, key: str) -> tuple[str, bool]:
+        """A preset key (``c``, ``ctx-size``, ``LLAMA_ARG_CTX_SIZE``, ``no-mmap``) as (long option,
+        whether it is a negation); an unknown key is read as a long option of that name."""
+        if key in self.negations:
+            return self.negations[key], True
+        if key in self.names:
+            return self.names[key], False
+        by_env = {env: option for option, env in self.env.items()}
+        return by_env.get(key, f"--{key}"), False
 
 
 def parse_help(text: str, source: str = "llama-server --help") -> ServerFlags:
     """The names a ``llama-server --help`` text shows."""
     env: dict[str, str] = {}
+    names: dict[str, str] = dict(_BUILT_IN_NAMES)
+    switches: set[str] = set()
+    negations: dict[str, str] = {}
     current: list[str] = []
     for line in text.splitlines():
         stripped = line.lstrip()
@@ -55,7 +91,17 @@ def parse_help(text: str, source: str = "llama-server --help") -> ServerFlags:
             # The option column ends where a run of spaces starts the description; the padding
             # after a short option ("-m,    --model FNAME") follows a comma and does not end it.
             column = _COLUMN_END_RE.split(stripped, maxsplit=1)[0]
-            current = [name for name in _OPTION_RE.findall(column) if name.startswith("--")]
+            spelled = _OPTION_RE.findall(column)
+            current = [name for name in spelled if name.startswith("--")]
+            positive = [name for name in current if not name.startswith("--no-")]
+            if positive:
+                # llama.cpp's main spelling of an option is its last (common_preset::to_args).
+                main = positive[-1]
+                for name in spelled:
+                    target = negations if name.startswith("--no-") else names
+                    target[name.lstrip("-")] = main
+                if not _OPTION_RE.sub("", column).strip(" ,"):
+                    switches.add(main)  # no value hint after the names
         found = _ENV_RE.search(line)
         if found:
             for name in current:
@@ -64,4 +110,11 @@ def parse_help(text: str, source: str = "llama-server --help") -> ServerFlags:
     merged = {**KNOWN_ENV, **env}
     if draft == "--spec-draft-model" and draft in env:
         merged["--model-draft"] = env[draft]
-    return ServerFlags(draft=draft, env=merged, source=source)
+    return ServerFlags(
+        draft=draft,
+        env=merged,
+        source=source,
+        names=names,
+        switches=frozenset(switches),
+        negations=negations,
+    )

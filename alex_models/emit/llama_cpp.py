@@ -28,6 +28,7 @@ from ruamel.yaml.tokens import CommentToken
 from alex_models._yaml import dump_yaml, round_trip_yaml
 from alex_models.emit import PROVIDER, ServerSpec, is_llama_cpp, single
 from alex_models.emit.flags import ServerFlags
+from alex_models.emit.repo_preset import as_arguments
 from alex_models.emit.shells import arguments, command_line, windows_quote
 from alex_models.errors import UserError
 from alex_models.formats import EmitFormat, Shell
@@ -51,6 +52,8 @@ def options(spec: ServerSpec, flags: ServerFlags, *, listen: bool = True) -> lis
         pairs.append(("--mmproj", str(spec.mmproj)))
     if spec.draft is not None:
         pairs.append((flags.draft, str(spec.draft)))
+    if spec.spec_type is not None:
+        pairs.append(("--spec-type", spec.spec_type))
     if spec.lora:
         if any("," in str(path) for path in spec.lora):
             raise UserError(
@@ -64,6 +67,18 @@ def options(spec: ServerSpec, flags: ServerFlags, *, listen: bool = True) -> lis
     return pairs
 
 
+def _overridden(spec: ServerSpec, flags: ServerFlags, listen: bool = True) -> set[str]:
+    """The long options the manifest and lock set for ``spec``: a repo preset's are below them."""
+    ours = [option for option, _ in options(spec, flags, listen=listen)]
+    ours += [group[0].partition("=")[0] for group in option_groups(spec.runtime.args)]
+    return {flags.canonical(option.lstrip("-"))[0] for option in ours}
+
+
+def preset_args(spec: ServerSpec, flags: ServerFlags) -> list[list[str]]:
+    """The repo preset's settings the manifest and lock leave open, as llama-server arguments."""
+    return as_arguments(spec.preset, flags, _overridden(spec, flags))
+
+
 _SHORT = {"--model": "-m", "--ctx-size": "-c", "--n-gpu-layers": "-ngl"}
 _NUMBER_RE = re.compile(r"-\d+(\.\d*)?")
 
@@ -72,7 +87,7 @@ def server_argv(
     spec: ServerSpec, flags: ServerFlags, *, binary: str = "llama-server", port: str | None = None
 ) -> list[str]:
     """The llama-server command line for one model. ``port`` replaces the spec's (``${PORT}``)."""
-    argv = [binary]
+    argv = [binary, *(arg for group in preset_args(spec, flags) for arg in group)]
     for option, value in options(spec, flags):
         argv.append(_SHORT.get(option, option))
         argv.append(port if option == "--port" and port is not None else str(value))
@@ -112,6 +127,7 @@ def llama_server_env(spec: ServerSpec, flags: ServerFlags, shell: Shell = Shell.
             )
         lines.append(f"{name}={value}")
     on_command_line += spec.runtime.args
+    on_command_line = [arg for group in preset_args(spec, flags) for arg in group] + on_command_line
     if on_command_line:
         lines.append(
             f"# pass these on the command line too (no LLAMA_ARG_* form): {arguments(on_command_line, shell)}"
@@ -142,7 +158,10 @@ def router_preset(specs: list[ServerSpec], flags: ServerFlags) -> str:
 def _preset_keys(spec: ServerSpec, flags: ServerFlags) -> dict[str, str]:
     # The section name is the model's name in router mode: no alias key.
     pairs = [(option, value) for option, value in options(spec, flags, listen=False) if option != "--alias"]
-    keys = {option.removeprefix("--"): value or "true" for option, value in pairs}
+    overridden = _overridden(spec, flags, listen=False)
+    # The repo preset's keys first, as its file spells them (llama.cpp reads them the same way).
+    keys = {key: value for key, value in spec.preset if flags.canonical(key)[0] not in overridden}
+    keys.update({option.removeprefix("--"): value or "true" for option, value in pairs})
     for first, *values in option_groups(spec.runtime.args):
         if not first.startswith("--"):
             raise UserError(
@@ -156,6 +175,8 @@ def _preset_keys(spec: ServerSpec, flags: ServerFlags) -> dict[str, str]:
                 "and a router preset key holds one"
             )
         keys[option.removeprefix("--")] = inline if equals else (values[0] if values else "true")
+    if spec.runtime.load_on_startup is not None:  # a preset-only key: llama-server has no such option
+        keys["load-on-startup"] = str(spec.runtime.load_on_startup).lower()
     return keys
 
 
@@ -196,7 +217,7 @@ def llama_swap(specs: list[ServerSpec], flags: ServerFlags, shell: Shell = Shell
 def _command_lines(spec: ServerSpec, flags: ServerFlags, shell: Shell) -> list[str]:
     """llama-server's command for llama-swap, an option and its value a line; the port is llama-swap's."""
     quote = shlex.quote if shell is Shell.SH else windows_quote
-    lines = ["llama-server"]
+    lines = ["llama-server", *(" ".join(quote(arg) for arg in group) for group in preset_args(spec, flags))]
     for option, value in options(spec, flags):
         shown = "${PORT}" if option == "--port" else quote(str(value))
         lines.append(f"{_SHORT.get(option, option)} {shown}")

@@ -1,0 +1,104 @@
+"""The settings a repo's ``preset.ini`` gives the model locked from it, below the manifest's own.
+
+llama.cpp runs a repo that ships ``preset.ini`` as a router over that file's sections. Here the
+model's files come from the lock, so a model takes the file's ``[*]`` settings and those of the
+sections that are about it: named ``[org/repo]`` or ``[org/repo:QUANT]``, or whose ``hf-repo`` is
+that repo (at that quant, or at none). A key naming model files (``model``, ``mmproj``, ``lora``,
+…) is refused, as is a section about another model: the lock cannot vouch for those files.
+"""
+
+from __future__ import annotations
+
+from alex_models.emit.flags import ServerFlags
+from alex_models.presetini import GLOBAL, PresetError, Setting, is_truthy, parse
+
+_HF_REPO = "--hf-repo"
+_NAMES_FILES = frozenset(
+    {
+        "--model",
+        "--model-url",
+        "--docker-repo",
+        "--hf-file",
+        "--hf-repo-draft",
+        "--model-draft",
+        "--spec-draft-model",
+        "--mmproj",
+        "--mmproj-url",
+        "--lora",
+        "--lora-scaled",
+    }
+)
+
+
+def repo_settings(
+    text: str, filename: str, repo: str, quant: str | None, flags: ServerFlags
+) -> list[tuple[str, str]]:
+    """(key, value) pairs of ``text`` for the model from ``repo`` at ``quant``: ``[*]``, then its
+    own sections in file order, later keys winning; keys as the file spells them."""
+    sections = parse(text, filename)
+    mine = {repo, f"{repo}:{quant}"} if quant else {repo}
+    merged: dict[str, tuple[str, str]] = {}
+    for name, settings in sections.items():
+        points_at = next(
+            (s for s in settings.values() if flags.canonical(s.key)[0] in (_HF_REPO, "--model")), None
+        )
+        about_me = name in mine or (
+            points_at is not None
+            and flags.canonical(points_at.key)[0] == _HF_REPO
+            and _same_model(points_at.value, repo, quant)
+        )
+        if name == GLOBAL or about_me:
+            for setting in settings.values():
+                option = _check(setting, name, filename, repo, flags)
+                if option is not None:
+                    merged[option] = (setting.key, setting.value)
+        elif points_at is not None:
+            raise PresetError(
+                f"{filename}:{points_at.line}: [{name}] {points_at.key} = {points_at.value} points at a "
+                f"model other than {repo}{':' + quant if quant else ''}, which this entry does not lock",
+                hint=f"add that model to models.yaml as its own entry; alex-models locks {repo}'s preset "
+                "for the model taken from it",
+            )
+    return list(merged.values())
+
+
+def _check(setting: Setting, section: str, filename: str, repo: str, flags: ServerFlags) -> str | None:
+    """The setting's long option; None for the ``hf-repo`` that names this very repo."""
+    option, _ = flags.canonical(setting.key)
+    if option == _HF_REPO and section != GLOBAL:
+        return None  # about this repo: the lock supplies its files
+    if option in _NAMES_FILES or option == _HF_REPO:
+        raise PresetError(
+            f"{filename}:{setting.line}: [{section}] {setting.key} names model files, and {repo}'s files "
+            "come from the lock",
+            hint="the lock supplies the model, projector and draft; remove the key from the preset "
+            "or set the file with models.yaml ('mmproj:', 'draft:', 'sidecar:', 'lora:')",
+        )
+    return option
+
+
+def _same_model(value: str, repo: str, quant: str | None) -> bool:
+    named, _, tag = value.partition(":")
+    return named == repo and (not tag or quant is None or tag.upper() == quant)
+
+
+def as_arguments(
+    settings: tuple[tuple[str, str], ...], flags: ServerFlags, overridden: set[str]
+) -> list[list[str]]:
+    """``settings`` as llama-server arguments, an option (and its value) a group, leaving out the
+    ``overridden`` long options; a switch is given or negated as llama.cpp's
+    ``common_preset::to_args`` does."""
+    groups: list[list[str]] = []
+    for key, value in settings:
+        option, negated = flags.canonical(key)
+        if option in overridden:
+            continue
+        if option not in flags.switches:
+            groups.append([option, value])
+        elif is_truthy(value) != negated:
+            groups.append([option])
+        else:
+            # llama.cpp writes the last negative spelling, and drops a switch that has none.
+            negations = [f"--{name}" for name, main in flags.negations.items() if main == option]
+            groups += [[negations[-1]]] if negations else []
+    return groups
