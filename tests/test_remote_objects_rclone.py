@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx2
 import pytest
 from helpers import cli, sha_file, write_manifest
-from s3kit import SECRET, SHA, Rclone, Recorded, blob_file, job, upload, use_endpoint
+from s3kit import SECRET, SHA, Meter, Rclone, Recorded, blob_file, job, upload, use_endpoint
 
 from alex_models._platform import remove_tree
 from alex_models._retry import RetryPolicy
@@ -104,6 +104,27 @@ def test_a_server_gone_mid_object_is_a_network_error_and_a_rerun_completes_the_b
     rclone.start()
     assert Downloader(store, client).fetch(job(remote.source(), data=data)) is True
     assert store.blob_path(hashlib.sha256(data).hexdigest()).read_bytes() == data
+
+
+@pytest.mark.slow
+def test_a_whole_object_read_for_longer_than_30_s_is_not_cut_and_started_again(
+    rclone: Rclone, store: Store, client: httpx2.Client, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """rclone ignores Range, so the blob comes in one GET; paced to take ~34 s, longer than the
+    30 s obstore allows a whole request by default. Cut there, it would start again from byte 0."""
+    data = hashlib.shake_256(b"slow-whole").digest(4 * MiB)
+    sha = hashlib.sha256(data).hexdigest()
+    ObjectStoreRemote.from_url("s3://models/team").upload(
+        sha, len(data), blob_file(tmp_path, data), lambda n: None
+    )
+    with Meter(rclone.endpoint, rate=len(data) / 34) as meter:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", meter.url)
+        remote = ObjectStoreRemote.from_url("s3://models/team")
+
+        assert Downloader(store, client).fetch(job(remote.source(), data=data)) is True
+
+    assert store.blob_path(sha).read_bytes() == data
+    assert meter.served < 1.2 * len(data), "the object was sent once, not again from its start"
 
 
 @pytest.mark.slow

@@ -58,6 +58,11 @@ TAKEN_CHECK = 1024 * 1024 * 1024
 object meanwhile (then it stops): a few cheap requests per blob, at most this much sent in vain."""
 READ_TIMEOUT = timedelta(seconds=60)
 """A read that waits this long for a byte fails (and is retried): the end of a stalled GET."""
+REQUEST_TIMEOUT = timedelta(days=1)
+"""How long one request may take in all. obstore's default, 30 s, cut every GET and part upload
+that took longer: a blob read whole from a server that ignores Range (rclone serve s3) then started
+again from byte 0, so 8 hosts syncing 2 GiB at once made the server send 1.8x the bytes. Stalls
+are READ_TIMEOUT's to end."""
 _SCHEMES = ("s3", "gs", "az")
 _LIST_CHUNK = 1000
 
@@ -91,7 +96,7 @@ class ObjectStoreRemote:
                 f"{scheme}://… holds more than a bucket and a prefix",
                 hint="credentials come from the environment (AWS_ACCESS_KEY_ID…), never from the URL",
             )
-        options: ClientConfig = {"read_timeout": READ_TIMEOUT}
+        options: ClientConfig = {"read_timeout": READ_TIMEOUT, "timeout": REQUEST_TIMEOUT}
         if _endpoint().startswith("http://"):
             options["allow_http"] = True
         profile = _Profile.named(url) if scheme.lower() == "s3" else None
