@@ -7,14 +7,15 @@ from __future__ import annotations
 import base64
 import json
 from pathlib import Path
+from typing import get_args
 
 import pytest
 
 from alex_models.errors import UsageError, UserError
-from alex_models.lock import loads
+from alex_models.lock import Role, loads
 from alex_models.oci import Address
 from alex_models.oci.auth import Login, challenge, login_for
-from alex_models.oci.modelpack import ROLE, WEIGHT_RAW, model_artifact
+from alex_models.oci.modelpack import _ROLE_ORDER, ROLE, WEIGHT_CONFIG_RAW, WEIGHT_RAW, model_artifact
 from alex_models.remotes import open_remote
 
 SHA = "ab" * 32
@@ -125,3 +126,20 @@ def test_a_models_weights_come_first_shards_in_order_and_each_layer_says_its_rol
     assert config["modelfs"]["diffIds"] == [layer["digest"] for layer in manifest["layers"]]
     assert config["descriptor"]["revision"] == f"org/vision@{'c' * 40}"
     assert model_artifact("vision", entry) == artifact, "the same lock gives the same bytes"
+
+
+def test_every_role_a_lock_can_hold_has_a_place_and_a_preset_is_no_weight() -> None:
+    assert set(_ROLE_ORDER) == set(get_args(Role))
+    text = LOCK.replace("role: mmproj", "role: mtp").replace(
+        "    - {path: v-Q4_K_M-00002",
+        f"    - {{path: preset.ini, role: preset, size: 3, sha256: {'d4' * 32}}}\n    - {{path: v-Q4_K_M-00002",
+    )
+
+    manifest = json.loads(model_artifact("vision", loads(text).models["vision"]).manifest)
+
+    assert [(layer["mediaType"], layer["annotations"][ROLE]) for layer in manifest["layers"]] == [
+        (WEIGHT_RAW, "model"),
+        (WEIGHT_RAW, "model"),
+        (WEIGHT_RAW, "mtp"),
+        (WEIGHT_CONFIG_RAW, "preset"),
+    ]

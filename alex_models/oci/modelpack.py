@@ -14,7 +14,7 @@ import json
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
-from alex_models.lock import LockedFile, LockedModel
+from alex_models.lock import LockedFile, LockedModel, Role
 
 IMAGE_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 MODEL_ARTIFACT = "application/vnd.cncf.model.manifest.v1+json"
@@ -27,7 +27,7 @@ FILEPATH = "org.cncf.model.filepath"
 TITLE = "org.opencontainers.image.title"
 """The file name oras and other generic clients give a layer they pull."""
 ROLE = "io.alex-models.role"
-"""Our own layer annotation: the file's role in the lock (model, mmproj, lora, file)."""
+"""Our own layer annotation: the file's role in the lock (model, mmproj, lora, a draft head…)."""
 FILE_ARTIFACT = "application/vnd.alex-models.file.v1"
 EMPTY_CONFIG = "application/vnd.oci.empty.v1+json"
 EMPTY = b"{}"
@@ -35,7 +35,13 @@ _FILE_TYPES = {
     ".lock": "application/vnd.alex-models.lock.v1+yaml",
     ".yaml": "application/vnd.alex-models.manifest.v1+yaml",
 }
-_ROLE_ORDER = {"model": 0, "mmproj": 1, "lora": 2, "file": 3}
+_ROLE_ORDER: dict[Role, int] = {
+    "model": 0, "mtp": 1, "eagle3": 1, "dflash": 1, "dspark": 1,
+    "mmproj": 2, "lora": 3, "preset": 4, "file": 4,
+}  # fmt: skip
+"""Every role of the lock has a place (a test checks): weights, draft heads, projector, adapters,
+then the rest."""
+_NOT_WEIGHTS: frozenset[Role] = frozenset({"file", "preset"})
 
 
 @dataclass(frozen=True)
@@ -77,7 +83,7 @@ def model_artifact(name: str, entry: LockedModel) -> Artifact:
     )
     described = [
         _descriptor(
-            WEIGHT_RAW if file.role != "file" else WEIGHT_CONFIG_RAW,
+            WEIGHT_CONFIG_RAW if file.role in _NOT_WEIGHTS else WEIGHT_RAW,
             file.sha256,
             file.size,
             {FILEPATH: file.path, ROLE: file.role, TITLE: file.path},
