@@ -11,6 +11,7 @@ import signal
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from helpers import CLI, cli, progress_done, since_settled, start, wait_for
@@ -313,15 +314,9 @@ def test_a_secret_in_a_remote_url_of_the_manifest_is_refused_with_its_line(proje
     assert "hunter2" not in refused.stderr + refused.stdout
 
 
-@pytest.mark.slow
-def test_two_pushes_of_one_lock_at_once_both_succeed_and_each_blob_is_uploaded_once(
-    mirror_root: MirrorRoot, mirror: MirrorServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("HF_ENDPOINT", mirror.url)
-    folder, team = tmp_path / "ci", tmp_path / "team"
-    files = project_with_remote(folder, mirror_root, tmp_path, remote=team.as_uri(), padding=30_000_000)
-    ok(cli(folder, "sync"))
-
+def two_pushes_at_once(folder: Path) -> list[dict[str, Any]]:
+    """Two ``push --json`` of ``folder``'s lock started together, as two CI jobs would; both must
+    succeed. Their reports."""
     runs = [
         subprocess.Popen(
             [str(CLI), "push", "--json"],
@@ -334,9 +329,20 @@ def test_two_pushes_of_one_lock_at_once_both_succeed_and_each_blob_is_uploaded_o
         for _ in range(2)
     ]
     outputs = [run.communicate(timeout=120) for run in runs]
-
     assert [run.returncode for run in runs] == [0, 0], [err for _, err in outputs]
-    reports = [json.loads(out) for out, _ in outputs]
+    return [json.loads(out) for out, _ in outputs]
+
+
+@pytest.mark.slow
+def test_two_pushes_of_one_lock_at_once_both_succeed_and_each_blob_is_uploaded_once(
+    mirror_root: MirrorRoot, mirror: MirrorServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HF_ENDPOINT", mirror.url)
+    folder, team = tmp_path / "ci", tmp_path / "team"
+    files = project_with_remote(folder, mirror_root, tmp_path, remote=team.as_uri(), padding=30_000_000)
+    ok(cli(folder, "sync"))
+
+    reports = two_pushes_at_once(folder)
     uploaded = [b["sha256"] for report in reports for b in report["uploaded"]]
     digests = sorted(hashlib.sha256(d).hexdigest() for d in files.values())
     assert sorted(uploaded) == digests, "each blob uploaded by exactly one of them"
@@ -558,21 +564,7 @@ def test_two_hosts_pushing_one_lock_to_a_bucket_at_once_both_succeed_and_no_obje
     files["chat-Q4_K_M.gguf"] = big
     ok(cli(folder, "sync"))
 
-    runs = [
-        subprocess.Popen(
-            [str(CLI), "push", "--json"],
-            cwd=folder,
-            env=dict(os.environ),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for _ in range(2)
-    ]
-    outputs = [run.communicate(timeout=120) for run in runs]
-
-    assert [run.returncode for run in runs] == [0, 0], [err for _, err in outputs]
-    reports = [json.loads(out) for out, _ in outputs]
+    reports = two_pushes_at_once(folder)
     uploaded = [b["sha256"] for report in reports for b in report["uploaded"]]
     small, large = (hashlib.sha256(files[f"{n}-Q4_K_M.gguf"]).hexdigest() for n in ("embed", "chat"))
     assert uploaded.count(small) == 1, "created by one of them, skipped by the other"
