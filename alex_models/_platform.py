@@ -213,14 +213,33 @@ def remove_tree(path: Path) -> None:
 
 
 def replace(source: Path, target: Path) -> None:
-    """Rename ``source`` to ``target``, replacing a read-only file there (Windows refuses to)."""
+    """Rename ``source`` to ``target``, replacing a read-only file there (Windows refuses to), and
+    trying again for a few seconds while another program holds one of them (see ``_HELD``)."""
+    for pause in (*_HELD_PAUSES, None):
+        try:
+            _replace_writable(source, target)
+        except PermissionError as exc:
+            if pause is None or getattr(exc, "winerror", None) not in _HELD:
+                raise
+            time.sleep(pause)
+        else:
+            return
+
+
+def _replace_writable(source: Path, target: Path) -> None:
     try:
         source.replace(target)
-    except PermissionError:
-        if not target.is_file() or target.is_symlink():
+    except PermissionError as exc:
+        if getattr(exc, "winerror", None) in _HELD or not target.is_file() or target.is_symlink():
             raise
         target.chmod(target.lstat().st_mode | stat.S_IWUSR)
         source.replace(target)
+
+
+_HELD = (32, 33)
+"""Windows's sharing and lock violations: another program has the file open. A virus scanner
+opens each new file for a moment, just as a download renames it into place."""
+_HELD_PAUSES = (0.05, 0.1, 0.2, 0.4, 0.8, 1.6)
 
 
 def termination_signals() -> tuple[signal.Signals, ...]:

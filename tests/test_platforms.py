@@ -177,6 +177,7 @@ def test_sync_through_faults_survives_sigkill_then_verify_and_gc(
         assert events["symlink refused"] >= 1  # the Hugging Face cache snapshot: a hard link instead
         assert events["directory open refused"] >= 1
         assert events["read-only delete refused"] >= 2  # the damaged blob, the collected one and its view
+        assert events["sharing violation"] >= 3  # each new file held once: renamed into place after a wait
 
 
 def test_pull_places_the_verified_file(

@@ -10,8 +10,9 @@ CPython's documentation ("Availability" of each function):
 - Windows: besides those, ``os.pread``/``pwrite``, ``os.sendfile``, ``os.sync`` (not ``os.statvfs``:
   ``shutil.disk_usage`` is built on it here and on ``nt`` there, and our code calls only that).
   It refuses a symlink without a privilege most users lack (WinError 1314), opening a directory,
-  deleting or replacing a read-only file, and renaming onto an existing name: each refusal is
-  reproduced and logged.
+  deleting or replacing a read-only file, and renaming onto an existing name; and the first rename
+  of each new file meets a sharing violation (WinError 32), as when a virus scanner holds it for a
+  moment: each refusal is reproduced and logged.
 
 Not reproduced: Windows's refusal to rename or delete a file another handle has open, its path
 and drive-letter rules, signals other than SIGINT, and the real effect of ``F_FULLFSYNC``. Only
@@ -107,7 +108,17 @@ def _windows_refusals() -> None:
             raise FileExistsError(errno.EEXIST, "Cannot create a file when that file already exists", dst)
         real_rename(src, dst, **kwargs)
 
+    scanned: set[str] = set()
+
     def replace(src: Any, dst: Any, **kwargs: Any) -> None:
+        if os.fspath(src) not in scanned:  # a virus scanner opens each new file for a moment
+            scanned.add(os.fspath(src))
+            log("sharing violation")
+            held = PermissionError(
+                errno.EACCES, "The process cannot access the file because it is being used"
+            )
+            held.winerror = 32  # type: ignore[attr-defined]
+            raise held
         if _read_only_file(dst):
             log("replace of a read-only file refused")
             raise PermissionError(errno.EACCES, "Access is denied", dst)
