@@ -218,6 +218,8 @@ class ModelSpec(StrictModel):
     ``llama-server -hf --spec-type draft-<kind>`` picks it, and served with that --spec-type."""
     sidecar_file: RelPath | None = None
     """The draft head's path in the repo, when the pick is ambiguous (or to pin it)."""
+    preset: bool | None = None
+    """``false``: leave the repo's ``preset.ini`` out (its settings apply to every model from it)."""
     runtime: Runtime | None = None
 
     @model_validator(mode="after")
@@ -229,7 +231,7 @@ class ModelSpec(StrictModel):
         if self.url is not None:
             extra = [
                 key
-                for key in ("repo", "revision", "mmproj", "lora", "sidecar", "sidecar_file")
+                for key in ("repo", "revision", "mmproj", "lora", "sidecar", "sidecar_file", "preset")
                 if getattr(self, key) is not None
             ]
             if extra:
@@ -263,6 +265,7 @@ class ModelSpec(StrictModel):
             lora=None if self.lora is None else sorted(set(self.lora)),
             sidecar=self.sidecar,
             sidecar_file=self.sidecar_file,
+            preset=False if self.preset is False else None,  # locks from before the key stay current
         )
 
 
@@ -282,6 +285,7 @@ class ModelInput(StrictModel):
     lora: list[str] | None = None
     sidecar: str | None = None
     sidecar_file: str | None = None
+    preset: bool | None = None
     url: str | None = None
     sha256: str | None = None
 

@@ -92,7 +92,7 @@ def select(name: str, wanted: ModelInput, snapshot: RepoSnapshot) -> list[tuple[
     where = f"model {name!r}: {snapshot.repo} at {snapshot.revision} ({snapshot.commit[:12]})"
     picked = _main_files(where, wanted, files)
     picked.update(_sidecars(where, wanted, picked, files))
-    if PRESET in files:
+    if PRESET in files and wanted.preset is not False:
         picked[PRESET] = "preset"
     for pattern in wanted.lora or []:
         adapters = [p for p in files if p == pattern or fnmatchcase(p, pattern)]

@@ -236,7 +236,7 @@ def test_every_problem_is_shown_on_its_own_line_with_its_location_and_hint() -> 
     error = refused(
         "version: 1\nmodels:\n  m: {repo: a/b, quant: Q, bad1: 1}\n  n:\n    repo: a/c\n    qaunt: Q\n"
     )
-    known = "known keys here: repo, revision, file, files, quant, url, sha256, mmproj, lora, draft, sidecar, sidecar_file, runtime"
+    known = "known keys here: repo, revision, file, files, quant, url, sha256, mmproj, lora, draft, sidecar, sidecar_file, preset, runtime"
     assert error.message.splitlines() == [
         f"{FILENAME}:3:28: unknown key 'bad1' in models.m ({known})",
         f"{FILENAME}:6:5: unknown key 'qaunt' in models.n (did you mean 'quant'?)",

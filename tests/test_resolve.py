@@ -85,6 +85,7 @@ SELECTED = [
     ("sidecar-never-the-model", {"quant": "Q8_0", "sidecar": "eagle3"}, ["m-Q8_0.gguf", "eagle3-m-Q8_0.gguf", "dflash-m-Q8_0.gguf"], [("eagle3-m-Q8_0.gguf", "eagle3"), ("m-Q8_0.gguf", "model")]),
     ("sidecar-file-named", {"quant": "Q8_0", "sidecar": "dflash", "sidecar_file": "dflash-a-F16.gguf"}, ["m-Q8_0.gguf", "dflash-a-F16.gguf", "dflash-b-F16.gguf"], [("dflash-a-F16.gguf", "dflash"), ("m-Q8_0.gguf", "model")]),
     ("preset-is-locked", {"quant": "Q8_0"}, ["m-Q8_0.gguf", "preset.ini", "sub/preset.ini"], [("m-Q8_0.gguf", "model"), ("preset.ini", "preset")]),
+    ("preset-left-out", {"quant": "Q8_0", "preset": False}, ["m-Q8_0.gguf", "preset.ini"], [("m-Q8_0.gguf", "model")]),
 ]
 # fmt: on
 
