@@ -164,7 +164,7 @@ class _Shown:
 
     def __init__(self, progress: Progress, blobs: dict[str, RemoteBlob]) -> None:
         self.progress = progress
-        self.jobs = {key: FileJob(b.sha256, b.size, (), b.label) for key, b in blobs.items()}
+        self.jobs = {key: blob.shown() for key, blob in blobs.items()}
         self.current: FileJob | None = None
 
     def __call__(self, key: str, count: int) -> None:
@@ -274,7 +274,7 @@ class _Import:
         only if its SHA256 is the one its name says; removed on any failure."""
         partial = self.store.partial_path(blob.sha256)
         digest = hashlib.sha256()
-        shown = FileJob(blob.sha256, blob.size, (), blob.label)
+        shown = blob.shown()
         self.progress.started(shown, 0)
         try:
             try:

@@ -37,6 +37,10 @@ class RemoteBlob:
     models: tuple[str, ...]
     """The selected models that use it."""
 
+    def shown(self) -> FileJob:
+        """The blob as a progress display shows a file (sent or copied: no source to fetch from)."""
+        return FileJob(self.sha256, self.size, (), self.label)
+
 
 @dataclass(frozen=True)
 class PushResult:
@@ -210,7 +214,7 @@ def _upload_all(
     stop = threading.Event()
 
     def upload(blob: RemoteBlob) -> bool:
-        shown = FileJob(blob.sha256, blob.size, (), blob.label)
+        shown = blob.shown()
 
         def advanced(count: int) -> None:
             if stop.is_set():
