@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -76,6 +77,24 @@ def small_disk(mount_point: Path, size: int, monkeypatch: pytest.MonkeyPatch) ->
         yield mount_point
     finally:
         subprocess.run(["umount", "-l", str(mount_point)], check=True)
+
+
+def fill(path: Path) -> int:
+    """Write zeros to ``path`` until the filesystem is full; the bytes written."""
+    written = 0
+    zeros = bytes(1024 * 1024)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
+    try:
+        while True:
+            try:
+                written += os.write(fd, zeros)
+            except OSError as exc:
+                if exc.errno != errno.ENOSPC:
+                    raise
+                break
+    finally:
+        os.close(fd)
+    return written
 
 
 @contextlib.contextmanager

@@ -3,37 +3,17 @@ without): too small from the start, and filled up by someone else mid-download."
 
 from __future__ import annotations
 
-import errno
-import os
 from pathlib import Path
 
 import pytest
 from faultkit import MB, locked_project
-from helpers import blob, blob_files, cdn_gets, cli, home, progress_done, sha_file, small_disk, start
+from helpers import blob, blob_files, cdn_gets, cli, fill, home, progress_done, sha_file, small_disk, start
 from helpers import wait_for as wait_until
 
 from alex_models._units import human_size
 from alex_models.mirror import MirrorRoot, MirrorServer
 
 MiB = 1024 * 1024
-
-
-def fill(path: Path) -> int:
-    """Write zeros to ``path`` until the filesystem is full; the bytes written."""
-    written = 0
-    zeros = b"\0" * MiB
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
-    try:
-        while True:
-            try:
-                written += os.write(fd, zeros)
-            except OSError as exc:
-                if exc.errno != errno.ENOSPC:
-                    raise
-                break
-    finally:
-        os.close(fd)
-    return written
 
 
 @pytest.mark.slow
