@@ -12,13 +12,15 @@ per blob, which the downloader holds while it works: whichever comes second wait
 blob. Either way upstream sends the file once.
 
 Bytes are served only after verification, never while they stream. A file's SHA256 is known only
-after its last byte, so a client served the prefix of a download that then fails has nothing in
-HTTP to tell it so but a connection cut before ``Content-Length``. Hub clients resume a cut
-download (``huggingface_hub`` keeps ``.incomplete`` and continues with ``Range``) and check only
-the size, never the SHA256: the wrong prefix would be kept, the rest appended from a good source,
-and a right-sized wrong file would be loaded with nobody the wiser. Waiting costs the first client
-the download's time (the mirror is on the same network as its clients, so it is about that long
-either way); it can never cost a wrong file.
+after its last byte, so a client served the prefix of a download that then fails could learn it
+only from a connection cut before ``Content-Length`` (HTTP/1.1 has no later status). Hub clients
+take a cut as a reason to resume, not to distrust: ``huggingface_hub`` (``http_get``) keeps what
+it read, asks for the rest with ``Range`` and checks the size, never the SHA256. The wrong prefix
+would be kept, the rest appended from the retried (good) download, and a right-sized wrong file
+loaded with nobody the wiser. Holding back the last bytes until the verdict does not help against that.
+The price of waiting: the first client's first byte comes when the download is verified (the
+hasher follows the written prefix, so that is moments after the last byte), and its last byte one
+transfer of the file over the mirror's own link later.
 
 Failures, each for the next ``fetch`` of the blob to retry: upstream gone mid-file is a
 ``RemoteError`` (exit 4) and leaves the partial file and its record in ``tmp/``, so the retry
@@ -32,7 +34,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import TracebackType
 
@@ -76,11 +78,11 @@ class _Flight:
 class PullThrough:
     """Fetches locked files the store lacks from ``upstream_endpoint`` (a Hub, or another mirror).
 
-    ``token`` is sent to that endpoint's origin only (the mirror's own ``HF_TOKEN``; clients of the
-    mirror need none), and is never in a message or a log line. ``log`` receives one line per
-    download started, stored or failed (default: the mirror's stderr). Safe to call from many
-    threads; ``close`` (or leaving the ``with`` block) stops downloads in flight, keeping their
-    partial files for the next start.
+    ``token`` is sent to that endpoint's origin only (the mirror's own ``HF_TOKEN``, which the
+    caller looks up: ``hub.hub_token()``; None sends none; clients of the mirror need none), and is
+    never in a message or a log line. ``log`` receives one line per download stored or failed
+    (default: the mirror's stderr). Safe to call from many threads; ``close`` (or leaving the
+    ``with`` block) stops downloads in flight, keeping their partial files for the next start.
     """
 
     def __init__(
@@ -187,7 +189,7 @@ class PullThrough:
         if downloaded:
             self._counted.add(fetches=1)
             self._log(f"pull-through: {label} stored, {human_size(file.size)} from {source.name}")
-        else:  # another process on the store fetched it while this one waited for its lock
+        else:  # another process on the store stored it while this one waited for its lock
             self._counted.add(joined=1)
 
 
@@ -210,13 +212,9 @@ class _Counted(NoProgress):
 
     def add(self, **counts: int) -> None:
         with self._lock:
-            self._stats = PullStats(
-                **{name: getattr(self._stats, name) + counts.get(name, 0) for name in _COUNTERS}
-            )
+            now = self._stats
+            self._stats = replace(now, **{name: getattr(now, name) + n for name, n in counts.items()})
 
     def snapshot(self) -> PullStats:
         with self._lock:
             return self._stats
-
-
-_COUNTERS = tuple(PullStats.__dataclass_fields__)
