@@ -191,6 +191,46 @@ def test_upstream_gone_mid_file_is_a_network_error_storing_nothing_and_the_next_
     assert lines[1] == f"pull-through: {LABEL} stored, {human_size(up.file.size)} from {up.server.url}"
 
 
+@pytest.mark.slow
+def test_upstream_that_drops_mid_file_then_answers_503_fails_after_its_retries_and_the_next_fetch_resumes(
+    publish: Callable[..., Upstream], store: Store
+) -> None:
+    up = publish(3 * MB)
+    up.server.faults.add("bandwidth=1MB,on=cdn")
+    up.server.faults.add("drop-after=1MB,on=cdn,times=1")
+    options = DownloadOptions(retry=RetryPolicy(attempts=3, base=0.05))
+    outcome: list[RemoteError] = []
+
+    def caller() -> None:
+        try:
+            pull.fetch(REPO, up.commit, up.file)
+        except RemoteError as error:
+            outcome.append(error)
+
+    with PullThrough(store, up.server.url, None, options=options, log=lambda line: None) as pull:
+        fetching = threading.Thread(target=caller)
+        fetching.start()
+        record = store.progress_path(up.file.sha256)
+        wait_for(lambda: progress_done(record) > 0, "the first bytes")
+        up.server.faults.add("status=503")  # down: every request from now on, until cleared
+        fetching.join(timeout=30)
+        [error] = outcome
+        assert error.exit_code == 4
+        assert "gave up on" in error.message
+        assert not store.blob_path(up.file.sha256).exists()
+        kept = progress_done(record)
+
+        up.server.faults.clear()
+        path = pull.fetch(REPO, up.commit, up.file)
+        stats = pull.stats()
+
+    assert sha_file(path) == up.file.sha256
+    assert kept == 1_000_000
+    retry = cdn_gets(upstream_log(up), NAME)[-1]
+    assert retry.range == f"bytes={kept}-{up.file.size - 1}"
+    assert stats == PullStats(fetches=2, upstream_bytes=up.file.size, joined=0, hits=0, failures=1)
+
+
 def test_wrong_bytes_from_upstream_are_an_integrity_error_and_never_stored(
     publish: Callable[..., Upstream], store: Store
 ) -> None:
