@@ -50,6 +50,9 @@ from alex_models.mirror.stderr import write_stderr
 from alex_models.sources import HubSource
 from alex_models.store import Store
 
+_STOP_WAIT = 5.0
+"""Seconds ``close`` gives downloads to checkpoint and stop (they take a fraction of one)."""
+
 
 @dataclass(frozen=True)
 class PullStats:
@@ -155,9 +158,14 @@ class PullThrough:
         return self._counted.snapshot()
 
     def close(self) -> None:
-        """Stop every download in flight at its next chunk (each keeps what arrived, and its
-        callers get a ``RemoteError``), and release the connections."""
+        """Stop every download in flight at its next chunk, and return once they have stopped
+        (each keeps what arrived, for the next start to resume; its callers get a ``RemoteError``);
+        then release the connections."""
         self._downloader.cancel()
+        with self._guard:
+            flights = list(self._flights.values())
+        for flight in flights:
+            flight.done.wait(_STOP_WAIT)
         if self._own_client:
             self._http.close()
 

@@ -321,7 +321,7 @@ def test_an_upstream_url_with_credentials_in_it_is_refused(store: Store) -> None
         PullThrough(store, f"https://user:{TOKEN}@hub.example", None)
 
 
-def test_close_stops_a_download_in_flight_keeping_what_arrived(
+def test_close_stops_a_download_in_flight_and_returns_once_it_has_kept_what_arrived(
     publish: Callable[..., Upstream], store: Store
 ) -> None:
     up = publish(2 * MB)
@@ -339,9 +339,9 @@ def test_close_stops_a_download_in_flight_keeping_what_arrived(
     fetching.start()
     wait_for(lambda: progress_done(store.progress_path(up.file.sha256)) > 0, "the first bytes")
     pull.close()
-    fetching.join(timeout=10)
 
-    [error] = outcome
+    [error] = outcome  # close() returned once the download had stopped
+    fetching.join()
     assert str(error).startswith(f"{LABEL}: the mirror stopped while fetching it from {up.server.url}")
     assert not store.blob_path(up.file.sha256).exists()
     assert progress_done(store.progress_path(up.file.sha256)) > 0
