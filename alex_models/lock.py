@@ -71,6 +71,9 @@ class LockedModel(StrictModel):
     revision: str | None = None
     commit: Commit | None = None
     url: str | None = None
+    preset_of: ModelName | None = None
+    """The model whose repo's ``preset.ini`` names this one as its draft (``hf-repo-draft``): the
+    entry goes with that model, not with the manifest."""
     files: list[LockedFile]
 
     @field_validator("files")
@@ -137,7 +140,7 @@ def _entry_map(entry: LockedModel) -> CommentedMap:
     data: dict[str, Any] = entry.model_dump(exclude_none=True)
     node = CommentedMap()
     node["input"] = _flow(data.pop("input"))
-    for key in ("source", "repo", "revision", "commit", "url"):
+    for key in ("preset_of", "source", "repo", "revision", "commit", "url"):
         if key in data:
             node[key] = _text(data[key])
     files = CommentedSeq()
@@ -220,7 +223,8 @@ class Drift:
 def drift(manifest: Manifest, lock: Lock | None) -> list[Drift]:
     """Entries of ``lock`` that no longer match ``manifest``, by name; empty when the lock is fresh."""
     wanted = manifest.inputs()
-    locked = {} if lock is None else {name: entry.input for name, entry in lock.models.items()}
+    # A preset's draft goes with its model: the manifest does not list it.
+    locked = {} if lock is None else {n: e.input for n, e in lock.models.items() if e.preset_of is None}
     found: list[Drift] = []
     for name in sorted(wanted.keys() | locked.keys()):
         before, after = locked.get(name), wanted.get(name)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from alex_models.emit.flags import ServerFlags
-from alex_models.emit.repo_preset import repo_settings
+from alex_models.emit.repo_preset import repo_preset
 from alex_models.errors import UserError
 from alex_models.lock import Lock, LockedFile, LockedModel
 from alex_models.manifest import Manifest, Runtime
@@ -87,24 +87,30 @@ def server_specs(
     specs = [_spec(manifest, lock, view_path, manifest_dir, name) for name in order]
     if read_preset is None:
         return specs
-    return [_with_preset(spec, lock.models[spec.name], view_path, read_preset, flags) for spec in specs]
+    return [_with_preset(spec, lock, view_path, read_preset, flags) for spec in specs]
 
 
 def _with_preset(
-    spec: ServerSpec,
-    entry: LockedModel,
-    view_path: ViewPath,
-    read_preset: ReadPreset,
-    flags: ServerFlags | None,
+    spec: ServerSpec, lock: Lock, view_path: ViewPath, read_preset: ReadPreset, flags: ServerFlags | None
 ) -> ServerSpec:
+    entry = lock.models[spec.name]
     preset = next((f for f in entry.files if f.role == "preset"), None)
     if preset is None or entry.repo is None:
         return spec
     path = view_path(entry, preset)
-    settings = repo_settings(
-        read_preset(path), str(path), entry.repo, entry.input.quant, flags or ServerFlags()
-    )
-    return replace(spec, preset=tuple(settings))
+    found = repo_preset(read_preset(path), str(path), entry.repo, entry.input.quant, flags or ServerFlags())
+    if found.draft is not None and _preset_draft(lock, spec.name) is None:
+        raise UserError(
+            f"{found.draft.where}: the preset names draft {found.draft.repo}, and the lock holds none "
+            f"for model {spec.name!r}",
+            hint=f"run 'alex-models lock --upgrade-model {spec.name}'",
+        )
+    return replace(spec, preset=found.settings)
+
+
+def _preset_draft(lock: Lock, name: str) -> tuple[str, LockedModel] | None:
+    """The lock entry of the draft ``name``'s repo preset points at, with its name."""
+    return next(((n, e) for n, e in lock.models.items() if e.preset_of == name), None)
 
 
 def _spec(manifest: Manifest, lock: Lock, view_path: ViewPath, manifest_dir: Path, name: str) -> ServerSpec:
@@ -129,6 +135,9 @@ def _spec(manifest: Manifest, lock: Lock, view_path: ViewPath, manifest_dir: Pat
                 hint="run 'alex-models lock'",
             )
         draft = _main_view(lock.models[spec.draft], view_path, spec.draft)
+    from_preset = _preset_draft(lock, name)
+    if draft is None and from_preset is not None:  # the manifest's own draft wins over the preset's
+        draft = _main_view(from_preset[1], view_path, from_preset[0])
     template = None
     if runtime.chat_template_file is not None:
         template = Path(runtime.chat_template_file).expanduser()
