@@ -14,7 +14,6 @@ from alex_models import api
 from alex_models.emit.flags import parse_help
 from alex_models.lock import loads
 from alex_models.mirror import MirrorRoot, MirrorServer
-from alex_models.presetini import PresetError
 from alex_models.tinymodels import write_tiny_gguf
 
 REPO, OTHER = "org/vision", "org/other"
