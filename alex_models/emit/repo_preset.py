@@ -64,7 +64,7 @@ def repo_preset(text: str, filename: str, repo: str, quant: str | None, flags: S
         )
         if name == GLOBAL or about_me:
             for setting in settings.values():
-                option = _check(setting, name, filename, repo, flags)
+                option = _check(setting, name, filename, flags)
                 if option is not None:
                     merged[option] = setting
         elif points_at is not None:
@@ -83,8 +83,8 @@ def _draft(merged: dict[str, Setting], filename: str) -> PresetDraft | None:
     repos = [merged.pop(option) for option in sorted(_DRAFT_REPO & merged.keys())]
     files = [merged.pop(option) for option in sorted(_DRAFT_FILE & merged.keys())]
     if not repos:
-        for setting in files:  # a path on the publisher's machine
-            raise _names_files(setting, filename)
+        if files:  # a path on the publisher's machine
+            raise _names_files(files[0], filename)
         return None
     setting = max(repos, key=lambda s: s.line)
     where = f"{filename}:{setting.line}"
@@ -105,7 +105,7 @@ def _repo_and_tag(value: str) -> tuple[str, str | None]:
     return parts[0], (parts[-1] if len(parts) > 1 else None)
 
 
-def _check(setting: Setting, section: str, filename: str, repo: str, flags: ServerFlags) -> str | None:
+def _check(setting: Setting, section: str, filename: str, flags: ServerFlags) -> str | None:
     """The setting's long option; None for the ``hf-repo`` that names this very repo."""
     option, _ = flags.canonical(setting.key)
     if option == _HF_REPO and section != GLOBAL:
