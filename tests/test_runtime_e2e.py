@@ -333,8 +333,8 @@ def test_the_emitted_router_preset_loads_every_locked_model_from_the_store_offli
         tiny = models["tiny"]["status"]["args"]
         assert tiny[tiny.index("--top-k") + 1] == "20"
         assert "--no-jinja" in tiny
-        draft = flags.canonical(flags.draft.lstrip("-"))[0]  # the router writes the main spelling
-        assert tiny[tiny.index(draft) + 1] == str(views["tiny.draft"]), tiny
+        draft_option = flags.canonical(flags.draft.lstrip("-"))[0]  # the router writes the main spelling
+        assert tiny[tiny.index(draft_option) + 1] == str(views["tiny.draft"]), tiny
         assert "--top-k" not in models["tiny-split"]["status"]["args"]
         for name in models:
             assert_probe_matches(proj, name, server.base_url)

@@ -20,7 +20,7 @@ from alex_models.lockdiff import ModelChange, lock_changes
 from alex_models.manifest import DEFAULT_REVISION, Manifest, load_manifest
 from alex_models.manifest_edit import EMPTY_MANIFEST, STARTER_MANIFEST, model_name_for, with_model
 from alex_models.presetini import PresetError
-from alex_models.remote import Facts, PresetDraft, Remote, RemoteFile, RepoSnapshot
+from alex_models.remote import Facts, PresetDraft, Remote, RepoSnapshot
 from alex_models.resolve import Plan, Upgrade, plan, presets, resolve, unhashed
 from alex_models.settings import Settings
 
@@ -160,15 +160,13 @@ def _read_presets(
     """Each repo preset the lock takes, read once: its SHA256, and the draft it points at. A preset
     that emit could not use fails here, at lock time, with its file and line."""
     found = presets(chosen, snapshots)
-
-    def read(item: tuple[str, RepoSnapshot, RemoteFile]) -> bytes:
-        _, snapshot, preset = item
-        return remote.file_bytes(snapshot.repo, snapshot.commit, preset.path, preset.size)
-
-    hashes: dict[tuple[str, str, str], str] = {}
+    # Models from one repo and commit share its preset: one request for it.
+    files = sorted({(s.repo, s.commit, f.path, f.size) for _, s, f in found})
+    bodies = dict(zip(files, in_parallel(files, lambda item: remote.file_bytes(*item)), strict=True))
+    hashes = {item[:3]: hashlib.sha256(body).hexdigest() for item, body in bodies.items()}
     drafts: dict[str, PresetDraft] = {}
-    for (name, snapshot, preset), body in zip(found, in_parallel(found, read), strict=True):
-        hashes[(snapshot.repo, snapshot.commit, preset.path)] = hashlib.sha256(body).hexdigest()
+    for name, snapshot, preset in found:
+        body = bodies[(snapshot.repo, snapshot.commit, preset.path, preset.size)]
         where = f"{snapshot.repo}/{preset.path}"
         wanted = chosen.resolve[name]
         text = _preset_text(body, where)
