@@ -73,6 +73,30 @@ def stream_sha256(
         raise RemoteError(f"GET {without_query(url)} failed: {type(exc).__name__}: {exc}") from None
 
 
+def read_bytes(
+    client: httpx2.Client, url: str, *, limit: int, retry: RetryPolicy | None = None
+) -> bytes | None:
+    """The body of ``url`` when it is at most ``limit`` bytes; None (having read no more than that)
+    when it is longer."""
+
+    def attempt() -> bytes | None:
+        body = bytearray()
+        with client.stream("GET", url) as response:
+            response.raise_for_status()
+            for chunk in response.iter_bytes(_CHUNK):
+                body += chunk
+                if len(body) > limit:
+                    return None
+        return bytes(body)
+
+    try:
+        return (retry or RetryPolicy()).call(attempt, _retryable)
+    except httpx2.HTTPStatusError as exc:
+        raise HTTPStatusFailure(url, exc.response.status_code) from None
+    except httpx2.HTTPError as exc:
+        raise RemoteError(f"GET {without_query(url)} failed: {type(exc).__name__}: {exc}") from None
+
+
 def content_length(client: httpx2.Client, url: str, *, retry: RetryPolicy | None = None) -> int | None:
     """The size a HEAD reports for ``url``, or None when the server does not say."""
 

@@ -36,6 +36,7 @@ from alex_models.fetch import (
     content_length,
     file_url,
     new_client,
+    read_bytes,
     stream_sha256,
     transport_verdict,
 )
@@ -152,6 +153,18 @@ class HubRemote:
                 hint=f"the server at {self.endpoint} is inconsistent; retry, or report it",
             )
         return sha256
+
+    def file_bytes(self, repo: str, commit: str, path: str, size: int) -> bytes:
+        self._online(f"download {repo}/{path}")
+        url = file_url(self.endpoint, repo, commit, path)
+        body = read_bytes(self._hub_http, url, limit=size, retry=self._retry)
+        if body is None or len(body) != size:
+            raise IntegrityError(
+                f"{repo}/{path} at {commit[:12]}: the endpoint listed {size} bytes but sent "
+                f"{'more' if body is None else len(body)}",
+                hint=f"the server at {self.endpoint} is inconsistent; retry, or report it",
+            )
+        return body
 
     def url_file(self, url: str, sha256: str | None) -> UrlFile:
         self._online(f"fetch {url}")

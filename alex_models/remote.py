@@ -42,6 +42,20 @@ class UrlFile:
 
 
 @dataclass(frozen=True)
+class PresetDraft:
+    """The draft model a repo's ``preset.ini`` points at (``hf-repo-draft = org/repo:Q4_K_M``),
+    locked beside the model that takes the preset."""
+
+    repo: str
+    tag: str | None
+    """The quant after ``:``, upper-cased; None picks as llama.cpp does without one."""
+    file: str | None
+    """The draft's path in that repo (the section's ``model-draft``), when the preset names it."""
+    where: str
+    """``org/name/preset.ini:LINE`` of the key, for messages."""
+
+
+@dataclass(frozen=True)
 class Facts:
     """Everything the resolver needs to know about remote sources."""
 
@@ -50,6 +64,8 @@ class Facts:
     hashes: Mapping[tuple[str, str, str], str] = field(default_factory=dict)
     """SHA256 of plain git files, by (repo, commit, path)."""
     urls: Mapping[str, UrlFile] = field(default_factory=dict)
+    preset_drafts: Mapping[str, PresetDraft] = field(default_factory=dict)
+    """The draft each freshly resolved model's repo preset names, by model name."""
 
 
 class Remote(Protocol):
@@ -61,6 +77,10 @@ class Remote(Protocol):
 
     def file_sha256(self, repo: str, commit: str, path: str, size: int) -> str:
         """Download a plain git file once and hash it (the Hub reports no SHA256 for those)."""
+        ...
+
+    def file_bytes(self, repo: str, commit: str, path: str, size: int) -> bytes:
+        """A small file of a repo (a ``preset.ini``), read whole: the lock reads what it pins."""
         ...
 
     def url_file(self, url: str, sha256: str | None) -> UrlFile:

@@ -69,6 +69,32 @@ def best(paths: Iterable[str], model: str, word: str, tag: str | None = None) ->
     return sorted(path for score, path in ranked if score == top)
 
 
+DEFAULT_TAGS = ("Q4_K_M", "Q8_0")
+"""What ``-hf org/repo`` without ``:QUANT`` looks for, in order."""
+
+
+def best_model(paths: Iterable[str], tag: str | None) -> list[str]:
+    """llama.cpp's ``find_best_model``: the models (first shards) whose path has the tag before a
+    ``.`` or ``-``; without a tag, Q4_K_M's, else Q8_0's, else any. llama.cpp takes the first in
+    the Hub's listing order; this returns them all, sorted, for the caller to refuse a tie."""
+    models = sorted(
+        path
+        for path in paths
+        if path.endswith(".gguf") and is_model_name(path) and _is_first_part(path[: -len(".gguf")])
+    )
+    for wanted in [tag] if tag else DEFAULT_TAGS:
+        pattern = re.compile(rf"{re.escape(wanted)}[.-]", re.IGNORECASE)
+        found = [path for path in models if pattern.search(path)]
+        if found:
+            return found
+    return [] if tag else models
+
+
+def _is_first_part(prefix: str) -> bool:
+    split = _SPLIT_SUFFIX.match(prefix)
+    return split is None or int(split[2]) == 1
+
+
 def is_model_name(path: str) -> bool:
     """Whether llama.cpp would take this .gguf as a model (not a projector, imatrix or draft head)."""
     name = path.rsplit("/", 1)[-1]

@@ -11,15 +11,17 @@ from typing import Any, cast
 import pytest
 from ruamel.yaml import YAML
 
+from alex_models import emit
 from alex_models.emit import PROVIDER_ALIASES, ServerSpec, single
 from alex_models.emit import llama_cpp as render
+from alex_models.emit.app_config import alex_config
 from alex_models.emit.flags import KNOWN_ENV, ServerFlags, parse_help
 from alex_models.errors import UserError
 from alex_models.formats import Shell
 from alex_models.manifest import Runtime
 
 BUILT_IN = ServerFlags()
-HEADER = render.HEADER
+HEADER = emit.HEADER
 
 
 def posix_path(text: str) -> Path:
@@ -493,7 +495,7 @@ logging: {level: info}
 
 
 def test_alex_config_alone_is_the_exact_provider_block() -> None:
-    assert render.alex_config(qwen()) == (
+    assert alex_config(qwen()) == (
         f"# {HEADER}\n"
         "runtime:\n"
         "  llm_provider: llama.cpp\n"
@@ -503,7 +505,7 @@ def test_alex_config_alone_is_the_exact_provider_block() -> None:
 
 
 def test_alex_config_merge_keeps_comments_order_and_unrelated_keys_and_drops_the_api_key() -> None:
-    merged = render.alex_config(qwen(), existing=APP_CONFIG)
+    merged = alex_config(qwen(), existing=APP_CONFIG)
 
     assert merged == (
         "# The app's settings.\n"
@@ -528,7 +530,7 @@ def test_alex_config_removes_the_api_key_wherever_it_stands_and_keeps_the_commen
     first = "runtime:\n  api_key: sk-1  # remote\n  # about the provider\n  llm_provider: openai\n# the end\n"
     last = "runtime:\n  llm_provider: openai\n  api_key: sk-1\n# --- logging ---\nlogging:\n  level: info\n"
 
-    assert render.alex_config(qwen(), existing=first) == (
+    assert alex_config(qwen(), existing=first) == (
         "runtime:\n"
         "  # about the provider\n"
         "  llm_provider: llama.cpp\n"
@@ -536,7 +538,7 @@ def test_alex_config_removes_the_api_key_wherever_it_stands_and_keeps_the_commen
         "  llm_model: qwen\n"
         "# the end\n"
     )
-    assert render.alex_config(qwen(), existing=last) == (
+    assert alex_config(qwen(), existing=last) == (
         "runtime:\n"
         "  llm_provider: llama.cpp\n"
         "  base_url: http://127.0.0.1:8080/v1\n"
@@ -550,7 +552,7 @@ def test_alex_config_removes_the_api_key_wherever_it_stands_and_keeps_the_commen
 def test_alex_config_adds_a_runtime_block_after_the_existing_keys_and_comments() -> None:
     existing = "app:\n  name: demo\n  tags:\n    - a  # first\n# the end\n"
 
-    assert render.alex_config(qwen(), existing=existing) == (
+    assert alex_config(qwen(), existing=existing) == (
         "app:\n"
         "  name: demo\n"
         "  tags:\n"
@@ -564,7 +566,7 @@ def test_alex_config_adds_a_runtime_block_after_the_existing_keys_and_comments()
 
 
 def test_alex_config_merged_into_a_file_of_comments_only_keeps_them() -> None:
-    merged = render.alex_config(qwen(), existing="# my app\n# settings follow\n")
+    merged = alex_config(qwen(), existing="# my app\n# settings follow\n")
 
     assert merged.startswith("# my app\n# settings follow\nruntime:\n")
     assert HEADER not in merged
@@ -574,7 +576,7 @@ def test_alex_config_merged_into_a_file_of_comments_only_keeps_them() -> None:
 def test_alex_config_keeps_the_users_spelling_of_the_provider(spelling: str) -> None:
     existing = f"runtime:\n  llm_provider: {spelling}\n  llm_model: old\n  base_url: http://old:1/v1\n"
 
-    merged = load_yaml(render.alex_config(qwen(), existing=existing))
+    merged = load_yaml(alex_config(qwen(), existing=existing))
 
     assert merged == {
         "runtime": {"llm_provider": spelling, "llm_model": "qwen", "base_url": "http://127.0.0.1:8080/v1"}
@@ -583,7 +585,7 @@ def test_alex_config_keeps_the_users_spelling_of_the_provider(spelling: str) -> 
 
 def test_alex_config_replaces_another_provider_and_sets_base_url_and_model() -> None:
     merged = load_yaml(
-        render.alex_config(qwen(), existing="runtime:\n  llm_provider: ollama\n  llm_model: llama3\n")
+        alex_config(qwen(), existing="runtime:\n  llm_provider: ollama\n  llm_model: llama3\n")
     )
 
     assert merged == {
@@ -594,23 +596,23 @@ def test_alex_config_replaces_another_provider_and_sets_base_url_and_model() -> 
 def test_alex_config_base_url_follows_host_and_port_or_the_given_url() -> None:
     ipv6 = bare("six", host="::1", port=9001)
 
-    assert load_yaml(render.alex_config(ipv6)) == {
+    assert load_yaml(alex_config(ipv6)) == {
         "runtime": {"llm_provider": "llama.cpp", "base_url": "http://[::1]:9001/v1", "llm_model": "six"}
     }
-    given = load_yaml(render.alex_config(ipv6, base_url="http://gpu-box:8080/v1"))
+    given = load_yaml(alex_config(ipv6, base_url="http://gpu-box:8080/v1"))
     assert isinstance(given, dict)
     assert given["runtime"]["base_url"] == "http://gpu-box:8080/v1"
 
 
 def test_alex_config_refuses_to_merge_into_a_yaml_list() -> None:
     with pytest.raises(UserError, match="not a YAML mapping"):
-        render.alex_config(qwen(), existing="- one\n- two\n")
+        alex_config(qwen(), existing="- one\n- two\n")
 
 
 def test_alex_config_merged_again_is_unchanged() -> None:
-    once = render.alex_config(qwen(), existing=APP_CONFIG)
+    once = alex_config(qwen(), existing=APP_CONFIG)
 
-    assert render.alex_config(qwen(), existing=once) == once
+    assert alex_config(qwen(), existing=once) == once
 
 
 # -- determinism, single ---------------------------------------------------------------------------
@@ -626,7 +628,7 @@ def test_every_renderer_gives_the_same_bytes_for_the_same_input() -> None:
             render.router_preset(specs, BUILT_IN),
             render.llama_swap(specs, BUILT_IN),
             render.llama_cpp_python(specs),
-            render.alex_config(specs[0], existing=APP_CONFIG),
+            alex_config(specs[0], existing=APP_CONFIG),
         ]
 
     first, second = all_formats(), all_formats()

@@ -3,6 +3,7 @@ repo's preset a model gets (``emit.repo_preset``)."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -10,9 +11,11 @@ import pytest
 from alex_models.emit import ServerSpec
 from alex_models.emit.flags import ServerFlags, parse_help
 from alex_models.emit.llama_cpp import preset_args
-from alex_models.emit.repo_preset import repo_settings
+from alex_models.emit.repo_preset import repo_preset
 from alex_models.manifest import Runtime
 from alex_models.presetini import PresetError, parse
+from alex_models.remote import PresetDraft
+from alex_models.sidecars import best_model
 
 
 def values(text: str) -> dict[str, dict[str, str]]:
@@ -67,15 +70,61 @@ def test_a_model_gets_the_global_section_and_its_own_in_file_order() -> None:
         "[mine]\nhf = org/repo:Q4_K_M\ntop-k = 20\n"
         "[org/repo]\nc = 2\n"
     )
-    settings = repo_settings(text, "p.ini", "org/repo", "Q4_K_M", ServerFlags())
-    assert settings == [("temp", "0.6"), ("c", "2"), ("top-k", "20")]
+    found = repo_preset(text, "p.ini", "org/repo", "Q4_K_M", ServerFlags())
+    assert found.settings == (("temp", "0.6"), ("c", "2"), ("top-k", "20"))
+    assert found.draft is None
 
 
 def test_a_section_about_another_quant_of_the_same_repo_is_refused() -> None:
     with pytest.raises(
         PresetError, match=r"p.ini:2: \[q8\] hfr = org/repo:Q8_0 points at a model other than"
     ):
-        repo_settings("[q8]\nhfr = org/repo:Q8_0\n", "p.ini", "org/repo", "Q4_K_M", ServerFlags())
+        repo_preset("[q8]\nhfr = org/repo:Q8_0\n", "p.ini", "org/repo", "Q4_K_M", ServerFlags())
+
+
+def test_a_draft_repo_key_is_taken_out_of_the_settings_as_the_draft_to_lock() -> None:
+    text = (
+        "[*]\nhfd = org/old:Q8_0\ntemp = 1\n[org/repo]\nhf-repo-draft = org/draft:q4_k_m\nmd = sub/d.gguf\n"
+    )
+    found = repo_preset(text, "p.ini", "org/repo", "Q4_K_M", ServerFlags())
+    assert found.settings == (("temp", "1"),)
+    # The later key wins, as for any key; the tag is upper-cased, the file is model-draft's.
+    assert found.draft == PresetDraft(repo="org/draft", tag="Q4_K_M", file="sub/d.gguf", where="p.ini:5")
+    bare = repo_preset("[*]\nspec-draft-hf = org/draft\n", "p.ini", "org/repo", None, ServerFlags())
+    assert bare.draft == PresetDraft(repo="org/draft", tag=None, file=None, where="p.ini:2")
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[*]\nhfd = not-a-repo:Q8_0\n", "p.ini:2: hfd = not-a-repo:Q8_0 is not a Hugging Face repo"),
+        ("[*]\nmodel-draft = /home/me/d.gguf\n", "p.ini:2: model-draft names model files"),
+    ],
+)
+def test_a_draft_key_that_is_no_repo_or_a_draft_file_without_one_is_refused(text: str, message: str) -> None:
+    with pytest.raises(PresetError, match=re.escape(message)):
+        repo_preset(text, "p.ini", "org/repo", "Q4_K_M", ServerFlags())
+
+
+@pytest.mark.parametrize(
+    ("paths", "tag", "picked"),
+    [
+        # llama.cpp: the tag before "." or "-", anywhere in the path, in any case; first shards only.
+        (
+            ["a-q8_0.gguf", "a-Q4_K_M-00002-of-00002.gguf", "a-Q4_K_M-00001-of-00002.gguf"],
+            "Q4_K_M",
+            ["a-Q4_K_M-00001-of-00002.gguf"],
+        ),
+        # Without a tag: Q4_K_M, else Q8_0, else every model (never a projector or a draft head).
+        (["a-F16.gguf", "a-Q8_0.gguf", "mmproj-Q4_K_M.gguf"], None, ["a-Q8_0.gguf"]),
+        (["a-F16.gguf", "b-BF16.gguf", "mtp-a-F16.gguf"], None, ["a-F16.gguf", "b-BF16.gguf"]),
+        (["a-F16.gguf"], "Q8_0", []),
+    ],
+)
+def test_the_draft_model_is_picked_as_llama_cpp_find_best_model_picks(
+    paths: list[str], tag: str | None, picked: list[str]
+) -> None:
+    assert best_model(paths, tag) == picked
 
 
 def test_switches_are_given_or_negated_and_the_manifest_wins_in_the_command_line() -> None:

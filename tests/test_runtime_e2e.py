@@ -42,6 +42,7 @@ LLAMA_SERVER_VARIABLE = "ALEX_MODELS_LLAMA_SERVER"
 HEALTH_TIMEOUT = 60.0
 SINGLE_REPO, SPLIT_REPO = "tiny/llama", "tiny/llama-split"
 SINGLE_FILE = "tiny-llama-F16.gguf"
+DRAFT_REPO, DRAFT_FILE = "tiny/draft", "tiny-draft-F16.gguf"
 SPLIT_FILES = tuple(f"tiny-llama-split-F16-{n:05d}-of-00003.gguf" for n in (1, 2, 3))
 HELLO = [{"role": "user", "content": "hello world"}]
 
@@ -276,8 +277,14 @@ def test_the_emitted_router_preset_loads_every_locked_model_from_the_store_offli
     flags: ServerFlags,
     tmp_path: Path,
 ) -> None:
-    # The single-file repo ships a preset: its keys go into the emitted preset, below the manifest's.
-    repo_preset = "[*]\ntop-k = 20\n\n[tiny/llama:f16]\nc = 512 ; the manifest says 256\nno-jinja = true\n"
+    # The single-file repo ships a preset: its keys go into the emitted preset, below the manifest's,
+    # and the draft repo it names is locked and served from the store too.
+    repo_preset = (
+        "[*]\ntop-k = 20\n\n[tiny/llama:f16]\nc = 512 ; the manifest says 256\nno-jinja = true\n"
+        f"hf-repo-draft = {DRAFT_REPO}:F16\n"
+    )
+    (draft,) = write_tiny_llama(tmp_path / DRAFT_FILE, seed=3)
+    mirror_root.commit(DRAFT_REPO, {DRAFT_FILE: draft})
     mirror_root.commit(SINGLE_REPO, {"preset.ini": repo_preset.encode()})
     port = free_port()
     runtime = {"port": port, "ctx_size": 256, "load_on_startup": True}
@@ -293,7 +300,8 @@ def test_the_emitted_router_preset_loads_every_locked_model_from_the_store_offli
     proj = Project(project, manifest, port)
     preset = emitted(proj, "router-preset", "router.ini", flags)
     assert "load-on-startup = true" in preset.split("[tiny]")[0]  # shared by both: in [*]
-    views = {name: api.model_path(name, manifest) for name in ("tiny", "tiny-split")}
+    views = {name: api.model_path(name, manifest) for name in ("tiny", "tiny-split", "tiny.draft")}
+    assert "hf-repo-draft" not in preset
     # HF_ENDPOINT still names the mirror: a download, a listing or a HEAD would land in its log.
     # An empty llama.cpp cache, so that the router lists only the preset's models.
     env = {**os.environ, "LLAMA_CACHE": str(tmp_path / "llama-cache")}
@@ -325,6 +333,8 @@ def test_the_emitted_router_preset_loads_every_locked_model_from_the_store_offli
         tiny = models["tiny"]["status"]["args"]
         assert tiny[tiny.index("--top-k") + 1] == "20"
         assert "--no-jinja" in tiny
+        draft_option = flags.canonical(flags.draft.lstrip("-"))[0]  # the router writes the main spelling
+        assert tiny[tiny.index(draft_option) + 1] == str(views["tiny.draft"]), tiny
         assert "--top-k" not in models["tiny-split"]["status"]["args"]
         for name in models:
             assert_probe_matches(proj, name, server.base_url)

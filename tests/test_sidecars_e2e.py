@@ -14,7 +14,6 @@ from alex_models import api
 from alex_models.emit.flags import parse_help
 from alex_models.lock import loads
 from alex_models.mirror import MirrorRoot, MirrorServer
-from alex_models.presetini import PresetError
 from alex_models.tinymodels import write_tiny_gguf
 
 REPO, OTHER = "org/vision", "org/other"
@@ -158,7 +157,7 @@ def test_sidecars_and_preset_are_locked_with_roles_and_emitted_below_the_manifes
         ),
     ],
 )
-def test_a_preset_llama_cpp_cannot_read_or_that_names_other_files_is_refused_with_file_and_line(
+def test_a_preset_llama_cpp_cannot_read_or_that_names_other_files_is_refused_at_lock_with_file_and_line(
     served: MirrorServer,
     mirror_root: MirrorRoot,
     project: Path,
@@ -167,14 +166,16 @@ def test_a_preset_llama_cpp_cannot_read_or_that_names_other_files_is_refused_wit
     words: list[str],
 ) -> None:
     publish(mirror_root, tmp_path, preset)
-    manifest = write_manifest(project, {"vision": ENTRY})
-    api.lock(manifest)
-    api.sync(manifest)
-    with pytest.raises(PresetError) as caught:
-        api.emit("llama-server", manifest, flags=FLAGS)
+    write_manifest(project, {"vision": ENTRY})
+    done = cli(project, "lock")
+    assert done.returncode == 1, done.stderr
+    # One line naming the repo's preset file and the line, then the hint; nothing locked.
+    error, hint = done.stderr.splitlines()
+    assert error.startswith("error: org/vision/preset.ini:"), error
     for word in words:
-        assert word in caught.value.message
-    assert caught.value.exit_code == 1
+        assert word in error
+    assert hint.startswith("hint: ")
+    assert not (project / "models.lock").exists()
 
 
 def test_the_cli_says_what_to_do_when_mmproj_auto_has_no_projector_or_two(

@@ -71,7 +71,9 @@ def select_models(current: Lock, only: Iterable[str]) -> list[str]:
             f"no model named {', '.join(unknown)} in the lock",
             hint=f"locked models: {', '.join(sorted(current.models)) or 'none'}",
         )
-    return chosen
+    # A model's preset draft goes where the model goes.
+    drafts = [name for name, entry in current.models.items() if entry.preset_of in chosen]
+    return sorted({*chosen, *drafts})
 
 
 def open_remotes(manifest_path: Path, given: Sequence[str | None]) -> list[BlobRemote]:

@@ -79,8 +79,10 @@ def outdated(
     movable: dict[tuple[str, str], list[str]] = {}
     for name in chosen:
         entry = current.models[name]
+        # A preset's draft is checked with its model: re-resolving that reads the preset again.
+        owner = current.models.get(entry.preset_of or name, entry)
         if entry.repo is not None and entry.revision is not None and not COMMIT_RE.fullmatch(entry.revision):
-            movable.setdefault((entry.repo, entry.revision), []).append(name)
+            movable.setdefault((str(owner.repo), str(owner.revision)), []).append(name)
     groups = sorted(movable.values())
     locked_inputs = _as_manifest(current)
     found = {name: _verdict(name, current.models[name], None) for name in chosen}
@@ -103,8 +105,9 @@ def _recheck(
     A repo that fails is reported on its own models and the others are still checked; a network
     failure (``RemoteError``) stops everything, as it stops ``lock``.
     """
+    upgrade = frozenset(current.models[name].preset_of or name for name in group)
     try:
-        fresh = relock(locked_inputs, current, frozenset(group), remote)
+        fresh = relock(locked_inputs, current, upgrade, remote)
     except ResolveError as exc:
         if len(group) == 1:
             return {group[0]: exc}
@@ -117,7 +120,15 @@ def _recheck(
         }
     except UserError as exc:
         return dict.fromkeys(group, exc)
-    return {name: fresh.models[name] for name in group}
+    return {name: fresh.models.get(name) or _gone(name, current.models[name]) for name in group}
+
+
+def _gone(name: str, locked: LockedModel) -> UserError:
+    """A preset's draft the model's preset no longer names."""
+    return UserError(
+        f"{name}: the repo preset of model {locked.preset_of!r} no longer names a draft",
+        hint=f"run 'alex-models lock --upgrade-model {locked.preset_of}'",
+    )
 
 
 def _verdict(name: str, locked: LockedModel, fresh: LockedModel | UserError | None) -> OutdatedModel:
@@ -137,5 +148,6 @@ def _as_manifest(current: Lock) -> Manifest:
         models={
             name: ModelSpec(**entry.input.model_dump(exclude_none=True))
             for name, entry in current.models.items()
+            if entry.preset_of is None  # it comes with its model
         },
     )

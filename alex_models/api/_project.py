@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -11,13 +12,16 @@ from typing import TypeVar
 
 from alex_models._fs import atomic_write
 from alex_models.api._context import default_lock_path, read_lock
+from alex_models.emit.flags import ServerFlags
+from alex_models.emit.repo_preset import repo_preset
 from alex_models.errors import UserError
 from alex_models.lock import Drift, Lock, drift, dumps
 from alex_models.lockdiff import ModelChange, lock_changes
-from alex_models.manifest import Manifest, load_manifest
+from alex_models.manifest import DEFAULT_REVISION, Manifest, load_manifest
 from alex_models.manifest_edit import EMPTY_MANIFEST, STARTER_MANIFEST, model_name_for, with_model
-from alex_models.remote import Facts, Remote
-from alex_models.resolve import Upgrade, plan, resolve, unhashed
+from alex_models.presetini import PresetError
+from alex_models.remote import Facts, PresetDraft, Remote, RepoSnapshot
+from alex_models.resolve import Plan, Upgrade, plan, presets, resolve, unhashed
 from alex_models.settings import Settings
 
 K = TypeVar("K")
@@ -122,15 +126,62 @@ def _gather(manifest: Manifest, previous: Lock | None, upgrade: Upgrade, remote:
     chosen = plan(manifest, previous, upgrade)
     repos = sorted(chosen.repos)
     snapshots = dict(zip(repos, in_parallel(repos, lambda key: remote.snapshot(*key)), strict=True))
+    hashes, drafts = _read_presets(chosen, snapshots, remote)
+    # A preset's draft comes from its repo's default branch, as llama.cpp downloads it.
+    wheres = {
+        (d.repo, DEFAULT_REVISION): d.where
+        for d in sorted(drafts.values(), key=lambda d: d.where, reverse=True)
+    }
+    more = sorted(wheres.keys() - snapshots.keys())
+
+    def draft_snapshot(key: tuple[str, str]) -> RepoSnapshot:
+        try:
+            return remote.snapshot(*key)
+        except UserError as exc:  # a repo that is gone, gated or misspelt: say which preset named it
+            raise UserError(f"{wheres[key]}: {exc.message}", hint=exc.hint) from None
+
+    snapshots.update(zip(more, in_parallel(more, draft_snapshot), strict=True))
     urls = sorted(chosen.urls.items())
     url_files = in_parallel(urls, lambda item: remote.url_file(*item))
-    files = sorted(unhashed(chosen, snapshots))
-    hashes = in_parallel(files, lambda item: remote.file_sha256(*item))
+    files = sorted(item for item in unhashed(chosen, snapshots, drafts) if item[:3] not in hashes)
+    hashed = in_parallel(files, lambda item: remote.file_sha256(*item))
+    hashes.update((item[:3], sha256) for item, sha256 in zip(files, hashed, strict=True))
     return Facts(
         snapshots=snapshots,
-        hashes={item[:3]: sha256 for item, sha256 in zip(files, hashes, strict=True)},
+        hashes=hashes,
         urls={url: found for (url, _), found in zip(urls, url_files, strict=True)},
+        preset_drafts=drafts,
     )
+
+
+def _read_presets(
+    chosen: Plan, snapshots: dict[tuple[str, str], RepoSnapshot], remote: Remote
+) -> tuple[dict[tuple[str, str, str], str], dict[str, PresetDraft]]:
+    """Each repo preset the lock takes, read once: its SHA256, and the draft it points at. A preset
+    that emit could not use fails here, at lock time, with its file and line."""
+    found = presets(chosen, snapshots)
+    # Models from one repo and commit share its preset: one request for it.
+    files = sorted({(s.repo, s.commit, f.path, f.size) for _, s, f in found})
+    bodies = dict(zip(files, in_parallel(files, lambda item: remote.file_bytes(*item)), strict=True))
+    hashes = {item[:3]: hashlib.sha256(body).hexdigest() for item, body in bodies.items()}
+    drafts: dict[str, PresetDraft] = {}
+    for name, snapshot, preset in found:
+        body = bodies[(snapshot.repo, snapshot.commit, preset.path, preset.size)]
+        where = f"{snapshot.repo}/{preset.path}"
+        wanted = chosen.resolve[name]
+        text = _preset_text(body, where)
+        # Read with llama.cpp's own spellings, not the installed build's: the lock is the same anywhere.
+        draft = repo_preset(text, where, snapshot.repo, wanted.quant, ServerFlags()).draft
+        if draft is not None:
+            drafts[name] = draft
+    return hashes, drafts
+
+
+def _preset_text(body: bytes, where: str) -> str:
+    try:
+        return body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise PresetError(f"{where}: not UTF-8 text (byte {exc.start})") from None
 
 
 def in_parallel(items: list[K], work: Callable[[K], V]) -> list[V]:

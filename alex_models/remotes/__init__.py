@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from alex_models.errors import UsageError
-from alex_models.manifest import holds_credentials, userinfo_end
+from alex_models.manifest_fields import holds_credentials, userinfo_end
 from alex_models.remotes.base import BlobRemote, ModelPublisher
 
 __all__ = ["BlobRemote", "ModelPublisher", "open_remote", "refuse_credentials"]
