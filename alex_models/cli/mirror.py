@@ -27,6 +27,7 @@ def serve(
     home: Annotated[
         Path | None,
         typer.Argument(
+            metavar="HOME",
             help="With --store: the store's folder (default: ALEX_MODELS_HOME, else ~/.alex/models).",
             show_default=False,
         ),

@@ -7,7 +7,6 @@ from __future__ import annotations
 import http.client
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx2
@@ -21,6 +20,7 @@ from huggingface_hub.errors import (
     RevisionNotFoundError,
 )
 from huggingface_hub.hf_api import RepoFile, RepoFolder
+from storekit import GGUF, LOCKED, MODELS, REPO, Synced, sync_project
 
 from alex_models import api
 from alex_models.lock import loads
@@ -29,50 +29,7 @@ from alex_models.mirror.store_catalogue import StoreCatalogue
 from alex_models.store import Store
 from alex_models.tinymodels import write_tiny_gguf
 
-REPO = "org/chat"
-GGUF = "chat-Q4_K_M.gguf"
-MODELS: dict[str, dict[str, object]] = {
-    "chat": {"repo": REPO, "quant": "Q4_K_M"},
-    "extras": {"repo": REPO, "files": ["config.json", "sub/notes.txt"]},
-}
-LOCKED = (GGUF, "config.json", "sub/notes.txt")
 TOKEN = "client-token-1"
-
-
-@dataclass(frozen=True)
-class Synced:
-    """A project locked and synced from the fixture mirror into this test's store."""
-
-    project: Path
-    home: Path
-    commit: str
-    files: dict[str, bytes]
-
-
-def sync_project(mirror_root: MirrorRoot, endpoint: str, folder: Path, store_home: Path) -> Synced:
-    """Commit REPO on the fixture mirror, then lock and sync MODELS from it into ``store_home``."""
-    files = {
-        GGUF: write_tiny_gguf(folder / "chat.gguf", context_length=1000).read_bytes(),
-        "chat-Q8_0.gguf": write_tiny_gguf(folder / "q8.gguf", context_length=2000).read_bytes(),
-        "config.json": b'{"model_type": "llama"}\n',
-        "sub/notes.txt": b"notes\n",
-    }
-    commit = mirror_root.commit(REPO, files)
-    project = folder / "ci"
-    write_manifest(project, MODELS)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("HF_ENDPOINT", endpoint)
-        api.sync(project / "models.yaml", store_home=store_home)  # in-process: setting up
-    return Synced(project, store_home, commit, files)
-
-
-@pytest.fixture(scope="module")
-def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Synced]:
-    """One synced store for the tests that only read it (syncing costs half a second)."""
-    folder = tmp_path_factory.mktemp("store-mirror")
-    root = MirrorRoot(folder / "root")
-    with MirrorServer(root.root) as upstream:
-        yield sync_project(root, upstream.url, folder, folder / "store")
 
 
 @pytest.fixture
@@ -82,9 +39,9 @@ def synced(mirror_root: MirrorRoot, mirror: MirrorServer, tmp_path: Path) -> Syn
 
 
 @pytest.fixture
-def served(shared: Synced) -> Iterator[MirrorServer]:
+def served(synced_store: Synced) -> Iterator[MirrorServer]:
     """The store mirror over the store's registered locks: no token asked."""
-    with MirrorServer(StoreCatalogue(Store(shared.home))) as server:
+    with MirrorServer(StoreCatalogue(Store(synced_store.home))) as server:
         yield server
 
 
@@ -96,9 +53,9 @@ def own(synced: Synced) -> Iterator[MirrorServer]:
 
 
 @pytest.fixture
-def guarded(shared: Synced) -> Iterator[MirrorServer]:
+def guarded(synced_store: Synced) -> Iterator[MirrorServer]:
     """The store mirror with client tokens."""
-    with MirrorServer(StoreCatalogue(Store(shared.home), tokens=frozenset({TOKEN}))) as server:
+    with MirrorServer(StoreCatalogue(Store(synced_store.home), tokens=frozenset({TOKEN}))) as server:
         yield server
 
 
@@ -110,21 +67,21 @@ def hub(server: MirrorServer, token: str | bool = False) -> HfApi:
 
 
 def test_model_info_answers_main_with_the_locked_commit_and_lists_only_locked_files(
-    served: MirrorServer, shared: Synced
+    served: MirrorServer, synced_store: Synced
 ) -> None:
-    for revision in ("main", shared.commit):
+    for revision in ("main", synced_store.commit):
         info = hub(served).model_info(REPO, revision=revision, files_metadata=True)
-        assert info.sha == shared.commit
+        assert info.sha == synced_store.commit
         siblings = {s.rfilename: s for s in info.siblings or []}
         assert set(siblings) == set(LOCKED)  # the unlocked Q8_0 file is not there
         for path in LOCKED:
             lfs = siblings[path].lfs
             assert lfs is not None
-            assert (lfs.sha256, lfs.size) == (sha256(shared.files[path]), len(shared.files[path]))
+            assert (lfs.sha256, lfs.size) == (sha256(synced_store.files[path]), len(synced_store.files[path]))
 
 
 def test_tree_and_paths_info_list_locked_files_and_their_folders(
-    served: MirrorServer, shared: Synced
+    served: MirrorServer, synced_store: Synced
 ) -> None:
     entries = {e.path: e for e in hub(served).list_repo_tree(REPO, recursive=True, revision="main")}
     assert set(entries) == {*LOCKED, "sub"}
@@ -135,30 +92,30 @@ def test_tree_and_paths_info_list_locked_files_and_their_folders(
     config = by_path["config.json"]
     assert isinstance(config, RepoFile)
     assert config.lfs is not None
-    assert config.lfs.sha256 == sha256(shared.files["config.json"])
+    assert config.lfs.sha256 == sha256(synced_store.files["config.json"])
 
 
 def test_hf_hub_download_and_snapshot_download_get_the_store_bytes(
-    served: MirrorServer, shared: Synced, tmp_path: Path
+    served: MirrorServer, synced_store: Synced, tmp_path: Path
 ) -> None:
     cache = tmp_path / "hf-cache"
     path = Path(hf_hub_download(REPO, GGUF, cache_dir=cache, endpoint=served.url, token=False))
-    assert path.read_bytes() == shared.files[GGUF]
-    assert path.resolve().name == sha256(shared.files[GGUF])  # the client's blob is named by the etag
+    assert path.read_bytes() == synced_store.files[GGUF]
+    assert path.resolve().name == sha256(synced_store.files[GGUF])  # the client's blob is named by the etag
     folder = Path(snapshot_download(REPO, cache_dir=tmp_path / "snap", endpoint=served.url, token=False))
     got = {p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
-    assert got == {path: shared.files[path] for path in LOCKED}
+    assert got == {path: synced_store.files[path] for path in LOCKED}
     log = since_settled(served)
     assert {r.cache for r in log if r.origin == "cdn"} == {"hit"}
 
 
 def test_resolve_head_redirects_with_linked_etag_and_size_and_the_cdn_serves_ranges(
-    served: MirrorServer, shared: Synced
+    served: MirrorServer, synced_store: Synced
 ) -> None:
-    data = shared.files[GGUF]
+    data = synced_store.files[GGUF]
     head = httpx2.head(f"{served.url}/{REPO}/resolve/main/{GGUF}", trust_env=False)
     assert head.status_code == 302
-    assert head.headers["X-Repo-Commit"] == shared.commit
+    assert head.headers["X-Repo-Commit"] == synced_store.commit
     assert head.headers["X-Linked-Etag"] == f'"{sha256(data)}"'
     assert head.headers["X-Linked-Size"] == str(len(data))
     part = httpx2.get(head.headers["Location"], headers={"Range": "bytes=10-19"}, trust_env=False)
@@ -168,7 +125,7 @@ def test_resolve_head_redirects_with_linked_etag_and_size_and_the_cdn_serves_ran
 
 
 def test_unknown_repo_revision_and_file_get_the_hubs_errors(
-    served: MirrorServer, shared: Synced, tmp_path: Path
+    served: MirrorServer, synced_store: Synced, tmp_path: Path
 ) -> None:
     def download(repo: str, file: str, revision: str | None = None) -> None:
         hf_hub_download(repo, file, revision=revision, cache_dir=tmp_path, endpoint=served.url, token=False)
@@ -239,14 +196,14 @@ def test_a_lock_synced_while_serving_shows_without_a_restart(
 
 @pytest.mark.slow
 def test_alex_models_lock_and_lock_check_against_the_store_mirror_give_the_same_lock(
-    served: MirrorServer, shared: Synced, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    served: MirrorServer, synced_store: Synced, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("HF_ENDPOINT", served.url)
     site = tmp_path / "site"
     write_manifest(site, MODELS)
     locked = cli(site, "lock")
     assert locked.returncode == 0, locked.stderr
-    assert (site / "models.lock").read_text() == (shared.project / "models.lock").read_text()
+    assert (site / "models.lock").read_text() == (synced_store.project / "models.lock").read_text()
     checked = cli(site, "lock", "--check")
     assert checked.returncode == 0, checked.stderr
     write_manifest(site, {"q8": {"repo": REPO, "quant": "Q8_0"}})  # upstream has it; no lock does
@@ -259,7 +216,7 @@ def test_alex_models_lock_and_lock_check_against_the_store_mirror_give_the_same_
 
 
 def test_with_tokens_anonymous_and_wrong_tokens_get_401_and_a_listed_token_downloads(
-    guarded: MirrorServer, shared: Synced, tmp_path: Path
+    guarded: MirrorServer, synced_store: Synced, tmp_path: Path
 ) -> None:
     with pytest.raises(RepositoryNotFoundError):  # 401 RepoNotFound, as the Hub answers a private repo
         hub(guarded).model_info(REPO)
@@ -269,14 +226,14 @@ def test_with_tokens_anonymous_and_wrong_tokens_get_401_and_a_listed_token_downl
     with pytest.raises(HfHubHTTPError):
         hf_hub_download(REPO, GGUF, cache_dir=tmp_path / "a", endpoint=guarded.url, token="nope")
     path = hf_hub_download(REPO, GGUF, cache_dir=tmp_path / "b", endpoint=guarded.url, token=TOKEN)
-    assert Path(path).read_bytes() == shared.files[GGUF]
+    assert Path(path).read_bytes() == synced_store.files[GGUF]
     log = since_settled(guarded)
     cdn = [r for r in log if r.origin == "cdn"]
     assert cdn
     assert not any(r.authorization for r in cdn)  # the CDN URL is signed; the token stays on the API
 
 
-def test_cdn_urls_need_their_signature(guarded: MirrorServer, shared: Synced) -> None:
+def test_cdn_urls_need_their_signature(guarded: MirrorServer, synced_store: Synced) -> None:
     head = httpx2.head(
         f"{guarded.url}/{REPO}/resolve/main/{GGUF}", headers={"Authorization": f"Bearer {TOKEN}"}
     )
@@ -290,7 +247,7 @@ def test_cdn_urls_need_their_signature(guarded: MirrorServer, shared: Synced) ->
 
 
 def test_health_and_metrics_answer_without_a_token_and_count_requests_bytes_and_hits(
-    guarded: MirrorServer, shared: Synced, tmp_path: Path
+    guarded: MirrorServer, synced_store: Synced, tmp_path: Path
 ) -> None:
     assert httpx2.get(f"{guarded.url}/health").json() == {"status": "ok"}
     hf_hub_download(REPO, GGUF, cache_dir=tmp_path, endpoint=guarded.url, token=TOKEN)
@@ -300,7 +257,9 @@ def test_health_and_metrics_answer_without_a_token_and_count_requests_bytes_and_
     metrics = dict(
         line.rsplit(" ", 1) for line in response.text.splitlines() if line and not line.startswith("#")
     )
-    assert metrics['alex_models_mirror_bytes_served_total{origin="cdn"}'] == str(len(shared.files[GGUF]))
+    assert metrics['alex_models_mirror_bytes_served_total{origin="cdn"}'] == str(
+        len(synced_store.files[GGUF])
+    )
     assert metrics["alex_models_mirror_cache_hits_total"] == "1"
     assert metrics["alex_models_mirror_cache_misses_total"] == "0"
     assert int(metrics['alex_models_mirror_requests_total{origin="cdn",status="200"}']) == 1
