@@ -209,7 +209,7 @@ def test_alex_models_lock_and_lock_check_against_the_store_mirror_give_the_same_
     write_manifest(site, {"q8": {"repo": REPO, "quant": "Q8_0"}})  # upstream has it; no lock does
     refused = cli(site, "lock")
     assert refused.returncode == 1
-    assert "Q8_0" in refused.stderr
+    assert "has no GGUF with quant label Q8_0" in refused.stderr
 
 
 # -- access -----------------------------------------------------------------------------------------
