@@ -118,7 +118,7 @@ def _usage(message: str) -> Exception:
 
 def _refuse_store_options(home: Path | None, *given: object) -> None:
     if home is not None:
-        raise _usage(f"{home}: a store folder is given with --store")
+        raise _usage(f"{home}: a store folder goes with --store (mirror serve --store {home})")
     names = ("--lock", "--token-file", "--public", "--access-log")
     used = [name for name, value in zip(names, given, strict=True) if value]
     if used:
@@ -152,6 +152,9 @@ def _serve_store(
     check_exposure(host, tokens=bool(tokens), public=public)
     store = Store(home if home is not None else store_home().path)
     catalogue = StoreCatalogue(store, locks, tokens=tokens, warn=write_stderr)
+    if not catalogue.repo_ids:
+        which = "the locks given" if locks else f"the locks registered with {store.home}"
+        write_stderr(f"mirror: warning: {which} pin no Hugging Face repo: nothing to serve yet")
     with access_log(access_log_path) as log_request:
         server = _listen(catalogue, faults, None if quiet else log_request, host, port, cdn_port)
         with server:
