@@ -129,23 +129,24 @@ class MirrorServer:
         return self
 
     def stop(self) -> None:
+        self._close_listeners()
+        for thread in self._threads:
+            thread.join()
+        self._threads.clear()
+
+    def _close_listeners(self) -> None:
+        """End both serve loops and close the listening sockets; answers being sent go on."""
         for server in (self._api, self._cdn):
             if self._threads:
                 server.shutdown()
             server.server_close()
-        for thread in self._threads:
-            thread.join()
-        self._threads.clear()
 
     def drain(self, timeout: float) -> int:
         """Stop taking connections, then wait up to ``timeout`` seconds for the requests being
         answered to finish (each connection closes after its answer). Returns how many were still
         running at the end (0: all finished); ``stop()`` then cuts them."""
         self._draining = True
-        for server in (self._api, self._cdn):
-            if self._threads:
-                server.shutdown()
-            server.server_close()
+        self._close_listeners()
         deadline = time.monotonic() + timeout
         while self.metrics.in_flight and time.monotonic() < deadline:
             time.sleep(_POLL_INTERVAL)  # short sleeps: a second signal still interrupts the wait

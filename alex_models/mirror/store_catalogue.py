@@ -129,7 +129,9 @@ class StoreCatalogue:
     def _locks(self) -> list[Path]:
         if self._lock_paths is not None:
             return self._lock_paths
-        return [Path(p) for p in self.store.registered_locks()]
+        # Oldest first: where two locks pin a branch at different commits, the one written last
+        # names it (with --lock, the one given last).
+        return sorted((Path(p) for p in self.store.registered_locks()), key=lambda p: _stat_key(p) or (0,))
 
     def _fingerprint(self) -> tuple[object, ...]:
         watched = [*self._locks(), self.store.home / "state" / "locks.json"]
@@ -206,8 +208,8 @@ class StoreCatalogue:
             names, name = repo.tags, revision.removeprefix("refs/tags/")
         before = names.get(name)
         if before is not None and before != commit:
-            # Two locks pinned the same branch at different times: the later one (in --lock order,
-            # or the registry's) names the branch; both commits stay reachable by their id.
+            # Two locks pinned the same branch at different times: the later one names it; both
+            # commits stay reachable by their id.
             self._warn(
                 f"mirror: warning: {repo_id} {revision} is locked at {before[:12]} and, in {lock_path}, "
                 f"at {commit[:12]}; {revision} answers {commit[:12]}"

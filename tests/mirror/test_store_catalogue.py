@@ -290,6 +290,10 @@ def test_two_locks_that_pin_main_differently_name_main_by_the_later_one(
     assert repo.resolve(synced.commit) == synced.commit  # the older commit by its id
     assert [w for w in warnings if "main" in w and newer[:12] in w]
     assert loads(new_lock.read_text()).models["chat"].commit == newer
+    # Both locks synced into the store: the one written last names main.
+    assert StoreCatalogue(Store(home())).repo(REPO).resolve("main") == newer
+    old_lock.touch()
+    assert StoreCatalogue(Store(home())).repo(REPO).resolve("main") == synced.commit
 
 
 def test_raw_json_error_for_an_unknown_repo_carries_the_hub_error_code(served: MirrorServer) -> None:
