@@ -195,3 +195,22 @@ def _refused(url: str) -> bool:
     except httpx2.ConnectError:
         return True
     return False
+
+
+def test_an_access_log_line_is_json_without_the_cdn_signature() -> None:
+    from datetime import UTC, datetime
+
+    from alex_models.mirror import RequestRecord
+    from alex_models.mirror.access import access_log_line
+
+    record = RequestRecord(
+        "GET", "cdn", "/org/chat/abc/x.gguf", "expires=1700000000&sig=deadbeef", "bytes=0-9", 206, 10, False,
+        cache="hit",
+    )  # fmt: skip
+    line = access_log_line(record, datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC))
+    assert json.loads(line) == {
+        "time": "2026-01-02T03:04:05.000Z", "method": "GET", "origin": "cdn", "path": "/org/chat/abc/x.gguf",
+        "query": "expires=1700000000", "range": "bytes=0-9", "status": 206, "bytes": 10,
+        "authorization": False, "cache": "hit", "faults": [],
+    }  # fmt: skip
+    assert "\n" not in line
