@@ -159,7 +159,8 @@ def _serve_store(
         server = _listen(catalogue, faults, None if quiet else log_request, host, port, cdn_port)
         with server:
             access = f"clients send a token from {token_file}" if tokens else "no token asked"
-            say(f"Serving {len(catalogue.repo_ids)} locked repos of {store.home} at {server.url} "
+            repos = len(catalogue.repo_ids)
+            say(f"Serving {repos} locked repo{'' if repos == 1 else 's'} of {store.home} at {server.url} "
                 f"(LFS bytes from {server.cdn_url}; {access})")  # fmt: skip
             say(f"  export HF_ENDPOINT={server.url}")
             sys.stdout.flush()
