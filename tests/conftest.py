@@ -170,3 +170,15 @@ def bucket(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
     name = f"models-{uuid.uuid4().hex[:12]}"
     httpx2.put(f"{moto_endpoint}/{name}", trust_env=False).raise_for_status()
     return name
+
+
+@pytest.fixture(scope="module")
+def synced_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A store synced from a mirror of its own (``storekit``), shared by a test module's tests that
+    only read it: syncing costs half a second."""
+    from storekit import sync_project
+
+    folder = tmp_path_factory.mktemp("synced-store")
+    root = MirrorRoot(folder / "root")
+    with MirrorServer(root.root) as upstream:
+        yield sync_project(root, upstream.url, folder, folder / "store")

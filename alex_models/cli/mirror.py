@@ -12,7 +12,10 @@ from alex_models._platform import wait_until_interrupted
 from alex_models.cli.render import say
 
 if TYPE_CHECKING:
-    from alex_models.mirror import Faults, RequestRecord
+    from collections.abc import Callable
+
+    from alex_models.mirror import Faults, MirrorServer, RequestRecord
+    from alex_models.mirror.catalogue import Catalogue
 
 mirror_app = typer.Typer(
     help="Serve repos as a Hugging Face Hub-compatible endpoint (HF_ENDPOINT).", no_args_is_help=True
@@ -21,16 +24,54 @@ mirror_app = typer.Typer(
 
 @mirror_app.command("serve")
 def serve(
+    home: Annotated[
+        Path | None,
+        typer.Argument(
+            metavar="HOME",
+            help="With --store: the store's folder (default: ALEX_MODELS_HOME, else ~/.alex/models).",
+            show_default=False,
+        ),
+    ] = None,
     root: Annotated[
-        Path,
+        Path | None,
         typer.Option("--root", help="Folder laid out as ROOT/<org>/<name>/{refs.json,repo.json,<commit>/…}."),
-    ],
+    ] = None,
+    store: Annotated[
+        bool,
+        typer.Option(
+            "--store",
+            help="Serve the repos, commits and files of locks (the store's registered locks, or --lock), "
+            "with the bytes from the store's blobs.",
+        ),
+    ] = False,
+    lock: Annotated[
+        list[Path] | None,
+        typer.Option(
+            help="With --store: serve what this models.lock pins (repeatable; later ones name refs)."
+        ),
+    ] = None,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="API port (0 picks a free one).", min=0, max=65535)] = 8090,
     cdn_port: Annotated[
         int | None,
         typer.Option(help="Port of the second origin that serves LFS bytes (default: the API port + 1)."),
     ] = None,
+    token_file: Annotated[
+        Path | None,
+        typer.Option(help="With --store: client tokens, one per line; clients must send one (HF_TOKEN)."),
+    ] = None,
+    public: Annotated[
+        bool,
+        typer.Option("--public", help="With --store: serve beyond loopback without a token file."),
+    ] = False,
+    access_log: Annotated[
+        Path | None,
+        typer.Option(help="With --store: append the JSON access log here instead of stderr."),
+    ] = None,
+    grace: Annotated[
+        float,
+        typer.Option(help="With --store: seconds that requests in flight get to finish on SIGTERM.", min=0),
+    ] = 30.0,
     fault: Annotated[
         list[str] | None,
         typer.Option(
@@ -40,18 +81,121 @@ def serve(
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Do not print a line per request.")] = False,
 ) -> None:
-    """Serve ROOT until interrupted; point clients at it with HF_ENDPOINT."""
+    """Serve ROOT, or a store's locked models (--store), until interrupted; point clients at it
+    with HF_ENDPOINT."""
     from alex_models.mirror.faults import Fault, Faults
 
     faults = Faults([Fault.parse(spec) for spec in fault or []])
-    _serve_until_stopped(
-        root,
+    cdn = (port + 1 if port else 0) if cdn_port is None else cdn_port
+    if not store:
+        _refuse_store_options(home, lock, token_file, public, access_log)
+        if root is None:
+            raise _usage("give --root DIR (a mirror root) or --store [HOME] (a store's locked models)")
+        _serve_until_stopped(root, host=host, port=port, cdn_port=cdn, faults=faults, access_log=not quiet)
+        return
+    if root is not None:
+        raise _usage("--root and --store name two different things to serve: give one")
+    _serve_store(
+        home,
+        lock or None,
+        token_file,
+        public=public,
+        access_log_path=access_log,
+        grace=grace,
+        faults=faults,
+        quiet=quiet,
         host=host,
         port=port,
-        cdn_port=(port + 1 if port else 0) if cdn_port is None else cdn_port,
-        faults=faults,
-        access_log=not quiet,
+        cdn_port=cdn,
     )
+
+
+def _usage(message: str) -> Exception:
+    from alex_models.errors import UsageError
+
+    return UsageError(message, hint="see 'alex-models mirror serve --help'")
+
+
+def _refuse_store_options(home: Path | None, *given: object) -> None:
+    if home is not None:
+        raise _usage(f"{home}: a store folder goes with --store (mirror serve --store {home})")
+    names = ("--lock", "--token-file", "--public", "--access-log")
+    used = [name for name, value in zip(names, given, strict=True) if value]
+    if used:
+        raise _usage(f"{', '.join(used)} only apply with --store")
+
+
+def _serve_store(
+    home: Path | None,
+    locks: list[Path] | None,
+    token_file: Path | None,
+    *,
+    public: bool,
+    access_log_path: Path | None,
+    grace: float,
+    faults: Faults,
+    quiet: bool,
+    host: str,
+    port: int,
+    cdn_port: int,
+) -> None:
+    """Serve a store's locked models; on Ctrl-C or SIGTERM, stop taking connections and let the
+    requests in flight finish (up to ``grace`` seconds; a second signal cuts them)."""
+    from alex_models.errors import Interrupted, exit_code_of
+    from alex_models.mirror.access import access_log, check_exposure, read_token_file
+    from alex_models.mirror.stderr import write_stderr
+    from alex_models.mirror.store_catalogue import StoreCatalogue
+    from alex_models.settings import store_home
+    from alex_models.store import Store
+
+    tokens = read_token_file(token_file) if token_file is not None else frozenset()
+    check_exposure(host, tokens=bool(tokens), public=public)
+    store = Store(home if home is not None else store_home().path)
+    catalogue = StoreCatalogue(store, locks, tokens=tokens, warn=write_stderr)
+    if not catalogue.repo_ids:
+        which = "the locks given" if locks else f"the locks registered with {store.home}"
+        write_stderr(f"mirror: warning: {which} pin no Hugging Face repo: nothing to serve yet")
+    with access_log(access_log_path) as log_request:
+        server = _listen(catalogue, faults, None if quiet else log_request, host, port, cdn_port)
+        with server:
+            access = f"clients send a token from {token_file}" if tokens else "no token asked"
+            repos = len(catalogue.repo_ids)
+            say(f"Serving {repos} locked repo{'' if repos == 1 else 's'} of {store.home} at {server.url} "
+                f"(LFS bytes from {server.cdn_url}; {access})")  # fmt: skip
+            say(f"  export HF_ENDPOINT={server.url}")
+            sys.stdout.flush()
+            try:
+                wait_until_interrupted()
+            except KeyboardInterrupt as exc:
+                code = exit_code_of(exc)
+                try:
+                    cut = server.drain(grace)
+                except KeyboardInterrupt:  # a second signal: stop now
+                    cut = server.metrics.in_flight
+                ending = f"{cut} requests cut" if cut else "every request in flight finished"
+                raise Interrupted(f"stopped serving {server.url}; {ending}", exit_code=code) from None
+
+
+def _listen(
+    source: Path | Catalogue,
+    faults: Faults,
+    on_request: Callable[[RequestRecord], None] | None,
+    host: str,
+    port: int,
+    cdn_port: int,
+) -> MirrorServer:
+    from alex_models.errors import UserError
+    from alex_models.mirror import MirrorServer
+
+    try:
+        return MirrorServer(
+            source, host=host, port=port, cdn_port=cdn_port, faults=faults, on_request=on_request
+        )
+    except OSError as exc:
+        raise UserError(
+            f"cannot listen on {host}:{port} or {cdn_port}: {exc.strerror}",
+            hint="pick other ports with --port/--cdn-port (0 picks a free one)",
+        ) from None
 
 
 def _serve_until_stopped(
@@ -59,8 +203,7 @@ def _serve_until_stopped(
 ) -> None:
     """Serve in the foreground until Ctrl-C or SIGTERM, which stop it at once: requests in flight
     are cut (a client resumes them), and the exit code says which signal it was (130, 143)."""
-    from alex_models.errors import Interrupted, UserError, exit_code_of
-    from alex_models.mirror import MirrorServer
+    from alex_models.errors import Interrupted, exit_code_of
     from alex_models.mirror.stderr import write_stderr
 
     def log_line(record: RequestRecord) -> None:
@@ -69,20 +212,7 @@ def _serve_until_stopped(
             f"{record.method} {record.origin} {record.path} {record.status} {record.bytes_sent}B{tags}"
         )
 
-    try:
-        server = MirrorServer(
-            root,
-            host=host,
-            port=port,
-            cdn_port=cdn_port,
-            faults=faults,
-            on_request=log_line if access_log else None,
-        )
-    except OSError as exc:
-        raise UserError(
-            f"cannot listen on {host}:{port} or {cdn_port}: {exc.strerror}",
-            hint="pick other ports with --port/--cdn-port (0 picks a free one)",
-        ) from None
+    server = _listen(root, faults, log_line if access_log else None, host, port, cdn_port)
     try:
         with server:
             say(f"Serving {root} at {server.url} (LFS bytes from {server.cdn_url})")

@@ -65,6 +65,7 @@ class HubHandler(BaseHTTPRequestHandler):
     def _serve(self) -> None:
         mirror = self.server.mirror
         request = parse_request(self, self.server.origin)
+        mirror.request_started()
         applied = request.applied
         bytes_sent = 0
         try:
@@ -79,6 +80,9 @@ class HubHandler(BaseHTTPRequestHandler):
         except Exception:
             write_stderr(traceback.format_exc().rstrip("\n"))
             response = HubError(500, None, "Internal Error").response()
+        if mirror.draining:
+            self.close_connection = True  # the server is stopping: no next request on this one
+            response.headers["Connection"] = "close"
         try:
             bytes_sent = self._write(mirror, request, response, applied)
         except (BrokenPipeError, ConnectionResetError, TimeoutError) as exc:
@@ -96,6 +100,7 @@ class HubHandler(BaseHTTPRequestHandler):
                     bytes_sent=bytes_sent,
                     authorization=self.headers.get("Authorization") is not None,
                     faults=tuple(applied),
+                    cache=request.cache,
                 )
             )
 

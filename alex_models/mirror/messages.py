@@ -9,17 +9,19 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any, Literal, Protocol
 
+from alex_models.mirror.catalogue import Catalogue
 from alex_models.mirror.faults import Faults
-from alex_models.mirror.repos import DirectorySource, RepoFile
+from alex_models.mirror.repos import RepoFile
 
 Origin = Literal["api", "cdn"]
+CacheOutcome = Literal["hit", "miss"]
 
 
 class Mirror(Protocol):
     """What the HTTP layer and the routes need of the server (``server.MirrorServer``), so that
     neither imports it back."""
 
-    source: DirectorySource
+    source: Catalogue
     faults: Faults
     page_size: int
     expand_page_size: int
@@ -32,6 +34,17 @@ class Mirror(Protocol):
     def cdn_location(self, request_host: str | None, repo: str, commit: str, path: str) -> str: ...
 
     def record(self, record: RequestRecord) -> None: ...
+
+    def request_started(self) -> None:
+        """A request is being answered (``record`` says when it is done)."""
+        ...
+
+    @property
+    def draining(self) -> bool:
+        """The server is stopping: answers finish, then each connection closes."""
+        ...
+
+    def metrics_text(self) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -48,6 +61,8 @@ class RequestRecord:
     """Body bytes written to the socket (0 for HEAD)."""
     authorization: bool
     faults: tuple[str, ...] = ()
+    cache: CacheOutcome | None = None
+    """For a file body: served from the catalogue's bytes (hit) or missing there (miss)."""
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -122,6 +137,7 @@ class HubRequest:
     applied: list[str] = field(default_factory=list)
     """Names of the faults applied to this request, for the log."""
     scope: Literal["api", "resolve", "cdn"] = "api"
+    cache: CacheOutcome | None = None
 
     def flag(self, name: str) -> bool:
         return self.query.get(name, ["false"])[-1].lower() in ("1", "true")

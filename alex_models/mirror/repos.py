@@ -23,7 +23,7 @@ import hashlib
 import json
 import os
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -212,31 +212,16 @@ class Repo:
 
     def resolve(self, revision: str) -> str:
         """The commit a branch, tag (also as ``refs/heads/x``, ``refs/tags/x``) or commit id names."""
-        refs = self.refs
-        candidates = (
-            ("", refs.branches),
-            ("", refs.tags),
-            ("refs/heads/", refs.branches),
-            ("refs/tags/", refs.tags),
-        )
-        for prefix, names in candidates:
-            if revision.startswith(prefix) and (commit := names.get(revision[len(prefix) :])):
-                return commit
-        if COMMIT_RE.fullmatch(revision) and (self.dir / revision).is_dir():
-            return revision
-        raise NoSuchRevision(revision)
+        return resolve_revision(self.refs, revision, lambda commit: (self.dir / commit).is_dir())
 
     def snapshot(self, commit: str) -> Snapshot:
         """All files and folders of ``commit``, hashed (once per file per process)."""
         base = self.dir / commit
         threshold = self.settings.lfs_threshold
         files: dict[str, RepoFile] = {}
-        children: dict[str, list[tuple[str, bool, str]]] = {"": []}
-        for dirpath, dirnames, filenames in os.walk(base):
+        for dirpath, _, filenames in os.walk(base):
             rel_dir = Path(dirpath).relative_to(base).as_posix()
             rel_dir = "" if rel_dir == "." else rel_dir
-            for name in dirnames:
-                children[f"{rel_dir}/{name}" if rel_dir else name] = []
             for name in filenames:
                 disk_path = Path(dirpath) / name
                 try:
@@ -248,19 +233,48 @@ class Repo:
                 rel = f"{rel_dir}/{name}" if rel_dir else name
                 git_oid, sha256 = self._hashes.hashes(disk_path, st, is_lfs_path(rel, st.st_size, threshold))
                 files[rel] = RepoFile(rel, st.st_size, git_oid, sha256, disk_path)
-                children[rel_dir].append((name, False, git_oid))
-        dirs: dict[str, RepoDir] = {}
-        # Deepest folders first, so each folder's children have their oids when it is hashed.
-        for rel in sorted(children, key=lambda d: d.count("/") + (d != ""), reverse=True):
-            if rel and not children[rel]:
-                continue  # git keeps no empty folders (nor folders of dangling links)
-            oid = _git_tree_sha1(children[rel])
-            if rel:
-                dirs[rel] = RepoDir(rel, oid)
-                parent, _, name = rel.rpartition("/")
-                children[parent].append((name, True, oid))
-        date = datetime.fromtimestamp(base.stat().st_mtime, tz=UTC)
-        return Snapshot(commit=commit, files=files, dirs=dirs, date=date)
+        return build_snapshot(commit, files, datetime.fromtimestamp(base.stat().st_mtime, tz=UTC))
+
+    def local_file(self, commit: str, item: RepoFile) -> RepoFile:
+        """A file of the folder: its bytes are always here."""
+        return item
+
+
+def resolve_revision(refs: Refs, revision: str, has_commit: Callable[[str], bool]) -> str:
+    """The commit a branch, tag (also as ``refs/heads/x``, ``refs/tags/x``) or commit id names."""
+    candidates = (
+        ("", refs.branches),
+        ("", refs.tags),
+        ("refs/heads/", refs.branches),
+        ("refs/tags/", refs.tags),
+    )
+    for prefix, names in candidates:
+        if revision.startswith(prefix) and (commit := names.get(revision[len(prefix) :])):
+            return commit
+    if COMMIT_RE.fullmatch(revision) and has_commit(revision):
+        return revision
+    raise NoSuchRevision(revision)
+
+
+def build_snapshot(commit: str, files: Mapping[str, RepoFile], date: datetime) -> Snapshot:
+    """A commit's snapshot from its files: the folders they imply, each with its git tree SHA-1
+    (git keeps no empty folders, so only the files' parents are folders)."""
+    children: dict[str, list[tuple[str, bool, str]]] = {"": []}
+    for rel, item in files.items():
+        parent, _, name = rel.rpartition("/")
+        while parent not in children:
+            children[parent] = []
+            parent = parent.rpartition("/")[0]
+        children[rel.rpartition("/")[0]].append((name, False, item.git_oid))
+    dirs: dict[str, RepoDir] = {}
+    # Deepest folders first, so each folder's children have their oids when it is hashed.
+    for rel in sorted(children, key=lambda d: d.count("/") + (d != ""), reverse=True):
+        oid = _git_tree_sha1(children[rel])
+        if rel:
+            dirs[rel] = RepoDir(rel, oid)
+            parent, _, name = rel.rpartition("/")
+            children[parent].append((name, True, oid))
+    return Snapshot(commit=commit, files=dict(files), dirs=dirs, date=date)
 
 
 class DirectorySource:

@@ -12,10 +12,12 @@ from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import urlencode
 
+from alex_models.mirror.catalogue import CatalogueRepo, MissingBytes
 from alex_models.mirror.faults import RequestInfo
 from alex_models.mirror.files import file_response
 from alex_models.mirror.messages import HubError, HubRequest, Mirror, Response, iso_date, json_body
-from alex_models.mirror.repos import NoSuchRepo, NoSuchRevision, Repo, RepoDir, RepoFile, Snapshot
+from alex_models.mirror.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from alex_models.mirror.repos import NoSuchRepo, NoSuchRevision, RepoDir, RepoFile, Snapshot
 
 _MODEL_INFO_KEYS = (
     "author", "cardData", "createdAt", "disabled", "downloads", "gated", "lastModified", "likes",
@@ -26,6 +28,11 @@ _MODEL_INFO_KEYS = (
 def route(mirror: Mirror, request: HubRequest, applied: list[str]) -> Response:
     """The answer to ``request``: the CDN origin serves files; the API origin the API and resolve."""
     segments = request.segments
+    if request.origin == "api" and segments in (["health"], ["metrics"]) and request.method != "POST":
+        # Operations, open without a token: they name no repo, file or client.
+        if segments == ["health"]:
+            return _ok({"status": "ok"})
+        return Response(200, {"Content-Type": METRICS_CONTENT_TYPE}, mirror.metrics_text().encode())
     if request.origin == "cdn":
         return _guarded(mirror, request, applied, None, lambda: _cdn_file(mirror, request))
     if segments[:1] == ["api"]:
@@ -104,7 +111,7 @@ def _ok(value: object, headers: Mapping[str, str] | None = None) -> Response:
     )
 
 
-def _check_token(mirror: Mirror, request: HubRequest, repo: Repo | None = None) -> None:
+def _check_token(mirror: Mirror, request: HubRequest, repo: CatalogueRepo | None = None) -> None:
     """A token no repo knows is refused everywhere, as the Hub refuses an invalid token."""
     if request.token is None or (repo is not None and request.token in repo.settings.tokens):
         return
@@ -122,7 +129,7 @@ def _repo_not_found(request: HubRequest, repo_id: str) -> HubError:
     return HubError(401 if request.token is None else 404, "RepoNotFound", message)
 
 
-def _open_repo(mirror: Mirror, request: HubRequest, repo_id: str, *, files: bool = False) -> Repo:
+def _open_repo(mirror: Mirror, request: HubRequest, repo_id: str, *, files: bool = False) -> CatalogueRepo:
     try:
         repo = mirror.source.repo(repo_id)
     except NoSuchRepo:
@@ -150,7 +157,7 @@ def _open_repo(mirror: Mirror, request: HubRequest, repo_id: str, *, files: bool
     return repo
 
 
-def _snapshot(repo: Repo, revision: str, extra_headers: Mapping[str, str] | None = None) -> Snapshot:
+def _snapshot(repo: CatalogueRepo, revision: str, extra_headers: Mapping[str, str] | None = None) -> Snapshot:
     try:
         return repo.snapshot(repo.resolve(revision))
     except NoSuchRevision:
@@ -161,7 +168,7 @@ def _commit_title(snapshot: Snapshot) -> str:
     return f"Commit {snapshot.commit[:7]}"
 
 
-def _model_info(repo: Repo, request: HubRequest, revision: str) -> Response:
+def _model_info(repo: CatalogueRepo, request: HubRequest, revision: str) -> Response:
     snapshot = _snapshot(repo, revision)
     settings = repo.settings
     blobs = request.flag("blobs")
@@ -225,7 +232,7 @@ def _entry(item: RepoFile | RepoDir, snapshot: Snapshot, expand: bool) -> dict[s
     return entry
 
 
-def _tree(mirror: Mirror, repo: Repo, request: HubRequest, revision: str, base: str) -> Response:
+def _tree(mirror: Mirror, repo: CatalogueRepo, request: HubRequest, revision: str, base: str) -> Response:
     snapshot = _snapshot(repo, revision)
     if base and base not in snapshot.dirs:
         raise HubError(404, "EntryNotFound", f'{base} does not exist on "{revision}"')
@@ -267,7 +274,7 @@ def _decode_cursor(cursor: str) -> int:
     return offset
 
 
-def _paths_info(repo: Repo, request: HubRequest, revision: str) -> Response:
+def _paths_info(repo: CatalogueRepo, request: HubRequest, revision: str) -> Response:
     snapshot = _snapshot(repo, revision)
     paths = request.form.get("paths", [])
     paths = [paths] if isinstance(paths, str) else paths
@@ -286,7 +293,7 @@ def _paths_info(repo: Repo, request: HubRequest, revision: str) -> Response:
     return _ok(entries)
 
 
-def _refs(repo: Repo, request: HubRequest) -> Response:
+def _refs(repo: CatalogueRepo, request: HubRequest) -> Response:
     refs = repo.refs
 
     def items(names: Mapping[str, str], kind: str) -> list[dict[str, str]]:
@@ -302,7 +309,7 @@ def _refs(repo: Repo, request: HubRequest) -> Response:
     return _ok(body)
 
 
-def _commits(repo: Repo, revision: str) -> Response:
+def _commits(repo: CatalogueRepo, revision: str) -> Response:
     # A mirror root keeps no history, only commits: a revision's log is its own commit.
     snapshot = _snapshot(repo, revision)
     title = _commit_title(snapshot)
@@ -342,7 +349,20 @@ def _resolve(mirror: Mirror, request: HubRequest) -> Response:
             "Content-Type": "text/plain; charset=utf-8",
         }
         return Response(302, headers, f"Found. Redirecting to {location}".encode())
+    item = _local(repo, snapshot.commit, item, request)
     return file_response(mirror, request, item, {**commit_header, "ETag": f'"{item.git_oid}"'})
+
+
+def _local(repo: CatalogueRepo, commit: str, item: RepoFile, request: HubRequest) -> RepoFile:
+    """The file with its bytes here, or the Hub's answer for a file that is not there."""
+    try:
+        local = repo.local_file(commit, item)
+    except MissingBytes:
+        request.cache = "miss"
+        message = f"{item.path} is listed at {commit}, but this mirror does not hold its bytes"
+        raise HubError(404, "EntryNotFound", message, {"X-Repo-Commit": commit}) from None
+    request.cache = "hit"
+    return local
 
 
 def _cdn_file(mirror: Mirror, request: HubRequest) -> Response:
@@ -356,7 +376,9 @@ def _cdn_file(mirror: Mirror, request: HubRequest) -> Response:
     if not hmac.compare_digest(signature, expected) or not expires.isdigit() or int(expires) < time.time():
         raise HubError(403, None, "Request has expired or its signature does not match")
     try:
-        item = mirror.source.repo(repo_id).snapshot(commit).files[path]
+        repo = mirror.source.repo(repo_id)
+        item = repo.snapshot(commit).files[path]
     except (NoSuchRepo, KeyError):
         raise HubError(404, None, "Not Found") from None
+    item = _local(repo, commit, item, request)
     return file_response(mirror, request, item, {"ETag": f'"{item.etag}"'})

@@ -27,9 +27,11 @@ from pathlib import Path
 from types import TracebackType
 from urllib.parse import quote, urlencode
 
+from alex_models.mirror.catalogue import Catalogue
 from alex_models.mirror.faults import Faults
 from alex_models.mirror.handler import OriginServer
 from alex_models.mirror.messages import RequestRecord
+from alex_models.mirror.metrics import Metrics
 from alex_models.mirror.repos import DirectorySource
 
 CDN_URL_TTL_SECONDS = 3600
@@ -37,7 +39,7 @@ _POLL_INTERVAL = 0.02  # seconds between the serve loop's shutdown checks
 
 
 class MirrorServer:
-    """Serves a mirror root over HTTP on two loopback (or chosen) ports.
+    """Serves a mirror root (or another ``Catalogue``) over HTTP on two loopback (or chosen) ports.
 
     ``port=0``/``cdn_port=0`` pick free ports; ``url`` is the endpoint to give ``HF_ENDPOINT``.
     ``faults`` may be changed while the server runs; ``log`` lists every finished request.
@@ -46,7 +48,7 @@ class MirrorServer:
 
     def __init__(
         self,
-        root: Path,
+        root: Path | Catalogue,
         *,
         host: str = "127.0.0.1",
         port: int = 0,
@@ -56,7 +58,9 @@ class MirrorServer:
         expand_page_size: int = 50,
         on_request: Callable[[RequestRecord], None] | None = None,
     ) -> None:
-        self.source = DirectorySource(root)
+        self.source: Catalogue = DirectorySource(root) if isinstance(root, Path) else root
+        self.metrics = Metrics()
+        self._draining = False
         self.faults = faults if faults is not None else Faults()
         self.page_size = page_size
         self.expand_page_size = expand_page_size
@@ -125,13 +129,38 @@ class MirrorServer:
         return self
 
     def stop(self) -> None:
+        self._close_listeners()
+        for thread in self._threads:
+            thread.join()
+        self._threads.clear()
+
+    def _close_listeners(self) -> None:
+        """End both serve loops and close the listening sockets; answers being sent go on."""
         for server in (self._api, self._cdn):
             if self._threads:
                 server.shutdown()
             server.server_close()
-        for thread in self._threads:
-            thread.join()
-        self._threads.clear()
+
+    def drain(self, timeout: float) -> int:
+        """Stop taking connections, then wait up to ``timeout`` seconds for the requests being
+        answered to finish (each connection closes after its answer). Returns how many were still
+        running at the end (0: all finished); ``stop()`` then cuts them."""
+        self._draining = True
+        self._close_listeners()
+        deadline = time.monotonic() + timeout
+        while self.metrics.in_flight and time.monotonic() < deadline:
+            time.sleep(_POLL_INTERVAL)  # short sleeps: a second signal still interrupts the wait
+        return self.metrics.in_flight
+
+    @property
+    def draining(self) -> bool:
+        return self._draining
+
+    def request_started(self) -> None:
+        self.metrics.started()
+
+    def metrics_text(self) -> str:
+        return self.metrics.render()
 
     def __enter__(self) -> MirrorServer:
         return self.start()
@@ -142,6 +171,7 @@ class MirrorServer:
         self.stop()
 
     def record(self, record: RequestRecord) -> None:
+        self.metrics.finished(record)
         with self._log_changed:
             self._log.append(record)
             self._log_changed.notify_all()
