@@ -28,7 +28,7 @@ from pydantic import (
 )
 
 from alex_models._fs import relpath_problem
-from alex_models._ids import COMMIT_RE, SHA256_RE, is_repo_id
+from alex_models._ids import COMMIT_RE, SHA256_RE, is_repo_id, oci_reference
 from alex_models._yaml import load_document, position, validate_document
 from alex_models.errors import UserError
 from alex_models.formats import EmitFormat, Shell
@@ -78,6 +78,15 @@ def _check_revision(value: str) -> str:
         or value == "@"
     ):
         raise ValueError(f"{value!r} is neither a branch or tag name nor a 40-hex commit id")
+    return value
+
+
+def _check_oci(value: str) -> str:
+    if oci_reference(value) is None:
+        raise ValueError(
+            f"{value!r} is not a registry reference like ghcr.io/team/models:qwen or "
+            "docker.io/ai/smollm2@sha256:<64 hex> (the registry, a lowercase repository, a tag or a digest)"
+        )
     return value
 
 
@@ -152,6 +161,7 @@ ModelName = Annotated[str, AfterValidator(_check_model_name)]
 Quant = Annotated[str, AfterValidator(_check_quant)]
 Sha256 = Annotated[str, AfterValidator(_check_sha256)]
 Url = Annotated[str, AfterValidator(_check_url)]
+OciRef = Annotated[str, AfterValidator(_check_oci)]
 RemoteUrl = Annotated[str, AfterValidator(_check_remote_url)]
 
 
@@ -198,6 +208,13 @@ class Runtime(StrictModel):
         return Runtime(**merged)
 
 
+_NOT_WITH_OCI = (
+    "repo", "revision", "file", "files", "url", "sha256",
+    "mmproj", "lora", "sidecar", "sidecar_file", "preset",
+)  # fmt: skip
+"""What an ``oci`` entry cannot say: the artifact decides its files (its projector included)."""
+
+
 class ModelSpec(StrictModel):
     """One entry of ``models:``: where its files come from and how to run it."""
 
@@ -208,6 +225,9 @@ class ModelSpec(StrictModel):
     quant: Quant | None = None
     url: Url | None = None
     sha256: Sha256 | None = None
+    oci: OciRef | None = None
+    """A model artifact in an OCI registry (ModelPack or Docker's): ``REGISTRY/REPOSITORY:TAG`` or
+    ``…@sha256:<hex>``; ``quant`` then picks among its models when it holds several."""
     mmproj: RelPath | None = None
     """The projector in the same repo: a path or glob, or ``auto`` (as ``llama-server -hf`` picks it)."""
     lora: list[RelPath] | None = None
@@ -224,10 +244,15 @@ class ModelSpec(StrictModel):
 
     @model_validator(mode="after")
     def _one_source(self) -> ModelSpec:
+        if self.oci is not None:
+            extra = [key for key in _NOT_WITH_OCI if getattr(self, key) is not None]
+            if extra:
+                raise ValueError(f"an 'oci' model takes no {', '.join(repr(k) for k in extra)}")
+            return self
         chosen = [key for key in ("file", "files", "quant", "url") if getattr(self, key) is not None]
         if len(chosen) != 1:
             has = f" (it has {' and '.join(chosen)})" if chosen else ""
-            raise ValueError(f"a model needs exactly one of 'file', 'files', 'quant' or 'url'{has}")
+            raise ValueError(f"a model needs exactly one of 'file', 'files', 'quant', 'url' or 'oci'{has}")
         if self.url is not None:
             extra = [
                 key
@@ -255,6 +280,8 @@ class ModelSpec(StrictModel):
         """The part of this entry that decides which bytes are locked, with defaults applied."""
         if self.url is not None:
             return ModelInput(url=self.url, sha256=self.sha256)
+        if self.oci is not None:
+            return ModelInput(oci=self.oci, quant=self.quant)
         return ModelInput(
             repo=self.repo,
             revision=self.revision or defaults.revision,
@@ -276,6 +303,8 @@ class ModelInput(StrictModel):
     these, entry by entry, without a network.
     """
 
+    oci: str | None = None
+    """First, so an ``oci`` entry's input reads ``{oci: …, quant: …}``; absent from other entries."""
     repo: str | None = None
     revision: str | None = None
     file: str | None = None

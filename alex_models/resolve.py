@@ -16,16 +16,16 @@ removed models are dropped, and only ``upgrade`` re-resolves models whose input 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from typing import Literal
 from urllib.parse import unquote, urlsplit
 
 from alex_models._fs import portable_name_problem, relpath_problem
-from alex_models._ids import SPLIT_RE
+from alex_models._ids import SPLIT_RE, oci_reference
 from alex_models.errors import UserError
-from alex_models.lock import LOCK_VERSION, Lock, LockedFile, LockedModel, Role
+from alex_models.lock import Lock, LockedFile, LockedModel, Role, version_for
 from alex_models.manifest import Manifest, ModelInput
 from alex_models.remote import Facts, RemoteFile, RepoSnapshot
 from alex_models.sidecars import DRAFT_HEADS, DraftHead, best, is_model_name, keyword
@@ -65,6 +65,11 @@ class Plan:
         """The URLs to look up, with the SHA256 the manifest pins for each, if any."""
         return {i.url: i.sha256 for i in self.resolve.values() if i.url is not None}
 
+    @property
+    def artifacts(self) -> set[str]:
+        """The registry references to read."""
+        return {i.oci for i in self.resolve.values() if i.oci is not None}
+
 
 def plan(manifest: Manifest, previous: Lock | None, upgrade: Upgrade = False) -> Plan:
     """Split the manifest's models into kept lock entries and models to resolve."""
@@ -99,19 +104,24 @@ def select(name: str, wanted: ModelInput, snapshot: RepoSnapshot) -> list[tuple[
         if not adapters:
             raise ResolveError(f"{where} has no LoRA adapter matching {pattern!r}", hint=_available(files))
         picked.update(dict.fromkeys(adapters, "lora"))
-    for path in picked:
+    _check_paths(where, picked, "narrow 'files:' or name one file with 'file:'")
+    return [(files[path], picked[path]) for path in sorted(picked)]
+
+
+def _check_paths(where: str, paths: Iterable[str], narrow: str) -> None:
+    """The picked paths can be views on any filesystem; the lock refuses the others too, so say so
+    here, as a resolve error."""
+    folded: dict[str, str] = {}
+    for path in sorted(paths):
         problem = relpath_problem(path) or portable_name_problem(path)
         if problem is not None:
             raise ResolveError(f"{where}: refusing file name {path!r}: {problem}")
-    folded: dict[str, str] = {}
-    for path in sorted(picked):  # the lock refuses these too; say so here, as a resolve error
         first = folded.setdefault(path.casefold(), path)
         if first != path:
             raise ResolveError(
                 f"{where}: {first!r} and {path!r} differ only in case, which some filesystems cannot hold",
-                hint="narrow 'files:' or name one file with 'file:'",
+                hint=narrow,
             )
-    return [(files[path], picked[path]) for path in sorted(picked)]
 
 
 def _main_files(where: str, wanted: ModelInput, files: Mapping[str, RemoteFile]) -> dict[str, Role]:
@@ -207,9 +217,7 @@ def _role(path: str) -> Role:
 
 
 def _by_quant(where: str, quant: str, files: Mapping[str, RemoteFile]) -> list[str]:
-    # The label must stand alone: Q4_K_M matches "x-Q4_K_M.gguf", "Q4_K_M/x-00001-of-00002.gguf",
-    # never "x-Q4_K_M_L.gguf" nor "x-IQ4_K_M.gguf".
-    label = re.compile(rf"(?:^|[-._/ ]){re.escape(quant)}(?=[-./ ]|$)", re.IGNORECASE)
+    label = _label(quant)
     # Nor a projector, imatrix or draft head: llama.cpp's gguf_filename_is_model.
     ggufs = [p for p in files if _role(p) == "model" and is_model_name(p)]
     matched = [p for p in ggufs if label.search(p[: -len(".gguf")])]
@@ -228,6 +236,12 @@ def _by_quant(where: str, quant: str, files: Mapping[str, RemoteFile]) -> list[s
             hint="name one with 'file:' instead of 'quant:'",
         )
     return _with_shards(where, min(matched), files)
+
+
+def _label(quant: str) -> re.Pattern[str]:
+    # The label must stand alone: Q4_K_M matches "x-Q4_K_M.gguf", "Q4_K_M/x-00001-of-00002.gguf",
+    # never "x-Q4_K_M_L.gguf" nor "x-IQ4_K_M.gguf".
+    return re.compile(rf"(?:^|[-._/ ]){re.escape(quant)}(?=[-./ ]|$)", re.IGNORECASE)
 
 
 def _model_key(path: str) -> str:
@@ -280,10 +294,13 @@ def resolve(manifest: Manifest, facts: Facts, previous: Lock | None = None, upgr
     chosen = plan(manifest, previous, upgrade)
     models = dict(chosen.keep)
     for name, wanted in chosen.resolve.items():
-        models[name] = (
-            _locked_url(name, wanted, facts) if wanted.url is not None else _locked_hf(name, wanted, facts)
-        )
-    return Lock(version=LOCK_VERSION, models=dict(sorted(models.items())))
+        if wanted.oci is not None:
+            models[name] = _locked_oci(name, wanted, facts)
+        elif wanted.url is not None:
+            models[name] = _locked_url(name, wanted, facts)
+        else:
+            models[name] = _locked_hf(name, wanted, facts)
+    return Lock(version=version_for(models), models=dict(sorted(models.items())))
 
 
 def _locked_hf(name: str, wanted: ModelInput, facts: Facts) -> LockedModel:
@@ -319,6 +336,53 @@ def _locked_url(name: str, wanted: ModelInput, facts: Facts) -> LockedModel:
         source="url",
         url=wanted.url,
         files=[LockedFile(path=path, role=_role(path), size=found.size, sha256=found.sha256)],
+    )
+
+
+def _locked_oci(name: str, wanted: ModelInput, facts: Facts) -> LockedModel:
+    """The artifact's model (the one ``quant`` picks, when it holds several) and every other layer."""
+    reference = oci_reference(wanted.oci or "")
+    if reference is None or wanted.oci is None:
+        raise ValueError(f"model {name!r} has no oci reference")  # the manifest rules this out
+    found = facts.artifacts[wanted.oci]
+    where = f"model {name!r}: {found.reference} ({found.digest[:19]})"
+    layers = {layer.path: layer for layer in found.layers}
+    if len(layers) != len(found.layers):
+        raise ResolveError(f"{where}: two layers have the same file path", hint="fix the artifact")
+    listed = {p: RemoteFile(p, layer.size, layer.sha256) for p, layer in layers.items()}
+    models = {p: f for p, f in listed.items() if layers[p].kind == "model"}
+    if not models:
+        raise ResolveError(
+            f"{where} holds no GGUF model layer", hint=_available(listed) + "; llama.cpp serves GGUF files"
+        )
+    variants = sorted({_model_key(p) for p in models})
+    if len(variants) > 1 and wanted.quant is None:
+        firsts = ", ".join(sorted(min(p for p in models if _model_key(p) == v) for v in variants))
+        raise ResolveError(f"{where} holds {len(variants)} models: {firsts}", hint="pick one with 'quant:'")
+    if len(variants) > 1 and wanted.quant is not None:
+        chosen = _by_quant(where, wanted.quant, models)
+    else:
+        chosen = _with_shards(where, min(models), models)
+        declared = (found.quantization or "").upper()
+        if wanted.quant not in (None, declared) and not _label(wanted.quant or "").search(chosen[0]):
+            said = f"quantized {declared}" if declared else "with no quantization said"
+            raise ResolveError(
+                f"{where} holds one model, {said}, not {wanted.quant}",
+                hint="remove 'quant:', or name the artifact of that quant (often its own tag)",
+            )
+    picked = [*chosen, *(p for p in layers if layers[p].kind != "model")]
+    _check_paths(where, picked, "the artifact's file paths cannot all be views here")
+    files = [
+        LockedFile(path=p, role=layers[p].kind, size=layers[p].size, sha256=layers[p].sha256) for p in picked
+    ]
+    return LockedModel(
+        input=wanted,
+        source="oci",
+        registry=reference.registry,
+        repository=reference.repository,
+        tag=reference.tag,
+        digest=found.digest,
+        files=files,
     )
 
 
