@@ -19,10 +19,11 @@ from helpers import blob_files, cli, home, write_manifest
 from registrykit import RegistryServer
 from test_fleet import NAMES, ok, project_with_remote
 
+from alex_models._units import human_size
 from alex_models.lock import loads
 from alex_models.mirror import MirrorRoot, MirrorServer
 from alex_models.oci import Address, Registry
-from alex_models.oci.modelpack import FILEPATH, IMAGE_MANIFEST, MODEL_ARTIFACT, MODEL_CONFIG, WEIGHT_RAW
+from alex_models.oci.modelpack import FILEPATH, IMAGE_MANIFEST, MODEL_CONFIG, WEIGHT_RAW
 from alex_models.tinymodels import write_tiny_gguf
 
 pytestmark = pytest.mark.registry
@@ -160,3 +161,206 @@ def test_a_docker_model_artifact_pushed_by_oras_is_locked_to_its_digest_synced_a
     assert str(views / model.name) in argv
     assert f"--mmproj {views / projector.name}" in argv
     assert (views / model.name).read_bytes() == model.read_bytes()
+
+
+def modelpack_config(quantization: str | None = None) -> bytes:
+    settings = {"format": "gguf", **({"quantization": quantization} if quantization else {})}
+    return json.dumps(
+        {"descriptor": {"name": "qwen"}, "config": settings, "modelfs": {"type": "layers"}}
+    ).encode()
+
+
+def test_a_modelpack_artifact_pushed_by_oras_with_two_quants_locks_the_one_quant_picks(
+    registry: RegistryServer, tmp_path: Path
+) -> None:
+    made = tmp_path / "made"
+    q4 = gguf(made, "qwen-Q4_K_M.gguf", context_length=1024)
+    q8 = gguf(made, "qwen-Q8_0.gguf", context_length=2048)
+    (made / "README.md").write_text("# qwen\n", encoding="utf-8")
+    paths = {q4: f"gguf/{q4.name}", q8: f"gguf/{q8.name}", made / "README.md": "README.md"}
+    digest = oras_push(
+        registry,
+        "team/qwen:all",
+        [(q4, WEIGHT_RAW), (q8, WEIGHT_RAW), (made / "README.md", "application/vnd.cncf.model.doc.v1.raw")],
+        (modelpack_config(), MODEL_CONFIG),
+        {str(path): {FILEPATH: inside} for path, inside in paths.items()},
+    )
+    reference = f"{registry.host}/team/qwen:all"
+
+    unpicked = cli(project(tmp_path / "unpicked", qwen={"oci": reference}), "lock")
+    assert unpicked.returncode == 1
+    assert f"{reference} ({digest[:19]}) holds 2 models: gguf/qwen-Q4_K_M.gguf, gguf/qwen-Q8_0.gguf" in (
+        unpicked.stderr
+    )
+    assert "pick one with 'quant:'" in unpicked.stderr
+
+    folder = project(tmp_path / "p", qwen={"oci": reference, "quant": "q8_0"})
+    ok(cli(folder, "sync"))
+    entry = loads((folder / "models.lock").read_text(encoding="utf-8")).models["qwen"]
+    assert entry.digest == digest
+    assert [(f.path, f.role, f.sha256) for f in entry.files] == [
+        ("README.md", "file", sha256((made / "README.md").read_bytes())),
+        ("gguf/qwen-Q8_0.gguf", "model", sha256(q8.read_bytes())),
+    ]
+    assert sha256(q4.read_bytes()) not in {p.name for p in blob_files()}
+    assert ok(cli(folder, "path", "qwen")).stdout.strip().endswith("gguf/qwen-Q8_0.gguf")
+
+
+def test_a_model_our_push_published_locks_back_to_the_same_files_and_syncs_from_the_registry(
+    registry: RegistryServer,
+    mirror_root: MirrorRoot,
+    mirror: MirrorServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("HF_ENDPOINT", mirror.url)
+    ci = tmp_path / "ci"
+    project_with_remote(ci, mirror_root, tmp_path, remote=registry.url("team/pushed"))
+    ok(cli(ci, "sync"))
+    ok(cli(ci, "push"))
+    published = loads((ci / "models.lock").read_text(encoding="utf-8")).models[NAMES[0]]
+
+    monkeypatch.setenv("ALEX_MODELS_HOME", str(tmp_path / "host-store"))
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # nothing listens: the Hub is not asked
+    folder = project(tmp_path / "host", mine={"oci": f"{registry.host}/team/pushed:{NAMES[0]}"})
+    ok(cli(folder, "sync"))
+
+    entry = loads((folder / "models.lock").read_text(encoding="utf-8")).models["mine"]
+    assert [(f.path, f.role, f.size, f.sha256) for f in entry.files] == [
+        (f.path, f.role, f.size, f.sha256) for f in published.files
+    ]
+    assert sorted(p.name for p in blob_files()) == sorted(f.sha256 for f in published.files)
+
+
+@pytest.mark.parametrize(
+    ("reference", "missing"),
+    [("team/nothing-here:v1", "no tag 'v1'"), ("ai/smollm2:no-such-tag", "no tag 'no-such-tag'")],
+    ids=["unknown-repository", "unknown-tag"],
+)
+def test_an_unknown_repository_or_tag_is_one_line_naming_the_reference(
+    registry: RegistryServer, tmp_path: Path, reference: str, missing: str
+) -> None:
+    publish(registry, "ai/smollm2", "present", [(b"GGUF", DOCKER_GGUF, None)])
+    folder = project(tmp_path / "p", m={"oci": f"{registry.host}/{reference}"})
+
+    run = cli(folder, "lock")
+
+    assert run.returncode == 1
+    assert run.stderr.splitlines()[0] == (
+        f"error: {registry.host}/{reference}: not found ({registry.host} has no repository "
+        f"{reference.split(':', maxsplit=1)[0]!r}, or {missing} in it)"
+    )
+    assert "Traceback" not in run.stderr
+    assert not (folder / "models.lock").exists()
+
+
+def test_a_tag_moved_after_the_lock_still_syncs_the_locked_bytes_and_outdated_reports_both_digests(
+    registry: RegistryServer, tmp_path: Path
+) -> None:
+    first = gguf(tmp_path / "v1", "m.gguf", context_length=1024).read_bytes()
+    second = gguf(tmp_path / "v2", "m.gguf", context_length=4096).read_bytes()
+    locked = publish(registry, "team/moving", "stable", [(first, DOCKER_GGUF, None)])
+    folder = project(tmp_path / "p", m={"oci": f"{registry.host}/team/moving:stable"})
+    ok(cli(folder, "lock"))
+    moved = publish(registry, "team/moving", "stable", [(second, DOCKER_GGUF, None)])
+
+    ok(cli(folder, "lock", "--check"))  # the lock still matches models.yaml: it is the authority
+    ok(cli(folder, "sync"))
+    assert [p.name for p in blob_files()] == [sha256(first)]
+    assert (Path(ok(cli(folder, "path", "m")).stdout.strip())).read_bytes() == first
+
+    outdated = cli(folder, "outdated", "--exit-code")
+    assert outdated.returncode == 1
+    assert f"~ m: {registry.host}/team/moving:stable {locked[:19]} -> {moved[:19]}" in outdated.stdout
+    assert len(first) == len(second)  # only the context length differs: "same size"
+    assert f"    ~ model.gguf: new SHA256, same size ({human_size(len(second))})" in outdated.stdout
+    report = json.loads(ok(cli(folder, "outdated", "--json")).stdout)
+    [model] = report["models"]
+    assert (model["status"], model["locked_digest"], model["current_digest"]) == ("outdated", locked, moved)
+
+    ok(cli(folder, "lock", "--upgrade"))
+    assert loads((folder / "models.lock").read_text(encoding="utf-8")).models["m"].digest == moved
+
+
+def test_a_layer_whose_bytes_are_not_its_digest_is_never_stored(
+    registry: RegistryServer, tmp_path: Path
+) -> None:
+    data = gguf(tmp_path / "made", "m.gguf").read_bytes()
+    publish(registry, "team/damaged", "v1", [(data, DOCKER_GGUF, None)])
+    folder = project(tmp_path / "p", m={"oci": f"{registry.host}/team/damaged:v1"})
+    ok(cli(folder, "lock"))
+    digest = sha256(data)
+    stored = registry.root / "data/docker/registry/v2/blobs/sha256" / digest[:2] / digest / "data"
+    stored.write_bytes(data[:-1] + bytes([data[-1] ^ 0xFF]))  # same size, other bytes
+
+    run = cli(folder, "sync")
+
+    assert run.returncode == 3, run.stderr
+    assert f"error: {registry.host}/team/damaged/model.gguf: downloaded bytes have SHA256 " in run.stderr
+    assert f"the lock says {digest}" in run.stderr
+    assert "Traceback" not in run.stderr
+    assert blob_files() == []
+
+
+def test_a_manifest_that_lies_about_a_size_is_refused_before_anything_is_locked_or_stored(
+    registry: RegistryServer, tmp_path: Path
+) -> None:
+    data = gguf(tmp_path / "made", "m.gguf").read_bytes()
+    publish(registry, "team/liar", "v1", [(data, DOCKER_GGUF, len(data) + 1)])
+    folder = project(tmp_path / "p", m={"oci": f"{registry.host}/team/liar:v1"})
+
+    run = cli(folder, "sync")
+
+    assert run.returncode == 3, run.stderr
+    assert run.stderr.splitlines()[0] == (
+        f"error: {registry.host}/team/liar:v1: its manifest says layer sha256:{sha256(data)} has "
+        f"{len(data) + 1} bytes, the registry holds {len(data)}"
+    )
+    assert not (folder / "models.lock").exists()
+    assert blob_files() == []
+
+
+@pytest.mark.parametrize(
+    ("tag", "layers", "config_type", "said"),
+    [
+        (
+            "license-only",
+            [(b"Apache-2.0\n", DOCKER_LICENSE, None)],
+            DOCKER_CONFIG,
+            "holds no GGUF model layer",
+        ),
+        (
+            "image",
+            [(b"GGUF", "application/octet-stream", None)],
+            "application/vnd.oci.image.config.v1+json",
+            "not a model artifact (config application/vnd.oci.image.config.v1+json)",
+        ),
+        (
+            "packed",
+            [(b"GGUF", "application/vnd.cncf.model.weight.v1.tar", None)],
+            MODEL_CONFIG,
+            "its weights are packed (application/vnd.cncf.model.weight.v1.tar)",
+        ),
+    ],
+    ids=["no-gguf-layer", "no-model-format", "packed-weights"],
+)
+def test_an_artifact_that_is_no_gguf_model_is_one_line(
+    registry: RegistryServer,
+    tmp_path: Path,
+    tag: str,
+    layers: list[tuple[bytes, str, int | None]],
+    config_type: str,
+    said: str,
+) -> None:
+    publish(registry, "team/odd", tag, layers, config_type=config_type)
+    folder = project(tmp_path / "p", m={"oci": f"{registry.host}/team/odd:{tag}"})
+
+    run = cli(folder, "lock")
+
+    assert run.returncode == 1, run.stderr
+    [line, *hint] = run.stderr.splitlines()
+    assert line.startswith(f"error: {'model ' if tag == 'license-only' else ''}")
+    assert said in line
+    assert len(hint) <= 1
+    assert "Traceback" not in run.stderr
+    assert not (folder / "models.lock").exists()
