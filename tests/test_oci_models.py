@@ -13,7 +13,7 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
-import oras.client
+import oras.client  # type: ignore[import-untyped]  # the SDK ships no type information
 import pytest
 from helpers import blob_files, cli, home, write_manifest
 from registrykit import RegistryServer
