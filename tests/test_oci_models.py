@@ -161,6 +161,9 @@ def test_a_docker_model_artifact_pushed_by_oras_is_locked_to_its_digest_synced_a
     assert str(views / model.name) in argv
     assert f"--mmproj {views / projector.name}" in argv
     assert (views / model.name).read_bytes() == model.read_bytes()
+    status = json.loads(ok(cli(folder, "status", "--json")).stdout)
+    assert (status["synced"], status["models"]["smollm2"]["sync_state"]) == (True, "synced"), status
+    ok(cli(folder, "verify"))
 
 
 def modelpack_config(quantization: str | None = None) -> bytes:
