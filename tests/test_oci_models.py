@@ -174,7 +174,7 @@ def modelpack_config(quantization: str | None = None) -> bytes:
 
 
 def test_a_modelpack_artifact_pushed_by_oras_with_two_quants_locks_the_one_quant_picks(
-    registry: RegistryServer, tmp_path: Path
+    registry: RegistryServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     made = tmp_path / "made"
     q4 = gguf(made, "qwen-Q4_K_M.gguf", context_length=1024)
@@ -207,6 +207,15 @@ def test_a_modelpack_artifact_pushed_by_oras_with_two_quants_locks_the_one_quant
     ]
     assert sha256(q4.read_bytes()) not in {p.name for p in blob_files()}
     assert ok(cli(folder, "path", "qwen")).stdout.strip().endswith("gguf/qwen-Q8_0.gguf")
+
+    # A --from remote is asked first, as for a Hub model: a fresh store reads nothing from the registry.
+    team = (tmp_path / "team").as_uri()
+    ok(cli(folder, "push", team))
+    monkeypatch.setenv("ALEX_MODELS_HOME", str(tmp_path / "second-store"))
+    asked = registry.requests("GET", "/v2/team/qwen/blobs/")
+    ok(cli(folder, "sync", "--from", team))
+    assert sorted(p.name for p in blob_files()) == sorted(f.sha256 for f in entry.files)
+    assert registry.requests("GET", "/v2/team/qwen/blobs/") == asked
 
 
 def test_a_model_our_push_published_locks_back_to_the_same_files_and_syncs_from_the_registry(
