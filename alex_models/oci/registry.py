@@ -4,7 +4,8 @@ What it does, by the spec's endpoints: ``GET /v2/`` (is it a registry, and what 
 want), ``HEAD /v2/<name>/blobs/<digest>`` (which blobs it holds), uploads (``POST …/blobs/uploads/``
 then one ``PUT ?digest=`` for a blob up to ``chunk_size``; ``PATCH`` pieces of ``chunk_size`` then
 ``PUT`` for a larger one; bodies stream from the file, so memory stays bounded) and
-``PUT /v2/<name>/manifests/<tag>``. Blob bytes are read by ``sources.oci`` through the downloader.
+``PUT /v2/<name>/manifests/<tag>``; ``GET`` of a manifest and of a small blob (its config) for
+``oci.artifact``. Blob bytes are read by ``sources.oci`` through the downloader.
 
 Every digest the registry confirms (``Docker-Content-Digest``) must be the one sent. A status maps
 to our errors: 401/403 after the challenge is answered are access denied (exit 4, naming the
