@@ -164,6 +164,9 @@ def test_a_docker_model_artifact_pushed_by_oras_is_locked_to_its_digest_synced_a
     status = json.loads(ok(cli(folder, "status", "--json")).stdout)
     assert (status["synced"], status["models"]["smollm2"]["sync_state"]) == (True, "synced"), status
     ok(cli(folder, "verify"))
+    asked = registry.requests("GET", "/v2/") + registry.requests("HEAD", "/v2/")
+    ok(cli(folder, "sync"))  # nothing missing: the registry is not asked
+    assert registry.requests("GET", "/v2/") + registry.requests("HEAD", "/v2/") == asked
 
 
 def modelpack_config(quantization: str | None = None) -> bytes:

@@ -59,8 +59,8 @@ def download_jobs(
     Each job asks ``remotes`` first (sources that serve any blob, such as a store folder), in
     order, then the file's own place (unless ``own`` is False: ``--no-hub``): its repo on
     ``endpoint``, its URL, or its artifact's repository among ``registries`` (by
-    ``REGISTRY/REPOSITORY``, opened by the caller). Jobs carry no token yet: ``with_token`` adds it
-    to the ones that will really download.
+    ``REGISTRY/REPOSITORY``, opened by the caller only where a blob is missing). Jobs carry no
+    token yet: ``with_token`` adds it to the ones that will really download.
     """
     jobs: dict[str, FileJob] = {}
     for name in names:
@@ -68,14 +68,14 @@ def download_jobs(
         for file in entry.files:
             if file.sha256 in jobs:
                 continue
-            origin: Source
+            origin: Source | None
             if entry.source == "hf" and entry.repo is not None and entry.commit is not None:
                 origin = HubSource(endpoint, entry.repo, entry.commit, file.path)
             elif entry.source == "oci":
-                origin = (registries or {})[f"{entry.registry}/{entry.repository}"]
+                origin = (registries or {}).get(f"{entry.registry}/{entry.repository}")
             else:
                 origin = UrlSource(str(entry.url))
-            sources = (*remotes, origin) if own else tuple(remotes)
+            sources = (*remotes, origin) if own and origin is not None else tuple(remotes)
             jobs[file.sha256] = FileJob(file.sha256, file.size, sources, label(entry, file), model=name)
     return jobs
 

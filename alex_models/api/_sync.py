@@ -131,7 +131,11 @@ def sync(
         # Offline: no network, but a folder or a bundle on this machine is still read.
         reachable = [r for r in remotes if r.local or not offline]
         hub = opts.hub and not offline
-        registries = _open_registries(artifact_repositories(current, names) if hub else [], opened)
+        # Only the registries a missing blob needs: opening one may run a credential helper.
+        lacking = [
+            n for n in names if not all(store.has_blob(f.sha256, f.size) for f in current.models[n].files)
+        ]
+        registries = _open_registries(artifact_repositories(current, lacking) if hub else [], opened)
         sources = [r.source() for r in reachable]
         wanted = download_jobs(current, names, endpoint, sources, own=hub, registries=registries)
         missing = [job for job in wanted.values() if not store.has_blob(job.sha256, job.size)]
