@@ -275,13 +275,16 @@ def test_a_tag_moved_after_the_lock_still_syncs_the_locked_bytes_and_outdated_re
     first = gguf(tmp_path / "v1", "m.gguf", context_length=1024).read_bytes()
     second = gguf(tmp_path / "v2", "m.gguf", context_length=4096).read_bytes()
     locked = publish(registry, "team/moving", "stable", [(first, DOCKER_GGUF, None)])
-    folder = project(tmp_path / "p", m={"oci": f"{registry.host}/team/moving:stable"})
+    by_digest = f"{registry.host}/team/moving@{locked}"
+    folder = project(
+        tmp_path / "p", m={"oci": f"{registry.host}/team/moving:stable"}, pinned={"oci": by_digest}
+    )
     ok(cli(folder, "lock"))
     moved = publish(registry, "team/moving", "stable", [(second, DOCKER_GGUF, None)])
 
     ok(cli(folder, "lock", "--check"))  # the lock still matches models.yaml: it is the authority
     ok(cli(folder, "sync"))
-    assert [p.name for p in blob_files()] == [sha256(first)]
+    assert [p.name for p in blob_files()] == [sha256(first)]  # both models: the locked bytes
     assert (Path(ok(cli(folder, "path", "m")).stdout.strip())).read_bytes() == first
 
     outdated = cli(folder, "outdated", "--exit-code")
@@ -290,11 +293,16 @@ def test_a_tag_moved_after_the_lock_still_syncs_the_locked_bytes_and_outdated_re
     assert len(first) == len(second)  # only the context length differs: "same size"
     assert f"    ~ model.gguf: new SHA256, same size ({human_size(len(second))})" in outdated.stdout
     report = json.loads(ok(cli(folder, "outdated", "--json")).stdout)
-    [model] = report["models"]
-    assert (model["status"], model["locked_digest"], model["current_digest"]) == ("outdated", locked, moved)
+    statuses = {m["name"]: (m["status"], m["locked_digest"], m["current_digest"]) for m in report["models"]}
+    assert statuses == {"m": ("outdated", locked, moved), "pinned": ("pinned", locked, None)}
+    assert f"= pinned: {by_digest}, a digest, which cannot move" in outdated.stdout
 
+    dry = ok(cli(folder, "lock", "--upgrade", "--dry-run"))
+    assert f"~ m: {registry.host}/team/moving:stable {locked[:19]} -> {moved[:19]}" in dry.stdout
+    assert loads((folder / "models.lock").read_text(encoding="utf-8")).models["m"].digest == locked
     ok(cli(folder, "lock", "--upgrade"))
-    assert loads((folder / "models.lock").read_text(encoding="utf-8")).models["m"].digest == moved
+    upgraded = loads((folder / "models.lock").read_text(encoding="utf-8")).models
+    assert (upgraded["m"].digest, upgraded["pinned"].digest) == (moved, locked)
 
 
 def test_a_layer_whose_bytes_are_not_its_digest_is_never_stored(
