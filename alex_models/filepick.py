@@ -6,7 +6,7 @@ model a preset points at. Pure: listings in, paths out.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from fnmatch import fnmatchcase
 from typing import Literal
 
@@ -15,7 +15,7 @@ from alex_models._ids import SPLIT_RE
 from alex_models.errors import UserError
 from alex_models.lock import Role
 from alex_models.manifest import ModelInput
-from alex_models.remote import PresetDraft, RemoteFile, RepoSnapshot
+from alex_models.remote import ArtifactLayer, ArtifactSnapshot, PresetDraft, RemoteFile, RepoSnapshot
 from alex_models.sidecars import DRAFT_HEADS, DraftHead, best, best_model, is_model_name, keyword
 
 _LISTED_AT_MOST = 12
@@ -42,19 +42,57 @@ def select(name: str, wanted: ModelInput, snapshot: RepoSnapshot) -> list[tuple[
         if not adapters:
             raise ResolveError(f"{where} has no LoRA adapter matching {pattern!r}", hint=_available(files))
         picked.update(dict.fromkeys(adapters, "lora"))
-    for path in picked:
+    _check_paths(where, picked, "narrow 'files:' or name one file with 'file:'")
+    return [(files[path], picked[path]) for path in sorted(picked)]
+
+
+def select_artifact(name: str, wanted: ModelInput, found: ArtifactSnapshot) -> list[ArtifactLayer]:
+    """The layers of a registry artifact that model ``name`` locks: its model (the one ``quant``
+    picks, when it holds several) and every other layer, in the artifact's order."""
+    where = f"model {name!r}: {found.reference} ({found.digest[:19]})"
+    layers = {layer.path: layer for layer in found.layers}
+    if len(layers) != len(found.layers):
+        raise ResolveError(f"{where}: two layers have the same file path", hint="fix the artifact")
+    listed = {p: RemoteFile(p, layer.size, layer.sha256) for p, layer in layers.items()}
+    models = {p: f for p, f in listed.items() if layers[p].kind == "model"}
+    if not models:
+        raise ResolveError(
+            f"{where} holds no GGUF model layer", hint=_available(listed) + "; llama.cpp serves GGUF files"
+        )
+    variants = sorted({_model_key(p) for p in models})
+    if len(variants) > 1 and wanted.quant is None:
+        firsts = ", ".join(sorted(min(p for p in models if _model_key(p) == v) for v in variants))
+        raise ResolveError(f"{where} holds {len(variants)} models: {firsts}", hint="pick one with 'quant:'")
+    if len(variants) > 1 and wanted.quant is not None:
+        chosen = _by_quant(where, wanted.quant, models)
+    else:
+        chosen = _with_shards(where, min(models), models)
+        declared = (found.quantization or "").upper()
+        if wanted.quant not in (None, declared) and not _label(wanted.quant or "").search(chosen[0]):
+            said = f"quantized {declared}" if declared else "with no quantization said"
+            raise ResolveError(
+                f"{where} holds one model, {said}, not {wanted.quant}",
+                hint="remove 'quant:', or name the artifact of that quant (often its own tag)",
+            )
+    picked = [*chosen, *(p for p in layers if layers[p].kind != "model")]
+    _check_paths(where, picked, "the artifact's file paths cannot all be views here")
+    return [layers[p] for p in picked]
+
+
+def _check_paths(where: str, paths: Iterable[str], narrow: str) -> None:
+    """The picked paths can be views on any filesystem; the lock refuses the others too, so say so
+    here, as a resolve error."""
+    folded: dict[str, str] = {}
+    for path in sorted(paths):
         problem = relpath_problem(path) or portable_name_problem(path)
         if problem is not None:
             raise ResolveError(f"{where}: refusing file name {path!r}: {problem}")
-    folded: dict[str, str] = {}
-    for path in sorted(picked):  # the lock refuses these too; say so here, as a resolve error
         first = folded.setdefault(path.casefold(), path)
         if first != path:
             raise ResolveError(
                 f"{where}: {first!r} and {path!r} differ only in case, which some filesystems cannot hold",
-                hint="narrow 'files:' or name one file with 'file:'",
+                hint=narrow,
             )
-    return [(files[path], picked[path]) for path in sorted(picked)]
 
 
 def _main_files(where: str, wanted: ModelInput, files: Mapping[str, RemoteFile]) -> dict[str, Role]:
@@ -151,9 +189,7 @@ def role_of(path: str) -> Role:
 
 
 def _by_quant(where: str, quant: str, files: Mapping[str, RemoteFile]) -> list[str]:
-    # The label must stand alone: Q4_K_M matches "x-Q4_K_M.gguf", "Q4_K_M/x-00001-of-00002.gguf",
-    # never "x-Q4_K_M_L.gguf" nor "x-IQ4_K_M.gguf".
-    label = re.compile(rf"(?:^|[-._/ ]){re.escape(quant)}(?=[-./ ]|$)", re.IGNORECASE)
+    label = _label(quant)
     # Nor a projector, imatrix or draft head: llama.cpp's gguf_filename_is_model.
     ggufs = [p for p in files if role_of(p) == "model" and is_model_name(p)]
     matched = [p for p in ggufs if label.search(p[: -len(".gguf")])]
@@ -172,6 +208,12 @@ def _by_quant(where: str, quant: str, files: Mapping[str, RemoteFile]) -> list[s
             hint="name one with 'file:' instead of 'quant:'",
         )
     return _with_shards(where, min(matched), files)
+
+
+def _label(quant: str) -> re.Pattern[str]:
+    # The label must stand alone: Q4_K_M matches "x-Q4_K_M.gguf", "Q4_K_M/x-00001-of-00002.gguf",
+    # never "x-Q4_K_M_L.gguf" nor "x-IQ4_K_M.gguf".
+    return re.compile(rf"(?:^|[-._/ ]){re.escape(quant)}(?=[-./ ]|$)", re.IGNORECASE)
 
 
 def _model_key(path: str) -> str:

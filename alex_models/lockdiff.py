@@ -89,11 +89,11 @@ class ModelChange:
             entry = self.after or self.before
             return "" if entry is None else f"{pin(entry)}, {_count(entry.files)}"
         before, after = self.before, self.after
-        if before.repo is not None and (before.repo, before.revision) == (after.repo, after.revision):
-            commits = _short(after.commit)
-            if before.commit != after.commit:
-                commits = f"{_short(before.commit)} -> {commits}"
-            return f"{after.repo}@{after.revision} {commits}"
+        if _moving(before) is not None and _moving(before) == _moving(after):
+            commits = _short(after.pin)
+            if before.pin != after.pin:
+                commits = f"{_short(before.pin)} -> {commits}"
+            return f"{_moving(after)} {commits}"
         return f"{pin(before)} -> {pin(after)}"
 
     def as_json(self) -> dict[str, object]:
@@ -131,14 +131,27 @@ def lock_changes(before: Lock | None, after: Lock) -> list[ModelChange]:
 
 
 def pin(entry: LockedModel) -> str:
-    """What an entry is pinned to, for people: ``org/repo@main 9217f5db79a2``, or its URL."""
-    if entry.repo is not None:
-        return f"{entry.repo}@{entry.revision} {_short(entry.commit)}"
+    """What an entry is pinned to, for people: ``org/repo@main 9217f5db79a2``,
+    ``ghcr.io/team/models:qwen sha256:5d1e0c7a9f3b``, or its URL."""
+    moving = _moving(entry)
+    if moving is not None:
+        return f"{moving} {_short(entry.pin)}"
     return entry.url or entry.source
 
 
-def _short(commit: str | None) -> str:
-    return (commit or "?")[:12]
+def _moving(entry: LockedModel) -> str | None:
+    """What can move under an entry's pin: ``org/repo@revision``, or ``REGISTRY/REPOSITORY:TAG``
+    (``@sha256:…`` when the input pins a digest)."""
+    if entry.source == "oci":
+        return entry.input.oci
+    return None if entry.repo is None else f"{entry.repo}@{entry.revision}"
+
+
+def _short(pinned: str | None) -> str:
+    """A commit's first 12 hex digits; a digest's ``sha256:`` and its first 12."""
+    if pinned is not None and pinned.startswith("sha256:"):
+        return pinned[: len("sha256:") + 12]
+    return (pinned or "?")[:12]
 
 
 def _count(files: list[LockedFile]) -> str:
@@ -166,4 +179,6 @@ def _pin_json(entry: LockedModel | None) -> dict[str, object] | None:
         "revision": entry.revision,
         "commit": entry.commit,
         "url": entry.url,
+        "oci": entry.input.oci,
+        "digest": entry.digest,
     }

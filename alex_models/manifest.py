@@ -23,6 +23,7 @@ from alex_models.errors import UserError
 from alex_models.formats import EmitFormat, Shell
 from alex_models.manifest_fields import (
     ModelName,
+    OciRef,
     Quant,
     RelPath,
     RemoteUrl,
@@ -79,6 +80,13 @@ class Runtime(StrictModel):
         return Runtime(**merged)
 
 
+_NOT_WITH_OCI = (
+    "repo", "revision", "file", "files", "url", "sha256",
+    "mmproj", "lora", "sidecar", "sidecar_file", "preset",
+)  # fmt: skip
+"""What an ``oci`` entry cannot say: the artifact decides its files (its projector included)."""
+
+
 class ModelSpec(StrictModel):
     """One entry of ``models:``: where its files come from and how to run it."""
 
@@ -89,6 +97,9 @@ class ModelSpec(StrictModel):
     quant: Quant | None = None
     url: Url | None = None
     sha256: Sha256 | None = None
+    oci: OciRef | None = None
+    """A model artifact in an OCI registry (ModelPack or Docker's): ``REGISTRY/REPOSITORY:TAG`` or
+    ``…@sha256:<hex>``; ``quant`` then picks among its models when it holds several."""
     mmproj: RelPath | None = None
     """The projector in the same repo: a path or glob, or ``auto`` (as ``llama-server -hf`` picks it)."""
     lora: list[RelPath] | None = None
@@ -105,10 +116,15 @@ class ModelSpec(StrictModel):
 
     @model_validator(mode="after")
     def _one_source(self) -> ModelSpec:
+        if self.oci is not None:
+            extra = [key for key in _NOT_WITH_OCI if getattr(self, key) is not None]
+            if extra:
+                raise ValueError(f"an 'oci' model takes no {', '.join(repr(k) for k in extra)}")
+            return self
         chosen = [key for key in ("file", "files", "quant", "url") if getattr(self, key) is not None]
         if len(chosen) != 1:
             has = f" (it has {' and '.join(chosen)})" if chosen else ""
-            raise ValueError(f"a model needs exactly one of 'file', 'files', 'quant' or 'url'{has}")
+            raise ValueError(f"a model needs exactly one of 'file', 'files', 'quant', 'url' or 'oci'{has}")
         if self.url is not None:
             extra = [
                 key
@@ -136,6 +152,8 @@ class ModelSpec(StrictModel):
         """The part of this entry that decides which bytes are locked, with defaults applied."""
         if self.url is not None:
             return ModelInput(url=self.url, sha256=self.sha256)
+        if self.oci is not None:
+            return ModelInput(oci=self.oci, quant=self.quant)
         return ModelInput(
             repo=self.repo,
             revision=self.revision or defaults.revision,
@@ -157,6 +175,8 @@ class ModelInput(StrictModel):
     these, entry by entry, without a network.
     """
 
+    oci: str | None = None
+    """First, so an ``oci`` entry's input reads ``{oci: …, quant: …}``; absent from other entries."""
     repo: str | None = None
     revision: str | None = None
     file: str | None = None

@@ -10,7 +10,7 @@ from typing import Annotated
 from pydantic import AfterValidator, BaseModel, ConfigDict
 
 from alex_models._fs import relpath_problem
-from alex_models._ids import COMMIT_RE, SHA256_RE, is_repo_id
+from alex_models._ids import COMMIT_RE, SHA256_RE, is_repo_id, oci_reference
 
 _MODEL_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 _QUANT_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
@@ -50,6 +50,15 @@ def _check_revision(value: str) -> str:
         or value == "@"
     ):
         raise ValueError(f"{value!r} is neither a branch or tag name nor a 40-hex commit id")
+    return value
+
+
+def _check_oci(value: str) -> str:
+    if oci_reference(value) is None:
+        raise ValueError(
+            f"{value!r} is not a registry reference like ghcr.io/team/models:qwen or "
+            "docker.io/ai/smollm2@sha256:<64 hex> (the registry, a lowercase repository, a tag or a digest)"
+        )
     return value
 
 
@@ -124,6 +133,7 @@ ModelName = Annotated[str, AfterValidator(_check_model_name)]
 Quant = Annotated[str, AfterValidator(_check_quant)]
 Sha256 = Annotated[str, AfterValidator(_check_sha256)]
 Url = Annotated[str, AfterValidator(_check_url)]
+OciRef = Annotated[str, AfterValidator(_check_oci)]
 RemoteUrl = Annotated[str, AfterValidator(_check_remote_url)]
 
 

@@ -1,8 +1,8 @@
 """Facts about remote sources, and the interface that fetches them.
 
 The resolver works on these facts only (it never touches the network); ``HubRemote`` in
-``alex_models.hub`` fetches them from a Hugging Face endpoint, and tests give the resolver facts
-built by hand.
+``alex_models.hub`` fetches them from a Hugging Face endpoint, ``oci.artifact`` reads registry
+artifacts, and tests give the resolver facts built by hand.
 """
 
 from __future__ import annotations
@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
+
+from alex_models.lock import Role
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,31 @@ class PresetDraft:
 
 
 @dataclass(frozen=True)
+class ArtifactLayer:
+    """A layer of a model artifact in a registry: the file it is, named and classified by the
+    artifact's format (``oci.artifact``)."""
+
+    path: str
+    kind: Role
+    size: int
+    sha256: str
+
+
+@dataclass(frozen=True)
+class ArtifactSnapshot:
+    """A model artifact as a registry holds it now: its manifest's digest and its layers, in order."""
+
+    reference: str
+    """As the manifest names it: ``REGISTRY/REPOSITORY:TAG`` or ``…@sha256:…``."""
+    digest: str
+    """The manifest's ``sha256:…``: what the tag pointed at when asked."""
+    quantization: str | None
+    """The quantization its config declares (ModelPack ``config.quantization``, Docker's
+    ``config.quantization`` or ``config.gguf.quantization``), if any."""
+    layers: tuple[ArtifactLayer, ...]
+
+
+@dataclass(frozen=True)
 class Facts:
     """Everything the resolver needs to know about remote sources."""
 
@@ -66,6 +93,8 @@ class Facts:
     urls: Mapping[str, UrlFile] = field(default_factory=dict)
     preset_drafts: Mapping[str, PresetDraft] = field(default_factory=dict)
     """The draft each freshly resolved model's repo preset names, by model name."""
+    artifacts: Mapping[str, ArtifactSnapshot] = field(default_factory=dict)
+    """By the manifest's ``oci`` reference."""
 
 
 class Remote(Protocol):

@@ -22,8 +22,9 @@ from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
 from alex_models._fs import portable_name_problem, relpath_problem
-from alex_models.filepick import ResolveError, role_of, select, select_draft
-from alex_models.lock import LOCK_VERSION, Lock, LockedFile, LockedModel, Role
+from alex_models._ids import oci_reference
+from alex_models.filepick import ResolveError, role_of, select, select_artifact, select_draft
+from alex_models.lock import Lock, LockedFile, LockedModel, Role, version_for
 from alex_models.manifest import DEFAULT_REVISION, Manifest, ModelInput
 from alex_models.remote import Facts, PresetDraft, RemoteFile, RepoSnapshot
 
@@ -56,6 +57,11 @@ class Plan:
     def urls(self) -> dict[str, str | None]:
         """The URLs to look up, with the SHA256 the manifest pins for each, if any."""
         return {i.url: i.sha256 for i in self.resolve.values() if i.url is not None}
+
+    @property
+    def artifacts(self) -> set[str]:
+        """The registry references to read."""
+        return {i.oci for i in self.resolve.values() if i.oci is not None}
 
 
 def plan(manifest: Manifest, previous: Lock | None, upgrade: Upgrade = False) -> Plan:
@@ -117,13 +123,16 @@ def resolve(manifest: Manifest, facts: Facts, previous: Lock | None = None, upgr
     chosen = plan(manifest, previous, upgrade)
     models = dict(chosen.keep)
     for name, wanted in chosen.resolve.items():
-        models[name] = (
-            _locked_url(name, wanted, facts) if wanted.url is not None else _locked_hf(name, wanted, facts)
-        )
+        if wanted.oci is not None:
+            models[name] = _locked_oci(name, wanted, facts)
+        elif wanted.url is not None:
+            models[name] = _locked_url(name, wanted, facts)
+        else:
+            models[name] = _locked_hf(name, wanted, facts)
         draft = facts.preset_drafts.get(name)
         if draft is not None:
             models[name + DRAFT_SUFFIX] = _locked_draft(manifest, name, draft, facts)
-    return Lock(version=LOCK_VERSION, models=dict(sorted(models.items())))
+    return Lock(version=version_for(models), models=dict(sorted(models.items())))
 
 
 def _locked_hf(name: str, wanted: ModelInput, facts: Facts) -> LockedModel:
@@ -180,6 +189,27 @@ def _locked_url(name: str, wanted: ModelInput, facts: Facts) -> LockedModel:
         source="url",
         url=wanted.url,
         files=[LockedFile(path=path, role=role_of(path), size=found.size, sha256=found.sha256)],
+    )
+
+
+def _locked_oci(name: str, wanted: ModelInput, facts: Facts) -> LockedModel:
+    """The artifact's model (the one ``quant`` picks, when it holds several) and every other layer."""
+    reference = oci_reference(wanted.oci or "")
+    if reference is None or wanted.oci is None:
+        raise ValueError(f"model {name!r} has no oci reference")  # the manifest rules this out
+    found = facts.artifacts[wanted.oci]
+    files = [
+        LockedFile(path=layer.path, role=layer.kind, size=layer.size, sha256=layer.sha256)
+        for layer in select_artifact(name, wanted, found)
+    ]
+    return LockedModel(
+        input=wanted,
+        source="oci",
+        registry=reference.registry,
+        repository=reference.repository,
+        tag=reference.tag,
+        digest=found.digest,
+        files=files,
     )
 
 

@@ -13,6 +13,8 @@ Layout under the store home (``$ALEX_MODELS_HOME``, default ``~/.alex/models``):
     llama.cpp/hf/<org>/<name>/<commit>/<path> views: hard links to blobs (symlinks, else copies,
                                               where the filesystem has no hard links)
     llama.cpp/url/<sha256>/<file name>        views of plain-URL sources
+    llama.cpp/oci/<registry>/<repository>/<digest>/<path>
+                                              views of registry artifacts (``:`` written ``_``)
 
 A blob enters ``blobs/`` only after its size and SHA256 match the lock: it is written in ``tmp/``,
 fsynced, made read-only and renamed into place. Nothing in ``blobs/`` is ever rewritten.
@@ -202,6 +204,11 @@ class Store:
         if entry.source == "hf" and entry.repo is not None and entry.commit is not None:
             org, name = entry.repo.split("/")
             return self.home / "llama.cpp" / "hf" / org / name / entry.commit / relpath
+        if entry.source == "oci" and entry.registry and entry.repository and entry.digest:
+            # A registry's ":port" is no name Windows can hold; a digest's "sha256:" neither.
+            registry = entry.registry.replace(":", "_")
+            folder = self.home / "llama.cpp" / "oci" / registry / entry.repository
+            return folder / entry.digest.removeprefix("sha256:") / relpath
         return self.home / "llama.cpp" / "url" / file.sha256 / relpath
 
     def link_view(self, view: Path, sha256: str) -> None:

@@ -345,7 +345,7 @@ def test_newer_lock_version_asks_to_upgrade() -> None:
     error = caught.value
     assert not isinstance(error, LockError)
     assert error.exit_code == 1
-    assert error.message == f"{FILENAME}: lock version 99 is from a newer alex-models (this one reads 1)"
+    assert error.message == f"{FILENAME}: lock version 99 is from a newer alex-models (this one reads 2)"
     assert error.hint is not None
     assert "upgrade" in error.hint
 

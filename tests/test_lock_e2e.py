@@ -601,7 +601,15 @@ def test_cli_lock_json_reports_lock_stale_drift_resolved_written_changes(hub: Hu
     assert result.returncode == 0, result.stderr
     payload = json.loads(result.stdout)
     q4 = {"role": "model", "size": len(Q4_V2), "sha256": hashlib.sha256(Q4_V2).hexdigest()}
-    pinned = {"source": "hf", "repo": PLAIN, "revision": "main", "commit": hub.plain_v2, "url": None}
+    pinned = {
+        "source": "hf",
+        "repo": PLAIN,
+        "revision": "main",
+        "commit": hub.plain_v2,
+        "url": None,
+        "oci": None,
+        "digest": None,
+    }
     assert payload == {
         "format": 1,
         "kind": "lock",

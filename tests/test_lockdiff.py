@@ -125,8 +125,24 @@ def test_json_keeps_bytes_and_full_hashes() -> None:
     assert change.as_json() == {
         "name": "plain",
         "change": "changed",
-        "before": {"source": "hf", "repo": "org/plain", "revision": "main", "commit": OLD, "url": None},
-        "after": {"source": "hf", "repo": "org/plain", "revision": "main", "commit": NEW, "url": None},
+        "before": {
+            "source": "hf",
+            "repo": "org/plain",
+            "revision": "main",
+            "commit": OLD,
+            "url": None,
+            "oci": None,
+            "digest": None,
+        },
+        "after": {
+            "source": "hf",
+            "repo": "org/plain",
+            "revision": "main",
+            "commit": NEW,
+            "url": None,
+            "oci": None,
+            "digest": None,
+        },
         "files": [
             {
                 "path": "m.gguf",

@@ -144,7 +144,7 @@ REFUSED = [
     ("revision-leading-dash", model("quant: Q", "revision: -x"), "6:5", ["'-x'", "neither a branch or tag"], None),
     ("revision-lock-suffix", model("quant: Q", "revision: x.lock"), "6:5", ["'x.lock'", "neither a branch or tag"], None),
     ("revision-short-hex-uppercase", model("quant: Q", "revision: 'A b'"), "6:5", ["neither a branch or tag"], None),
-    ("no-source", HEAD, "3:3", ["models.m", "exactly one of 'file', 'files', 'quant' or 'url'"], None),
+    ("no-source", HEAD, "3:3", ["models.m", "exactly one of 'file', 'files', 'quant', 'url' or 'oci'"], None),
     ("two-sources", model("quant: Q", "file: x.gguf"), "3:3", ["exactly one of", "(it has file and quant)"], None),
     ("three-sources", model("quant: Q", "file: x.gguf", "files: [y]"), "3:3", ["(it has file and files and quant)"], None),
     ("url-with-repo", "version: 1\nmodels:\n  m: {url: 'https://x.org/m.gguf', repo: a/b}\n", "3:3", ["models.m", "a 'url' model takes no 'repo'"], None),
@@ -236,7 +236,7 @@ def test_every_problem_is_shown_on_its_own_line_with_its_location_and_hint() -> 
     error = refused(
         "version: 1\nmodels:\n  m: {repo: a/b, quant: Q, bad1: 1}\n  n:\n    repo: a/c\n    qaunt: Q\n"
     )
-    known = "known keys here: repo, revision, file, files, quant, url, sha256, mmproj, lora, draft, sidecar, sidecar_file, preset, runtime"
+    known = "known keys here: repo, revision, file, files, quant, url, sha256, oci, mmproj, lora, draft, sidecar, sidecar_file, preset, runtime"
     assert error.message.splitlines() == [
         f"{FILENAME}:3:28: unknown key 'bad1' in models.m ({known})",
         f"{FILENAME}:6:5: unknown key 'qaunt' in models.n (did you mean 'quant'?)",

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TypeGuard
@@ -34,18 +34,33 @@ class SyncedModel:
 
 
 def label(entry: LockedModel, file: LockedFile) -> str:
+    if entry.source == "oci":
+        return f"{entry.registry}/{entry.repository}/{file.path}"
     return f"{entry.repo}/{file.path}" if entry.source == "hf" else f"{entry.url}"
 
 
+def artifact_repositories(current: Lock, names: list[str]) -> list[str]:
+    """``REGISTRY/REPOSITORY`` of each ``oci`` model among ``names``: the registries to open."""
+    entries = [current.models[name] for name in names]
+    return sorted({f"{e.registry}/{e.repository}" for e in entries if e.source == "oci"})
+
+
 def download_jobs(
-    current: Lock, names: list[str], endpoint: str, remotes: Sequence[Source] = (), *, own: bool = True
+    current: Lock,
+    names: list[str],
+    endpoint: str,
+    remotes: Sequence[Source] = (),
+    *,
+    own: bool = True,
+    registries: Mapping[str, Source] | None = None,
 ) -> dict[str, FileJob]:
     """One download job per distinct content: identical files in two repos are fetched once.
 
     Each job asks ``remotes`` first (sources that serve any blob, such as a store folder), in
     order, then the file's own place (unless ``own`` is False: ``--no-hub``): its repo on
-    ``endpoint``, or its URL. Jobs carry no token yet: ``with_token`` adds it to the ones that
-    will really download.
+    ``endpoint``, its URL, or its artifact's repository among ``registries`` (by
+    ``REGISTRY/REPOSITORY``, opened by the caller only where a blob is missing). Jobs carry no
+    token yet: ``with_token`` adds it to the ones that will really download.
     """
     jobs: dict[str, FileJob] = {}
     for name in names:
@@ -53,12 +68,14 @@ def download_jobs(
         for file in entry.files:
             if file.sha256 in jobs:
                 continue
-            origin: Source
+            origin: Source | None
             if entry.source == "hf" and entry.repo is not None and entry.commit is not None:
                 origin = HubSource(endpoint, entry.repo, entry.commit, file.path)
+            elif entry.source == "oci":
+                origin = (registries or {}).get(f"{entry.registry}/{entry.repository}")
             else:
                 origin = UrlSource(str(entry.url))
-            sources = (*remotes, origin) if own else tuple(remotes)
+            sources = (*remotes, origin) if own and origin is not None else tuple(remotes)
             jobs[file.sha256] = FileJob(file.sha256, file.size, sources, label(entry, file), model=name)
     return jobs
 

@@ -1,13 +1,15 @@
 """``outdated``: which locked models upstream has moved since the lock, without writing anything.
 
-A model pinned from a branch or tag is resolved again exactly as ``lock --upgrade-model NAME``
-would resolve it (``relock``, the same code), from the input the lock recorded for it: an edit to
-``models.yaml`` is ``lock --check``'s business, not an upstream move. The new entry is compared
-with the locked one (``lockdiff``): a new commit, files added, removed or with other bytes.
+A model pinned from a branch or tag (of a Hub repo, or a registry's ``oci: …:TAG``) is resolved
+again exactly as ``lock --upgrade-model NAME`` would resolve it (``relock``, the same code), from
+the input the lock recorded for it: an edit to ``models.yaml`` is ``lock --check``'s business, not
+an upstream move. The new entry is compared with the locked one (``lockdiff``): a new commit or
+manifest digest, files added, removed or with other bytes.
 
-Requests: one per repo and revision (plus one download per plain git file, as ``lock``), all at
-once. A repo that vanished or went gated, or a revision that no longer selects the files, is
-reported on its model; an endpoint that cannot be reached fails the whole command (exit 4).
+Requests: one per repo and revision (plus one download per plain git file, as ``lock``), the
+manifest, config and layer ``HEAD``s of each registry artifact, all at once. A repo that vanished
+or went gated, or a revision that no longer selects the files, is reported on its model; an
+endpoint that cannot be reached fails the whole command (exit 4).
 """
 
 from __future__ import annotations
@@ -29,8 +31,9 @@ from alex_models.resolve import ResolveError
 
 OutdatedStatus = Literal["outdated", "current", "pinned", "unchecked", "error"]
 """``outdated``: ``lock --upgrade`` would change the entry; ``current``: it would not; ``pinned``:
-the revision is a full commit, which cannot move; ``unchecked``: a ``url:`` source, which has no
-revision to move; ``error``: the repo or revision cannot be resolved any more (``problem`` says why)."""
+the revision is a full commit (or the ``oci`` reference a digest), which cannot move;
+``unchecked``: a ``url:`` source, which has no revision to move; ``error``: the repo or revision
+cannot be resolved any more (``problem`` says why)."""
 
 
 @dataclass(frozen=True)
@@ -41,7 +44,8 @@ class OutdatedModel:
     status: OutdatedStatus
     locked: LockedModel
     current_commit: str | None = None
-    """The commit the locked revision names now (``outdated`` and ``current`` only)."""
+    """The commit the locked revision names now, or the digest the locked tag names now
+    (``outdated`` and ``current`` only)."""
     change: ModelChange | None = None
     """How ``lock --upgrade`` would change the entry (``outdated`` only)."""
     problem: UserError | None = None
@@ -83,6 +87,8 @@ def outdated(
         owner = current.models.get(entry.preset_of or name, entry)
         if entry.repo is not None and entry.revision is not None and not COMMIT_RE.fullmatch(entry.revision):
             movable.setdefault((str(owner.repo), str(owner.revision)), []).append(name)
+        elif entry.source == "oci" and entry.tag is not None and entry.input.oci is not None:
+            movable.setdefault((entry.input.oci, ""), []).append(name)  # a tag can move; a digest cannot
     groups = sorted(movable.values())
     locked_inputs = _as_manifest(current)
     found = {name: _verdict(name, current.models[name], None) for name in chosen}
@@ -133,11 +139,11 @@ def _gone(name: str, locked: LockedModel) -> UserError:
 
 def _verdict(name: str, locked: LockedModel, fresh: LockedModel | UserError | None) -> OutdatedModel:
     if fresh is None:
-        return OutdatedModel(name, "pinned" if locked.source == "hf" else "unchecked", locked)
+        return OutdatedModel(name, "unchecked" if locked.source == "url" else "pinned", locked)
     if isinstance(fresh, UserError):
         return OutdatedModel(name, "error", locked, problem=fresh)
     change = model_change(name, locked, fresh)
-    return OutdatedModel(name, "current" if change is None else "outdated", locked, fresh.commit, change)
+    return OutdatedModel(name, "current" if change is None else "outdated", locked, fresh.pin, change)
 
 
 def _as_manifest(current: Lock) -> Manifest:

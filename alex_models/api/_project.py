@@ -6,7 +6,7 @@ import hashlib
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TypeVar
 
@@ -117,9 +117,19 @@ def hub_remote(remote: Remote | None) -> Iterator[Remote]:
 
 
 def gather_facts(manifest: Manifest, previous: Lock | None, upgrade: Upgrade, remote: Remote | None) -> Facts:
-    """Ask the remote, concurrently, exactly what resolving the manifest needs."""
+    """Ask the remote and the registries, concurrently, exactly what resolving the manifest needs;
+    the Hub is not opened when only registry artifacts are to be resolved."""
+    chosen = plan(manifest, previous, upgrade)
+    artifacts = {}
+    if chosen.artifacts:
+        from alex_models.oci.artifact import read_artifact  # noqa: PLC0415 - only for oci: entries
+
+        references = sorted(chosen.artifacts)
+        artifacts = dict(zip(references, in_parallel(references, read_artifact), strict=True))
+    if not chosen.repos and not chosen.urls:
+        return Facts(artifacts=artifacts)
     with hub_remote(remote) as opened:
-        return _gather(manifest, previous, upgrade, opened)
+        return replace(_gather(manifest, previous, upgrade, opened), artifacts=artifacts)
 
 
 def _gather(manifest: Manifest, previous: Lock | None, upgrade: Upgrade, remote: Remote) -> Facts:

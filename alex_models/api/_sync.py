@@ -13,6 +13,7 @@ from alex_models.api._context import default_lock_path, open_remotes, read_lock,
 from alex_models.api._emit import emit_targets
 from alex_models.api._materialize import (
     SyncedModel,
+    artifact_repositories,
     check_space,
     download_jobs,
     download_missing,
@@ -28,6 +29,7 @@ from alex_models.manifest import load_manifest
 from alex_models.remote import Remote
 from alex_models.remotes import BlobRemote, refuse_credentials
 from alex_models.settings import Settings
+from alex_models.sources import Source
 from alex_models.store import Store
 
 _LISTED_AT_MOST = 8
@@ -129,7 +131,13 @@ def sync(
         # Offline: no network, but a folder or a bundle on this machine is still read.
         reachable = [r for r in remotes if r.local or not offline]
         hub = opts.hub and not offline
-        wanted = download_jobs(current, names, endpoint, [r.source() for r in reachable], own=hub)
+        # Only the registries a missing blob needs: opening one may run a credential helper.
+        lacking = [
+            n for n in names if not all(store.has_blob(f.sha256, f.size) for f in current.models[n].files)
+        ]
+        registries = _open_registries(artifact_repositories(current, lacking) if hub else [], opened)
+        sources = [r.source() for r in reachable]
+        wanted = download_jobs(current, names, endpoint, sources, own=hub, registries=registries)
         missing = [job for job in wanted.values() if not store.has_blob(job.sha256, job.size)]
         if missing and offline and not reachable:
             listed = _listed([job.label for job in missing])
@@ -179,6 +187,21 @@ def sync(
         emitted=emitted,
         warnings=warnings,
     )
+
+
+def _open_registries(repositories: list[str], opened: contextlib.ExitStack) -> dict[str, Source]:
+    """The registry repositories ``oci`` models live in, as sources, closed with ``opened``."""
+    if not repositories:
+        return {}
+    from alex_models.oci.artifact import open_registry  # noqa: PLC0415 - only for oci: models
+    from alex_models.sources.oci import OciSource  # noqa: PLC0415
+
+    sources: dict[str, Source] = {}
+    for repository in repositories:
+        registry = open_registry(repository)
+        opened.callback(registry.close)
+        sources[repository] = OciSource(registry)
+    return sources
 
 
 def _require_in_remotes(missing: list[FileJob], remotes: list[BlobRemote], offline: str) -> None:

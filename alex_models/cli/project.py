@@ -192,6 +192,8 @@ def _outdated_lines(model: OutdatedModel) -> list[str]:
         return [f"! {model.name}: {model.problem.message}", *hint]
     if model.status == "current":
         return [f"= {model.name}: {pin(locked)}, up to date"]
+    if model.status == "pinned" and locked.source == "oci":
+        return [f"= {model.name}: {locked.input.oci}, a digest, which cannot move"]
     if model.status == "pinned":
         return [
             f"= {model.name}: {locked.repo} pinned to commit {(locked.commit or '')[:12]}, which cannot move"
@@ -208,8 +210,11 @@ def _outdated_json(model: OutdatedModel) -> dict[str, object]:
         "repo": locked.repo,
         "revision": locked.revision,
         "url": locked.url,
+        "oci": locked.input.oci,
         "locked_commit": locked.commit,
-        "current_commit": model.current_commit,
+        "current_commit": None if locked.source == "oci" else model.current_commit,
+        "locked_digest": locked.digest,
+        "current_digest": model.current_commit if locked.source == "oci" else None,
         "files": [] if model.change is None else [f.as_json() for f in model.change.files],
         "error": None
         if problem is None

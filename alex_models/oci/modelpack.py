@@ -69,6 +69,8 @@ def model_artifact(name: str, entry: LockedModel) -> Artifact:
     descriptor: dict[str, str] = {"name": name}
     if entry.source == "hf":
         descriptor["revision"] = f"{entry.repo}@{entry.commit}"
+    elif entry.source == "oci":
+        descriptor["revision"] = f"{entry.registry}/{entry.repository}@{entry.digest}"
     elif entry.url is not None:
         descriptor["sourceURL"] = entry.url
     settings = {"format": "gguf"}

@@ -4,7 +4,8 @@ What it does, by the spec's endpoints: ``GET /v2/`` (is it a registry, and what 
 want), ``HEAD /v2/<name>/blobs/<digest>`` (which blobs it holds), uploads (``POST …/blobs/uploads/``
 then one ``PUT ?digest=`` for a blob up to ``chunk_size``; ``PATCH`` pieces of ``chunk_size`` then
 ``PUT`` for a larger one; bodies stream from the file, so memory stays bounded) and
-``PUT /v2/<name>/manifests/<tag>``. Blob bytes are read by ``sources.oci`` through the downloader.
+``PUT /v2/<name>/manifests/<tag>``; ``GET`` of a manifest and of a small blob (its config) for
+``oci.artifact``. Blob bytes are read by ``sources.oci`` through the downloader.
 
 Every digest the registry confirms (``Docker-Content-Digest``) must be the one sent. A status maps
 to our errors: 401/403 after the challenge is answered are access denied (exit 4, naming the
@@ -172,6 +173,38 @@ class Registry:
             raise self._unexpected(f"PUT of manifest {reference}", response)
         self._confirmed(digest, response, f"manifest {reference}")
         return digest
+
+    def get_manifest(self, reference: str) -> tuple[bytes, str] | None:
+        """The manifest held under ``reference`` (a tag, or ``sha256:…``) and its media type; None
+        when the repository or the reference is unknown (404). Its digest, if the registry says it
+        (``Docker-Content-Digest``), must be the one of the bytes received."""
+        self.ping()
+        url = f"{self.address.origin}/v2/{self.address.repository}/manifests/{reference}"
+        accept = {"Accept": ", ".join(MANIFEST_TYPES)}
+        response = self._call(lambda: self._send("GET", url, headers=accept))
+        if response.status_code == 404:
+            return None
+        if response.status_code != 200:
+            raise self._unexpected(f"GET of manifest {reference}", response)
+        digest = "sha256:" + hashlib.sha256(response.content).hexdigest()
+        self._confirmed(digest, response, f"manifest {reference}")
+        return response.content, response.headers.get("Content-Type", "").split(";")[0].strip()
+
+    def get_blob(self, sha256: str, size: int) -> bytes | None:
+        """The small blob ``sha256`` (a config) whole, or None when the repository lacks it; bytes
+        of another size or hash are an integrity error."""
+        self.ping()
+        response = self._call(lambda: self._send("GET", self.address.blob_url(sha256)))
+        if response.status_code == 404:
+            return None
+        if response.status_code != 200:
+            raise self._unexpected(f"GET of blob sha256:{sha256}", response)
+        if len(response.content) != size or hashlib.sha256(response.content).hexdigest() != sha256:
+            raise IntegrityError(
+                f"{self.address.url}: blob sha256:{sha256} came back as other bytes",
+                hint="the registry's storage is damaged; report it to its operators",
+            )
+        return response.content
 
     def close(self) -> None:
         self.client.close()
