@@ -134,7 +134,12 @@ class DownloadOptions:
     min_segment: int = 32 * MiB
     """A file is split only into pieces at least this large."""
     checkpoint_seconds: float = 0.5
-    """How often the bytes written so far are flushed and recorded for a resume."""
+    """How often the bytes written so far are flushed and recorded as durable (a power loss keeps them)."""
+    record_bytes: int = 4 * MiB
+    """Written bytes (all connections together) after which they are recorded for a resume: what a
+    kill may lose on a fast link. A record costs about 0.2 ms of CPU (no flush)."""
+    record_seconds: float = 0.1
+    """Seconds after which written bytes are recorded however few: what a kill may lose on a slow link."""
     chunk: int = MiB
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     read_timeout: float = 60.0
@@ -345,8 +350,8 @@ class _Host:
     def wrote(self, received: int) -> None:
         self.downloader.progress.advanced(self.job, received)
 
-    def record(self, segments: list[Segment]) -> None:
-        save_record(self.downloader.store, self.job, segments)
+    def record(self, segments: list[Segment], *, durably: bool) -> None:
+        save_record(self.downloader.store, self.job, segments, durably=durably)
 
     def kept(self, done: int) -> None:
         self.downloader._set_kept(self.job, done)
