@@ -2,19 +2,19 @@
 resumes from, and the space it takes up front.
 
 ``tmp/<sha256>.part`` holds the bytes, preallocated to the blob's size; ``tmp/<sha256>.json`` says
-how much of each piece is on disk, two ways (``transfer`` writes it on two clocks):
+how much of each piece is there, two ways (``transfer`` writes it on two clocks):
 
-* *written*: in the partial file, perhaps only in the page cache. Recorded every few MB (or a
-  fraction of a second), replaced whole without an fsync: cheap. A killed process leaves the page
-  cache as it was, so after a kill (SIGKILL, OOM, a crash of ours) the next run on this machine
-  resumes from here, and a kill loses only what arrived since the last record.
-* *durable*: flushed (``fdatasync``) before the record claiming it was written, every
-  ``checkpoint_seconds``, that record fsynced. A power loss (or any reboot) may drop unflushed
-  bytes and leave the record at any earlier version (or none): each version only ever claimed
-  bytes that were flushed before it was written, so a run after a reboot, recognised by the boot
-  named in the record, resumes from *durable* and never builds on bytes that may not be there.
+* *written*: in the partial file, perhaps only in the page cache. Recorded every few MB or tenth
+  of a second, the record replaced whole without an fsync: cheap. The page cache outlives a
+  killed process (SIGKILL, the OOM killer, a crash of ours), so the next run on this machine
+  resumes from here: a kill loses only what arrived since the last record.
+* *durable*: flushed (``fdatasync``) before a record says so, at most every ``checkpoint_seconds``,
+  and that record is fsynced. A power loss (any reboot) may drop what was not flushed and leave an
+  older record, or none; every record only ever claimed as durable what was flushed before it was
+  written. A run after a reboot (the record names the boot it was written in) resumes from
+  *durable*, so it never builds on bytes that may not be there.
 
-Whatever a crash still got wrong, the SHA256 of the whole file catches before it becomes a blob.
+Whatever a crash still left wrong, the SHA256 of the whole file catches before it becomes a blob.
 The downloader owns when these are read and written; ``transfer`` fills the pieces.
 """
 
@@ -58,12 +58,11 @@ def load_record(store: Store, blob: Blob) -> list[Segment] | None:
         if record["version"] not in (1, _RECORD_VERSION) or record["size"] != blob.size:
             return None
         segments = [Segment(int(s), int(e), int(d)) for s, e, d in record["segments"]]
-        durable = [int(d) for d in record["durable"]] if record["version"] == _RECORD_VERSION else None
+        flushed = record["durable"] if record["version"] == _RECORD_VERSION else [s.done for s in segments]
+        durable = [int(d) for d in flushed]
         same_boot = record.get("boot") is not None and record.get("boot") == boot_id()
     except (FileNotFoundError, ValueError, KeyError, TypeError):
         return None
-    if durable is None:
-        durable = [s.done for s in segments]
     if len(durable) != len(segments):
         return None
     # A record that does not tile the file exactly is not ours to trust: start over.
@@ -87,6 +86,7 @@ def save_record(store: Store, blob: Blob, segments: list[Segment], *, durably: b
         "size": blob.size,
         "boot": boot_id(),
         "segments": [[s.start, s.end, s.done] for s in segments],
+        # Never more than written: a source that ignored Range restarted its piece from the start.
         "durable": [min(s.durable, s.done) for s in segments],
     }
     atomic_write(store.progress_path(blob.sha256), json.dumps(record).encode(), durable=durably)
