@@ -199,13 +199,13 @@ def progress_done(record: Path) -> int:
     return sum(int(done) for _, _, done in segments)
 
 
-def wait_for(condition: Callable[[], bool], what: str, timeout: float = 30.0, every: float = 0.02) -> None:
-    """Poll ``condition()`` every ``every`` seconds until it holds; fail naming ``what`` after ``timeout``."""
+def wait_for(condition: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
+    """Poll ``condition()`` every 20 ms until it holds; fail naming ``what`` after ``timeout``."""
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
             pytest.fail(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(every)
+        time.sleep(0.02)
 
 
 def free_port() -> int:
