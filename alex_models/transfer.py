@@ -367,11 +367,10 @@ class Transfer:
             with self.changed:
                 while not workers_done.is_set():
                     unrecorded = sum(s.done for s in self.segments) - self.saved
-                    elapsed = time.monotonic() - self.saved_at
-                    if record_due(unrecorded, elapsed, self.options):
+                    due_in = record_due_in(unrecorded, time.monotonic() - self.saved_at, self.options)
+                    if due_in == 0:
                         break
-                    # Every write wakes this; when only time is missing, its passing does too.
-                    self.changed.wait(self.options.record_seconds - elapsed if unrecorded else None)
+                    self.changed.wait(due_in)  # every write wakes it too
             if workers_done.is_set():
                 return
             self._checkpoint(durably=False)
@@ -418,8 +417,16 @@ class Transfer:
             raise
 
 
-def record_due(unrecorded: int, elapsed: float, tuning: Tuning) -> bool:
-    """Whether the progress record is due, ``unrecorded`` bytes written and ``elapsed`` seconds
-    after the last one: every ``record_bytes`` on a fast link, every ``record_seconds`` on a slow
-    one, so a kill loses little at any speed; never with nothing new to say."""
-    return unrecorded >= tuning.record_bytes or (unrecorded > 0 and elapsed >= tuning.record_seconds)
+def record_due_in(unrecorded: int, elapsed: float, tuning: Tuning) -> float | None:
+    """Seconds until the progress record is due (0: now), ``unrecorded`` bytes written and
+    ``elapsed`` seconds after the last one; None: not before more bytes are written.
+
+    Every ``record_bytes`` on a fast link and every ``record_seconds`` on a slow one, so a kill
+    loses little at any speed; but no sooner than a quarter of ``record_seconds`` after the last,
+    which caps what records cost on the fastest link (0.3 ms of CPU each: 40 a second, 1 % of a
+    core; a record per 2 MiB at 1 GB/s would cost 15 %), where that quarter is still little to lose.
+    """
+    if unrecorded <= 0:
+        return None
+    due = tuning.record_seconds / 4 if unrecorded >= tuning.record_bytes else tuning.record_seconds
+    return max(0.0, due - elapsed)

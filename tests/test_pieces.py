@@ -11,7 +11,7 @@ from alex_models._units import MiB
 from alex_models.download import DownloadOptions, FileJob
 from alex_models.pieces import load_record, save_record
 from alex_models.store import Store
-from alex_models.transfer import Segment, record_due
+from alex_models.transfer import Segment, record_due_in
 
 JOB = FileJob(sha256="ab" * 32, size=96 * MiB, sources=(), label="org/model/model.gguf")
 
@@ -28,10 +28,11 @@ def pieces() -> list[Segment]:
 def test_a_record_is_due_after_record_bytes_or_record_seconds_and_never_for_nothing() -> None:
     options = DownloadOptions(record_bytes=4 * MiB, record_seconds=0.1)
 
-    assert record_due(4 * MiB, 0.0, options)  # a fast link: by bytes, however soon
-    assert not record_due(4 * MiB - 1, 0.09, options)
-    assert record_due(1, 0.1, options)  # a slow link: by time, however few
-    assert not record_due(0, 60.0, options)  # nothing new: no record
+    assert record_due_in(4 * MiB, 0.03, options) == 0  # a fast link: by bytes
+    assert record_due_in(64 * MiB, 0.01, options) == pytest.approx(0.015)  # but at most 40 a second
+    assert record_due_in(1, 0.1, options) == 0  # a slow link: by time, however few
+    assert record_due_in(1, 0.04, options) == pytest.approx(0.06)
+    assert record_due_in(0, 60.0, options) is None  # nothing new: no record until bytes arrive
 
 
 def test_after_a_killed_process_a_resume_starts_from_the_written_bytes(store: Store) -> None:
