@@ -362,7 +362,7 @@ class Transfer:
             self.halt()
 
     def _record_often(self, workers_done: threading.Event) -> None:
-        """Record the written bytes as soon as ``record_due`` says so: no flush, so it can be often."""
+        """Record the written bytes as soon as ``record_due_in`` says so: no flush, so it can be often."""
         while True:
             with self.changed:
                 while not workers_done.is_set():
