@@ -78,11 +78,13 @@ def _windows_problem(segment: str) -> str | None:
     return None
 
 
-def atomic_write(path: Path, data: bytes, *, mode: int = 0o644) -> None:
+def atomic_write(path: Path, data: bytes, *, mode: int = 0o644, durable: bool = True) -> None:
     """Write ``data`` to ``path`` so that readers see the old file or the new one, never a mix.
 
     The bytes go to a unique temporary file in the same directory, are fsynced, get ``mode``
-    (mkstemp creates 0600), and replace ``path`` in one rename.
+    (mkstemp creates 0600), and replace ``path`` in one rename. ``durable=False`` skips both
+    fsyncs: still whole for readers and after a killed process, but after a power loss ``path`` may
+    hold the old bytes, the new ones or none.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -91,13 +93,15 @@ def atomic_write(path: Path, data: bytes, *, mode: int = 0o644) -> None:
         with os.fdopen(fd, "wb") as tmp_file:
             tmp_file.write(data)
             tmp_file.flush()
-            flush(tmp_file.fileno())
+            if durable:
+                flush(tmp_file.fileno())
         tmp.chmod(mode)
         replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    flush_directory(path.parent)
+    if durable:
+        flush_directory(path.parent)
 
 
 _HASH_CHUNK = 4 * 1024 * 1024

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import os
 import shutil
 import signal
@@ -59,6 +60,20 @@ def flush(fd: int, *, data_only: bool = False) -> None:
         os.fdatasync(fd)
     else:
         os.fsync(fd)
+
+
+@functools.cache
+def boot_id() -> str | None:
+    """A name for this boot of the machine, or None where the system gives none.
+
+    Bytes written but not flushed live in the page cache: a killed process leaves them for the next
+    one, and only a crash of the machine (a power loss) drops them, and the machine then boots anew.
+    Linux names each boot; elsewhere None, and only flushed bytes are trusted after any crash.
+    """
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text(encoding="ascii").strip() or None
+    except OSError:
+        return None
 
 
 def flush_directory(directory: Path) -> None:

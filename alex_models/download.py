@@ -14,12 +14,14 @@ How one file is fetched:
 * A hasher thread follows the contiguous written prefix of the file, so the SHA256 is ready
   moments after the last byte (no second pass over a finished file). On resume it rebuilds its
   state from the bytes already in the partial file.
-* Progress (each segment's on-disk length) is checkpointed to ``tmp/<sha256>.json`` after an
-  ``fdatasync``, by a thread of its own, soon after bytes are written and at most once per
-  ``checkpoint_seconds``: a run killed at any moment resumes from the last checkpoint, with
-  ``Range``, and loses about that much time. Workers never wait for the disk, and each flush
-  also starts the write-back the final ``fsync`` needs. (A flush per 4 MiB, from the workers,
-  cost 2.5 s per GiB here; one per half second costs nothing measurable.)
+* Progress (each segment's written and flushed length) is recorded in ``tmp/<sha256>.json`` on two
+  clocks, by threads of their own (``pieces`` says what survives a kill and what a power loss):
+  the written bytes every ``record_bytes`` or ``record_seconds`` without a flush, so a run killed
+  at any moment resumes with ``Range`` and loses a few MB at any speed; an ``fdatasync`` and a
+  durable record soon after bytes are written and at most once per ``checkpoint_seconds``. Workers
+  never wait for the disk, and each flush also starts the write-back the final ``fsync`` needs.
+  (A flush per 4 MiB, from the workers, cost 2.5 s per GiB here; one per half second costs
+  nothing measurable.)
 * Bodies are read from the connection in large pieces, not through h11's 64 KiB events (see
   ``sources.http._read``): user CPU per GiB went from 1.65 s to 0.95 s here.
 * Transient failures (connection errors, timeouts, 408/429/5xx, a body cut short) are retried
@@ -134,7 +136,12 @@ class DownloadOptions:
     min_segment: int = 32 * MiB
     """A file is split only into pieces at least this large."""
     checkpoint_seconds: float = 0.5
-    """How often the bytes written so far are flushed and recorded for a resume."""
+    """How often the bytes written so far are flushed and recorded as durable (a power loss keeps them)."""
+    record_bytes: int = 2 * MiB
+    """Written bytes (all connections together) after which they are recorded for a resume, no
+    flush: what a kill may lose on a fast link (``transfer.record_due_in``)."""
+    record_seconds: float = 0.1
+    """Seconds after which written bytes are recorded however few: what a kill may lose on a slow link."""
     chunk: int = MiB
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     read_timeout: float = 60.0
@@ -345,8 +352,8 @@ class _Host:
     def wrote(self, received: int) -> None:
         self.downloader.progress.advanced(self.job, received)
 
-    def record(self, segments: list[Segment]) -> None:
-        save_record(self.downloader.store, self.job, segments)
+    def record(self, segments: list[Segment], *, durably: bool) -> None:
+        save_record(self.downloader.store, self.job, segments, durably=durably)
 
     def kept(self, done: int) -> None:
         self.downloader._set_kept(self.job, done)

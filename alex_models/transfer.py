@@ -13,7 +13,7 @@ import errno
 import hashlib
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,11 +41,13 @@ class RangesIgnored(Exception):
 
 @dataclass
 class Segment:
-    """One piece of a file: ``[start, end)``, of which ``done`` bytes are on disk."""
+    """One piece of a file: ``[start, end)``, of which ``done`` bytes are written and the first
+    ``durable`` flushed (``pieces`` says what survives what)."""
 
     start: int
     end: int
     done: int = 0
+    durable: int = 0
 
     @property
     def position(self) -> int:
@@ -81,6 +83,12 @@ class Tuning(Protocol):
     def checkpoint_seconds(self) -> float: ...
 
     @property
+    def record_bytes(self) -> int: ...
+
+    @property
+    def record_seconds(self) -> float: ...
+
+    @property
     def retry(self) -> RetryPolicy: ...
 
 
@@ -102,8 +110,9 @@ class Host(Protocol):
     def wrote(self, received: int) -> None:
         """``received`` more bytes are in the partial file."""
 
-    def record(self, segments: list[Segment]) -> None:
-        """These pieces are on disk (flushed): record them, for a resume to start from."""
+    def record(self, segments: list[Segment], *, durably: bool) -> None:
+        """Record these pieces' written and durable bytes, for a resume to start from; ``durably``:
+        so that the record itself survives a power loss."""
 
     def kept(self, done: int) -> None:
         """``done`` bytes of the partial file are recorded: what a resume would not fetch again."""
@@ -135,6 +144,10 @@ class Transfer:
         self.answers: set[Body] = set()
         """Bodies being read, cut by ``halt``."""
         self.saved = sum(s.done for s in segments)
+        """Written bytes in the last record, written at ``saved_at``."""
+        self.saved_at = time.monotonic()
+        self.saving = threading.Lock()
+        """One record at a time, each from a fresh snapshot: a newer record never claims less."""
         self.checkpoint_failure: BaseException | None = None
         self.digest = hashlib.sha256()
         self.hashed = 0
@@ -155,14 +168,18 @@ class Transfer:
         pending = [s for s in self.segments if s.remaining > 0]
         hasher = threading.Thread(target=self._hash, name=f"hash-{self.job.sha256[:8]}", daemon=True)
         workers_done = threading.Event()
-        checkpointer = threading.Thread(
-            target=self._checkpoint_every,
-            args=(workers_done,),
-            name=f"save-{self.job.sha256[:8]}",
-            daemon=True,
-        )
+        checkpointers = [
+            threading.Thread(
+                target=self._checkpointing,
+                args=(loop, workers_done),
+                name=f"{name}-{self.job.sha256[:8]}",
+                daemon=True,
+            )
+            for name, loop in (("record", self._record_often), ("flush", self._flush_every))
+        ]
         hasher.start()
-        checkpointer.start()
+        for checkpointer in checkpointers:
+            checkpointer.start()
         self.host.kept(self.saved)
         self.host.running(self, running=True)
         try:
@@ -175,9 +192,10 @@ class Transfer:
             workers_done.set()
             with self.changed:
                 self.changed.notify_all()
-            checkpointer.join()
+            for checkpointer in checkpointers:
+                checkpointer.join()
             if self.stop.is_set() and self.checkpoint_failure is None:
-                self._checkpoint()  # an interrupted run keeps what arrived, for the next one
+                self._checkpoint(durably=True)  # an interrupted run keeps what arrived, for the next one
         if self.checkpoint_failure is not None:
             raise self.checkpoint_failure
         if self.stop.is_set():  # only a cancel halts a transfer that did not fail
@@ -334,36 +352,81 @@ class Transfer:
             self.changed.notify_all()
         self.host.wrote(len(data))
 
-    def _checkpoint_every(self, workers_done: threading.Event) -> None:
-        """Checkpoint soon after bytes are written, at most once per ``checkpoint_seconds``, until
-        the workers are done; a failure stops the transfer."""
+    def _checkpointing(self, loop: Callable[[threading.Event], None], workers_done: threading.Event) -> None:
+        """Run one checkpoint clock until the workers are done; a failure stops the transfer."""
         try:
-            while True:
-                with self.changed:
-                    self.changed.wait_for(
-                        lambda: workers_done.is_set() or sum(s.done for s in self.segments) > self.saved
-                    )
-                if workers_done.is_set():
-                    return
-                self._checkpoint()
-                if workers_done.wait(self.options.checkpoint_seconds):
-                    return
+            loop(workers_done)
         except BaseException as exc:  # handed to run(), which raises it in the caller's thread
-            self.checkpoint_failure = exc
+            if self.checkpoint_failure is None:
+                self.checkpoint_failure = exc
             self.halt()
 
-    def _checkpoint(self) -> None:
-        with self.changed:
-            snapshot = [Segment(s.start, s.end, s.done) for s in self.segments]
-        written = sum(s.done for s in snapshot)
-        if written == self.saved:
-            return
-        # The snapshot is taken before the flush, so only bytes known to be on disk are recorded.
+    def _record_often(self, workers_done: threading.Event) -> None:
+        """Record the written bytes as soon as ``record_due_in`` says so: no flush, so it can be often."""
+        while True:
+            with self.changed:
+                while not workers_done.is_set():
+                    unrecorded = sum(s.done for s in self.segments) - self.saved
+                    due_in = record_due_in(unrecorded, time.monotonic() - self.saved_at, self.options)
+                    if due_in == 0:
+                        break
+                    self.changed.wait(due_in)  # every write wakes it too
+            if workers_done.is_set():
+                return
+            self._checkpoint(durably=False)
+
+    def _flush_every(self, workers_done: threading.Event) -> None:
+        """Flush the partial file and record it durable soon after bytes are written, at most once
+        per ``checkpoint_seconds``: the slow clock, which guards against a power loss and starts
+        the write-back the final fsync needs."""
+        while True:
+            with self.changed:
+                self.changed.wait_for(
+                    lambda: workers_done.is_set() or any(s.done > s.durable for s in self.segments)
+                )
+            if workers_done.is_set():
+                return
+            self._checkpoint(durably=True)
+            if workers_done.wait(self.options.checkpoint_seconds):
+                return
+
+    def _checkpoint(self, *, durably: bool) -> None:
+        """Record the written bytes; ``durably``: flush them first, so that the record may claim
+        them as durable, and make the record durable too."""
         try:
-            flush(self.fd, data_only=True)
-            self.host.record(snapshot)
+            if durably:
+                with self.changed:
+                    flushing = [s.done for s in self.segments]
+                if all(s.durable >= done for s, done in zip(self.segments, flushing, strict=True)):
+                    return
+                flush(self.fd, data_only=True)  # outside the lock: cheap records go on meanwhile
+            with self.saving:
+                with self.changed:
+                    if durably:
+                        for segment, done in zip(self.segments, flushing, strict=True):
+                            segment.durable = done
+                    snapshot = [Segment(s.start, s.end, s.done, s.durable) for s in self.segments]
+                written = sum(s.done for s in snapshot)
+                if written == self.saved and not durably:
+                    return
+                self.host.record(snapshot, durably=durably)
+                self.saved, self.saved_at = written, time.monotonic()
+                self.host.kept(written)
         except OSError as exc:
             raise_if_no_space(exc, self.job, self.host.partial)
             raise
-        self.saved = written
-        self.host.kept(written)
+
+
+def record_due_in(unrecorded: int, elapsed: float, tuning: Tuning) -> float | None:
+    """Seconds until the progress record is due (0: now), ``unrecorded`` bytes written and
+    ``elapsed`` seconds after the last one; None: not before more bytes are written.
+
+    Every ``record_bytes`` on a fast link and every ``record_seconds`` on a slow one, so a kill
+    loses little at any speed; but no sooner than a quarter of ``record_seconds`` after the last,
+    which caps what records cost on the fastest link (0.3 ms of CPU each: 40 a second, 1 % of a
+    core; a record per 2 MiB at 1 GB/s would cost 15 %), where that quarter is still little to lose.
+    """
+    if unrecorded <= 0:
+        return None
+    due = tuning.record_seconds / 4 if unrecorded >= tuning.record_bytes else tuning.record_seconds
+    return max(0.0, due - elapsed)
