@@ -7,14 +7,15 @@ Marker ``registry``.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers import cli
-from registrykit import PASSWORD, RegistryServer, docker_config
+from helpers import blob, cli, listing, read_only
+from registrykit import PASSWORD, USER, RegistryServer, docker_config
 from test_fleet import host, ok
 from test_remote_oci import synced_project
 from tokenkit import TokenService
@@ -141,3 +142,42 @@ def test_without_a_login_a_push_and_a_private_pull_are_refused_naming_how_to_log
 
     assert synced.returncode == 4, synced.stderr
     assert synced.stderr.splitlines()[0] == f"error: {tokened.host}: access denied (401)"
+
+
+@pytest.mark.posix("read-only mounts, as a pod's ConfigMap and Secret volumes are")
+def test_an_init_container_syncs_frozen_from_a_mounted_lock_with_an_image_pull_secrets_login(
+    tokened: RegistryServer,
+    anonymous_pull: TokenService,
+    mirror_root: MirrorRoot,
+    mirror: MirrorServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """docs/guides/fleet.md's Kubernetes section as it runs: the lock alone in a read-only folder
+    (a ConfigMap), the login as ``kubectl create secret docker-registry`` writes it, mounted as
+    ``config.json`` where DOCKER_CONFIG points (read-only), a private repository, an empty store."""
+    url = tokened.url("team/k8s")
+    folder, files = synced_project(tmp_path, mirror_root, mirror, monkeypatch, url)
+    monkeypatch.setenv("DOCKER_CONFIG", str(docker_config(tmp_path / "login", tokened.host, PASSWORD)))
+    ok(cli(folder, "push"))
+    anonymous_pull.anonymous_pull = False  # only the login may pull
+    lock = tmp_path / "config"
+    lock.mkdir()
+    (lock / "models.lock").write_bytes((folder / "models.lock").read_bytes())
+    secret = tmp_path / "registry-login"
+    secret.mkdir()
+    auth = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+    entry = {"username": USER, "password": PASSWORD, "auth": auth}
+    (secret / "config.json").write_text(json.dumps({"auths": {tokened.host: entry}}), encoding="utf-8")
+    monkeypatch.setenv("DOCKER_CONFIG", str(secret))
+    monkeypatch.setenv("ALEX_MODELS_HOME", str(tmp_path / "models"))
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # a pod that reaches no Hub
+    before = listing(lock)
+
+    with read_only(lock), read_only(secret):
+        run = cli(tmp_path, "sync", "--frozen", "--no-hub", "--from", url, "-f", str(lock / "models.yaml"))
+
+    assert run.returncode == 0, run.stderr
+    assert listing(lock) == before, "nothing written beside the lock"
+    assert all(blob(hashlib.sha256(d).hexdigest()).read_bytes() == d for d in files.values())
+    assert anonymous_pull.asked()[-1].login, "the pull token was asked with the secret's login"
