@@ -134,7 +134,10 @@ def test_without_a_login_a_push_and_a_private_pull_are_refused_naming_how_to_log
     errors = [line for line in pushed.stderr.splitlines() if line.startswith("error:")]
     assert errors == [f"error: {tokened.host}: access denied (401)"], "after the blob it tried"
     assert f"docker login {tokened.host}" in pushed.stderr
-    assert all(a.status == 200 and not a.login for a in anonymous_pull.asked()), "tokens given, pull only"
+    assert [(a.scopes, a.login, a.status) for a in anonymous_pull.asked()] == [
+        (("repository:team/private:pull",), False, 200),
+        (("repository:team/private:pull,push",), False, 200),
+    ], "a pull-only token for the push scope is asked once: the registry's insufficient_scope ends it"
 
     anonymous_pull.anonymous_pull = False  # a private repository: anonymous tokens grant nothing
     deployed = host(tmp_path, folder, monkeypatch)
