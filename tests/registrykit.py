@@ -1,5 +1,6 @@
 """A real OCI registry for the tests: Debian's ``docker-registry`` (CNCF distribution 2.8) on a
-free loopback port, its storage under the test's folder, with no auth or with htpasswd Basic auth.
+free loopback port, its storage under the test's folder, with no auth, with htpasswd Basic auth, or
+with token auth (``auth``: the section ``tokenkit.TokenService.auth_config`` writes).
 Its access log (stdout) says which requests reached it. ``.ci/run`` installs the package.
 """
 
@@ -23,12 +24,13 @@ PASSWORD = "pa55-never-shown"
 class RegistryServer:
     """``docker-registry serve`` with a config of our own under ``root``."""
 
-    def __init__(self, root: Path, *, htpasswd: bool = False) -> None:
+    def __init__(self, root: Path, *, htpasswd: bool = False, auth: str = "") -> None:
         self.root = root
         self.port = free_port()
         self.host = f"127.0.0.1:{self.port}"
         self.log = root / "access.log"
         self.htpasswd = htpasswd
+        self.auth = auth
         self._process: subprocess.Popen[bytes] | None = None
 
     def url(self, repository: str) -> str:
@@ -38,7 +40,7 @@ class RegistryServer:
         binary = shutil.which("docker-registry")
         assert binary is not None, "docker-registry is not installed: apt-get install docker-registry"
         self.root.mkdir(parents=True, exist_ok=True)
-        auth = ""
+        auth = self.auth
         if self.htpasswd:
             hashed = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(rounds=4)).decode()
             (self.root / "htpasswd").write_text(f"{USER}:{hashed}\n", encoding="utf-8")

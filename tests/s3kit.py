@@ -157,9 +157,10 @@ class Rclone:
 
 class Meter:
     """A TCP proxy on 127.0.0.1 in front of a real server (``upstream``, ``http://host:port``): it
-    counts the bytes the server sends back (``served``), and paces them to ``rate`` bytes a second
-    over all connections when a rate is set, so a download takes long enough to stop midway.
-    Bytes pass through unchanged; a client gone mid-answer closes the server's side too."""
+    counts the bytes the server sends back (``served``) and those clients send it (``received``),
+    and paces each way to ``rate`` bytes a second over all connections when a rate is set, so a
+    download or an upload takes long enough to stop midway. Bytes pass through unchanged; a
+    client gone mid-answer closes the server's side too."""
 
     _CHUNK = 64 * 1024
 
@@ -167,8 +168,9 @@ class Meter:
         self.upstream = upstream.removeprefix("http://").rsplit(":", 1)
         self.rate = rate
         self.served = 0
+        self.received = 0
         self._lock = threading.Lock()
-        self._next_send = 0.0
+        self._next_send = {True: 0.0, False: 0.0}
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
         self._closed = threading.Event()
@@ -196,12 +198,13 @@ class Meter:
     def _pump(self, source: socket.socket, target: socket.socket, answers: bool) -> None:
         try:
             while chunk := source.recv(self._CHUNK):
-                if answers:
-                    self._pace(len(chunk))
+                self._pace(len(chunk), answers)
                 target.sendall(chunk)
-                if answers:
-                    with self._lock:
+                with self._lock:
+                    if answers:
                         self.served += len(chunk)
+                    else:
+                        self.received += len(chunk)
         except OSError:
             pass  # one side went away (a killed client): end both
         finally:
@@ -210,14 +213,15 @@ class Meter:
                     end.shutdown(socket.SHUT_RDWR)
             source.close()
 
-    def _pace(self, count: int) -> None:
-        """Wait for this chunk's turn: ``rate`` bytes a second over every connection together."""
+    def _pace(self, count: int, answers: bool) -> None:
+        """Wait for this chunk's turn: ``rate`` bytes a second over every connection together, in
+        each direction."""
         rate = self.rate
         if rate is None:
             return
         with self._lock:
             now = time.monotonic()
-            turn = max(now, self._next_send)
-            self._next_send = turn + count / rate
+            turn = max(now, self._next_send[answers])
+            self._next_send[answers] = turn + count / rate
         if turn > now:
             time.sleep(turn - now)

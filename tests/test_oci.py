@@ -11,11 +11,18 @@ from typing import get_args
 
 import pytest
 
-from alex_models.errors import UsageError, UserError
+from alex_models.errors import AlexModelsError, UsageError, UserError
 from alex_models.lock import Role, loads
 from alex_models.oci import Address
 from alex_models.oci.auth import Login, challenge, login_for
-from alex_models.oci.modelpack import _ROLE_ORDER, ROLE, WEIGHT_CONFIG_RAW, WEIGHT_RAW, model_artifact
+from alex_models.oci.modelpack import (
+    _ROLE_ORDER,
+    ROLE,
+    WEIGHT_CONFIG_RAW,
+    WEIGHT_RAW,
+    model_artifact,
+    model_tags,
+)
 from alex_models.remotes import open_remote
 
 SHA = "ab" * 32
@@ -143,3 +150,63 @@ def test_every_role_a_lock_can_hold_has_a_place_and_a_preset_is_no_weight() -> N
         (WEIGHT_RAW, "mtp"),
         (WEIGHT_CONFIG_RAW, "preset"),
     ]
+
+
+TWO = (
+    LOCK
+    + f"""  plain:
+    input: {{url: https://example.org/plain.gguf}}
+    source: url
+    url: https://example.org/plain.gguf
+    files:
+    - {{path: plain.gguf, role: model, size: 4, sha256: {"e5" * 32}}}
+"""
+)
+
+
+def test_a_tag_template_fills_in_each_models_fields_and_the_default_is_its_name() -> None:
+    lock = loads(TWO)
+
+    assert model_tags(lock, ["vision", "plain"]) == {"vision": "vision", "plain": "plain"}
+    assert model_tags(lock, ["vision"], "{name}-{quant}") == {"vision": "vision-Q4_K_M"}
+    assert model_tags(lock, ["vision"], "{revision}-{commit:.12}") == {"vision": "main-" + "c" * 12}
+
+
+@pytest.mark.parametrize(
+    ("template", "names", "kind", "message"),
+    [
+        (
+            "{name}-{size}",
+            ["vision"],
+            UsageError,
+            "--tag '{name}-{size}' names size, which is not a field of a model",
+        ),
+        ("{name", ["vision"], UsageError, "--tag '{name': expected '}' before end of string"),
+        (
+            "{name:d}",
+            ["vision"],
+            UsageError,
+            "--tag '{name:d}': Unknown format code 'd' for object of type 'str'",
+        ),
+        ("{name}-{quant}", ["plain"], UserError, "model 'plain' has no quant for --tag '{name}-{quant}'"),
+        (
+            "-{name}",
+            ["vision"],
+            UserError,
+            "--tag '-{name}' gives model 'vision' the tag '-vision', which a registry refuses",
+        ),
+        (
+            "latest",
+            ["vision", "plain"],
+            UserError,
+            "--tag 'latest' gives models 'vision' and 'plain' the same tag 'latest'",
+        ),
+    ],
+)
+def test_a_tag_template_that_cannot_tag_every_model_apart_is_refused_naming_why(
+    template: str, names: list[str], kind: type[AlexModelsError], message: str
+) -> None:
+    with pytest.raises(kind) as caught:
+        model_tags(loads(TWO), names, template)
+    assert type(caught.value) is kind
+    assert caught.value.message == message

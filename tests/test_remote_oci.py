@@ -319,3 +319,38 @@ def test_a_registry_that_throttles_and_ignores_range_still_serves_the_blob_whole
     gets = gateway.seen("api", "GET", sha)
     assert [s.status for s in gets[:2]] == [429, 429], "throttled, then retried"
     assert any(s.range and s.status == 200 for s in gets), "a ranged GET answered with the whole blob"
+
+
+def test_push_tags_each_model_by_the_tag_template_and_a_template_that_cannot_work_sends_nothing(
+    registry: RegistryServer,
+    mirror_root: MirrorRoot,
+    mirror: MirrorServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    url = registry.url("team/tagged")
+    folder, _ = synced_project(tmp_path, mirror_root, mirror, monkeypatch, url)
+
+    refused = cli(folder, "push", "--tag", "{name}-{size}")
+    elsewhere = cli(folder, "push", (tmp_path / "folder").as_uri(), "--tag", "{name}")
+
+    assert refused.returncode == 2, refused.stderr
+    assert refused.stderr.splitlines()[0] == (
+        "error: --tag '{name}-{size}' names size, which is not a field of a model"
+    )
+    assert registry.requests("POST", "/team/tagged/blobs/uploads/") == 0, "checked before any upload"
+    assert elsewhere.returncode == 2, elsewhere.stderr
+    assert "is not a registry" in elsewhere.stderr.splitlines()[0]
+    assert not (tmp_path / "folder").exists()
+
+    pushed = json.loads(ok(cli(folder, "push", "--tag", "{name}-{quant}", "--json")).stdout)
+
+    assert [a.split("@")[0] for a in pushed["artifacts"]] == [
+        f"{registry.host}/team/tagged:{name}-Q4_K_M" for name in NAMES
+    ]
+    for name, reference in zip(NAMES, pushed["artifacts"], strict=True):
+        manifest = inspect(f"{registry.host}/team/tagged:{name}-Q4_K_M")
+        raw = json.dumps(manifest, separators=(",", ":")).encode()
+        assert reference.endswith("@sha256:" + hashlib.sha256(raw).hexdigest())
+    listed = httpx2.get(f"http://{registry.host}/v2/team/tagged/tags/list", trust_env=False).json()
+    assert not set(NAMES) & set(listed["tags"]), "no tag by the bare name"

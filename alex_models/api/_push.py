@@ -15,8 +15,9 @@ from alex_models._units import human_size
 from alex_models.api._context import open_remotes, require_lock, select_models, store_for
 from alex_models.api._materialize import label
 from alex_models.download import FileJob, NoProgress, Progress
-from alex_models.errors import IntegrityError, UserError
+from alex_models.errors import IntegrityError, UsageError, UserError
 from alex_models.lock import Lock
+from alex_models.oci.modelpack import DEFAULT_TAG, model_tags
 from alex_models.remotes import BlobRemote, ModelPublisher
 from alex_models.remotes.base import LeavesTemporaries
 from alex_models.store import Store, published_keys
@@ -95,6 +96,7 @@ def push(
     *,
     only: tuple[str, ...] = (),
     jobs: int = 4,
+    tag: str | None = None,
     lock_path: Path | None = None,
     store_home: Path | None = None,
     progress: Progress | None = None,
@@ -103,7 +105,8 @@ def push(
     local store, then publish the lock (and manifest) under ``locks/``; a registry also publishes
     each selected model as an artifact (``remotes.ModelPublisher``).
 
-    ``remote`` is a URL or a name from the manifest's ``remotes:`` (default: its first). Each
+    ``remote`` is a URL or a name from the manifest's ``remotes:`` (default: its first). ``tag``
+    is a registry's tag template (``oci.modelpack.model_tags``; default: the model's name). Each
     upload creates its object only if absent, so a rerun after a kill, or a second push of the same
     lock at once, is safe. Nothing is uploaded unless every selected blob is synced locally.
     """
@@ -115,6 +118,7 @@ def push(
     require_synced(store, blobs, "nothing was uploaded")
     (opened,) = open_remotes(manifest_path, [remote])
     try:
+        tags = _tags(opened, current, names, tag)  # a template that cannot work fails before any upload
         if isinstance(opened, LeavesTemporaries):
             opened.remove_abandoned()  # what pushes killed long ago left, here or on other hosts
         held = _held(opened, blobs)
@@ -122,7 +126,7 @@ def push(
         return_freed_buffers()  # parallel multipart uploads keep peak memory near one's
         done = _upload_all(opened, todo, store, jobs, progress or NoProgress())
         # The models, then the lock: a published lock means everything it names is there.
-        artifacts = opened.publish(current, names) if isinstance(opened, ModelPublisher) else ()
+        artifacts = opened.publish(current, tags) if isinstance(opened, ModelPublisher) else ()
         text = lock_path.read_bytes()
         lock_key, manifest_key = published_keys(text)
         opened.write(lock_key, text)
@@ -139,6 +143,18 @@ def push(
         seconds=time.monotonic() - began,
         artifacts=artifacts,
     )
+
+
+def _tags(remote: BlobRemote, current: Lock, names: list[str], template: str | None) -> dict[str, str]:
+    """The tag of each model a registry publishes; a template for a remote without tags is refused."""
+    if isinstance(remote, ModelPublisher):
+        return model_tags(current, names, template or DEFAULT_TAG)
+    if template is not None:
+        raise UsageError(
+            f"--tag names the tags of a registry's artifacts; {remote.url} is not a registry",
+            hint="push to oci://REGISTRY/REPOSITORY, or leave --tag out",
+        )
+    return {}
 
 
 def remote_status(

@@ -28,6 +28,14 @@ def push(
         typer.Option("--only", help="Push just this model (repeatable).", autocompletion=complete_model_name),
     ] = None,
     jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, max=64, help="Files uploaded at once.")] = 4,
+    tag: Annotated[
+        str | None,
+        typer.Option(
+            "--tag",
+            help="A registry's tag for each model, from {name}, {quant}, {revision} and {commit} "
+            "(e.g. '{name}-{quant}'; default '{name}').",
+        ),
+    ] = None,
     manifest: ManifestOpt = Path("models.yaml"),
     quiet: QuietOpt = False,
     json_output: JsonOpt = False,
@@ -35,13 +43,13 @@ def push(
     """Upload the locked blobs the remote lacks (from the store: sync first), then the lock under locks/.
 
     A registry (oci://REGISTRY/REPOSITORY) also gets each model as a ModelPack artifact tagged with
-    its name, and the lock as the tag locks-<sha256>.lock.
+    its name (or --tag), and the lock as the tag locks-<sha256>.lock.
     """
     from alex_models import api
     from alex_models.cli.progress import progress_for
 
     with progress_for(quiet or json_output, verbs=("uploading", "sent")) as progress:
-        result = api.push(manifest, remote, only=tuple(only or ()), jobs=jobs, progress=progress)
+        result = api.push(manifest, remote, only=tuple(only or ()), jobs=jobs, tag=tag, progress=progress)
     if json_output:
         print_json(
             "push",

@@ -171,6 +171,8 @@ class Authorizer:
         self.scope = scope
         """What we ask a token service for when a challenge names no scope (the ``/v2/`` ping)."""
         self._header: str | None = None
+        self._asked: frozenset[str] = frozenset()
+        """The scope the current token was asked for (``_scopes``)."""
         self._lock = threading.Lock()
 
     @property
@@ -188,7 +190,11 @@ class Authorizer:
             if scheme == "basic":
                 header = self.login.basic() if self.login is not None else None
             elif scheme == "bearer" and params.get("realm"):
+                wanted = _scopes(params.get("scope") or self.scope)
+                if params.get("error") == "insufficient_scope" and sent is not None and wanted == self._asked:
+                    return False  # this very scope was asked for: the token service did not grant it
                 header = "Bearer " + self._token(client, params)
+                self._asked = wanted
             else:
                 return False
             if header is None or header == sent:
@@ -242,6 +248,16 @@ class Authorizer:
         else:
             how = f"check the login for {self.registry} in {auth_file()} (docker login {self.registry})"
         return RemoteError(f"{self.registry}: access denied ({status})", hint=how)
+
+
+def _scopes(scope: str) -> frozenset[str]:
+    """A challenge's scope as a set, its actions in any order: the registry may name the scope it
+    asked for as ``pull,push`` first and ``push,pull`` later."""
+    found: set[str] = set()
+    for part in scope.split():
+        kind, _, actions = part.rpartition(":")
+        found.update(f"{kind}:{action}" for action in actions.split(","))
+    return frozenset(found)
 
 
 def _loopback(url: str) -> bool:

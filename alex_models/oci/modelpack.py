@@ -11,10 +11,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
+import string
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
-from alex_models.lock import LockedFile, LockedModel, Role
+from alex_models.errors import UsageError, UserError
+from alex_models.lock import Lock, LockedFile, LockedModel, Role
 
 IMAGE_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 MODEL_ARTIFACT = "application/vnd.cncf.model.manifest.v1+json"
@@ -42,6 +46,14 @@ _ROLE_ORDER: dict[Role, int] = {
 """Every role of the lock has a place (a test checks): weights, draft heads, projector, adapters,
 then the rest."""
 _NOT_WEIGHTS: frozenset[Role] = frozenset({"file", "preset"})
+
+
+DEFAULT_TAG = "{name}"
+TAG_FIELDS = ("name", "quant", "revision", "commit")
+"""What a ``--tag`` template may name: the model's name, its ``quant:`` label, the revision it was
+locked from (``main``) and the commit that pinned (40 hex; ``{commit:.12}`` keeps 12)."""
+_TAG_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}")
+"""The distribution spec's tag grammar."""
 
 
 @dataclass(frozen=True)
@@ -102,6 +114,60 @@ def file_manifest(key: str, data: bytes) -> bytes:
     kind = _FILE_TYPES.get(PurePosixPath(key).suffix, "application/octet-stream")
     layer = _descriptor(kind, hashlib.sha256(data).hexdigest(), len(data), {TITLE: name})
     return _manifest(FILE_ARTIFACT, EMPTY_CONFIG, EMPTY, [layer])
+
+
+def model_tags(lock: Lock, names: Sequence[str], template: str = DEFAULT_TAG) -> dict[str, str]:
+    """The tag each of these models is published under, from ``template`` (``{name}-{quant}``).
+
+    Checked before anything is sent: a template naming another field is a usage error; a model
+    that has no value for a field it names, a tag outside the spec's grammar, or two models given
+    one tag (the second would replace the first) is an error naming the model."""
+    try:
+        fields = [field for _, field, _, _ in string.Formatter().parse(template) if field is not None]
+    except ValueError as exc:
+        raise UsageError(
+            f"--tag {template!r}: {exc}", hint="write fields in braces: --tag '{name}-{quant}'"
+        ) from None
+    unknown = sorted({field for field in fields if field not in TAG_FIELDS})
+    if unknown:
+        raise UsageError(
+            f"--tag {template!r} names {', '.join(unknown)}, which is not a field of a model",
+            hint="use " + ", ".join(f"{{{field}}}" for field in TAG_FIELDS),
+        )
+    tags: dict[str, str] = {}
+    for name in names:
+        entry = lock.models[name]
+        values = {
+            "name": name,
+            "quant": entry.input.quant,
+            "revision": entry.revision,
+            "commit": entry.commit,
+        }
+        lacking = [field for field in fields if values[field] is None]
+        if lacking:
+            raise UserError(
+                f"model {name!r} has no {lacking[0]} for --tag {template!r}",
+                hint="leave that field out of the template, or push the model apart with --only",
+            )
+        try:
+            tag = template.format_map(values)
+        except ValueError as exc:  # a format spec that does not apply to text: {name:d}
+            raise UsageError(
+                f"--tag {template!r}: {exc}", hint="write fields as {name} or {commit:.12}"
+            ) from None
+        if not _TAG_RE.fullmatch(tag):
+            raise UserError(
+                f"--tag {template!r} gives model {name!r} the tag {tag!r}, which a registry refuses",
+                hint="a tag is up to 128 letters, digits, '_', '.' and '-', not starting with '.' or '-'",
+            )
+        other = next((known for known, given in tags.items() if given == tag), None)
+        if other is not None:
+            raise UserError(
+                f"--tag {template!r} gives models {other!r} and {name!r} the same tag {tag!r}",
+                hint="add a field that tells them apart, such as {name}",
+            )
+        tags[name] = tag
+    return tags
 
 
 def tag_of(key: str) -> str:

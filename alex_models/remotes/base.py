@@ -7,7 +7,7 @@ its URL: credentials come from each ecosystem's own variables and files.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -69,7 +69,7 @@ class ModelPublisher(Protocol):
     """A remote that also publishes each locked model as an artifact of its own: an OCI registry,
     where a model is a ModelPack manifest other tools can pull by its tag."""
 
-    def publish(self, lock: Lock, names: Sequence[str]) -> tuple[str, ...]:
-        """Publish these models of ``lock``, whose blobs the remote holds; how each is referred to
-        (``registry/repository:name@sha256:…``)."""
+    def publish(self, lock: Lock, tags: Mapping[str, str]) -> tuple[str, ...]:
+        """Publish the models of ``lock`` that ``tags`` names, whose blobs the remote holds, each
+        under its tag; how each is referred to (``registry/repository:tag@sha256:…``)."""
         ...

@@ -9,7 +9,7 @@ and hashed to it, so a kill mid-push leaves no half blob, and a rerun sends what
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -66,16 +66,16 @@ class OciRemote:
         self.registry.put_blob(EMPTY)
         self.registry.put_manifest(tag_of(key), file_manifest(key, data), IMAGE_MANIFEST)
 
-    def publish(self, lock: Lock, names: Sequence[str]) -> tuple[str, ...]:
-        """Each model as a ModelPack artifact tagged with its name (its blobs are uploaded already);
-        their references, ``REGISTRY/REPOSITORY:NAME@sha256:…``."""
+    def publish(self, lock: Lock, tags: Mapping[str, str]) -> tuple[str, ...]:
+        """Each model ``tags`` names as a ModelPack artifact under its tag there (its blobs are
+        uploaded already); their references, ``REGISTRY/REPOSITORY:TAG@sha256:…``."""
         published = []
         address = self.registry.address
-        for name in names:
+        for name, tag in tags.items():
             artifact = model_artifact(name, lock.models[name])
             self.registry.put_blob(artifact.config)
-            digest = self.registry.put_manifest(name, artifact.manifest, IMAGE_MANIFEST)
-            published.append(f"{address.registry}/{address.repository}:{name}@{digest}")
+            digest = self.registry.put_manifest(tag, artifact.manifest, IMAGE_MANIFEST)
+            published.append(f"{address.registry}/{address.repository}:{tag}@{digest}")
         return tuple(published)
 
     def close(self) -> None:
