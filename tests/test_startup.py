@@ -89,3 +89,11 @@ def test_a_synced_project_syncs_shows_status_and_path_without_the_http_stack_ric
     code, loaded = loaded_by(synced, "sync", "--offline")
     assert code == 1  # offline, and the blob is gone: it would have to be downloaded
     assert "alex_models.download" in loaded
+
+
+def test_help_loads_neither_rich_nor_the_api(project: Path) -> None:
+    """Help is typer's plain text (rich_markup_mode=None), and no use case runs."""
+    for args in (("--help",), ("sync", "--help")):
+        code, loaded = loaded_by(project, *args, watch=(*HEAVY, "alex_models.api._sync"))
+
+        assert (code, loaded) == (0, []), args
