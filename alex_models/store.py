@@ -314,6 +314,8 @@ class Store:
             return
         with FileLock(self.home / "locks" / "registry.lock"):
             known = set(self.registered_locks())
+            if str(lock_path.absolute()) in known:
+                return  # a sync with nothing to do writes (and flushes) nothing
             known.add(str(lock_path.absolute()))
             self._write_registry(known)
 

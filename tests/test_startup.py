@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import write_manifest
+from helpers import listing, write_manifest
 
 from alex_models import api
 from alex_models.mirror import MirrorRoot, MirrorServer
@@ -77,13 +77,16 @@ def synced(
 def test_a_synced_project_syncs_shows_status_and_path_without_the_http_stack_rich_numpy_or_downloader(
     synced: Path,
 ) -> None:
+    store = Path(os.environ["ALEX_MODELS_HOME"])
+    before = listing(store)
     for args in (("sync",), ("status",), ("path", "tiny")):
         code, loaded = loaded_by(synced, *args)
 
         assert (code, loaded) == (0, []), args
+    assert listing(store) == before  # nor does any of them write (or flush) a file in the store
 
     # The witness is not blind: once a blob is missing, the same probe sees the downloader load.
-    for blob in (Path(os.environ["ALEX_MODELS_HOME"]) / "blobs").rglob("*"):
+    for blob in (store / "blobs").rglob("*"):
         if blob.is_file():
             blob.unlink()
     code, loaded = loaded_by(synced, "sync", "--offline")
