@@ -30,6 +30,7 @@ HEAVY = (
     "gguf",
     "alex_models.download",
     "alex_models.sources",
+    "filelock",  # nothing to download or register: no lock to take
 )
 
 PROBE = """
