@@ -292,7 +292,7 @@ def test_colour_on_a_terminal_and_none_with_no_color(project: Path) -> None:
 
 @pytest.mark.posix("a pseudo-terminal")
 def test_help_is_plain_text_on_a_terminal_too(project: Path) -> None:
-    """Click's help, not typer's rich panels: importing rich alone would take longer than the whole
+    """Click's help, not typer's rich panels: importing rich would take about as long as the whole
     plain ``--help`` (docs/benchmarks.md, "Start-up"). Error labels keep their colour (above)."""
     output = in_terminal(project, "--help")
 

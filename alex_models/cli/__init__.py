@@ -2,8 +2,8 @@
 
 Only this package imports typer and rich. Commands import what they need inside their bodies, so
 ``alex-models --help`` loads neither huggingface_hub nor pydantic nor the HTTP stack; help is
-click's plain text, not typer's rich panels, so it loads no rich either (rich alone costs more
-start-up than the whole plain ``--help``; see docs/benchmarks.md, "Start-up").
+click's plain text, not typer's rich panels, so it loads no rich either (importing rich costs about
+as much start-up as the whole plain ``--help``; see docs/benchmarks.md, "Start-up").
 """
 
 from __future__ import annotations
