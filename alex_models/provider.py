@@ -13,14 +13,15 @@ import subprocess
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
-
-import httpx2
 
 from alex_models.emit import DEFAULT_BASE_URL
 from alex_models.emit.flags import ServerFlags, parse_help
 from alex_models.errors import RemoteError
+
+if TYPE_CHECKING:
+    import httpx2
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,9 @@ class LlamaCppClient:
         self.base_url = base_url.rstrip("/")
         self.root = self.base_url.removesuffix("/v1")
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        # Here, not at the top: emit and sync use detect_flags from this module, never the HTTP stack.
+        import httpx2  # noqa: PLC0415
+
         self._http = httpx2.Client(timeout=timeout, headers=headers)
 
     def close(self) -> None:
@@ -62,6 +66,8 @@ class LlamaCppClient:
         self.close()
 
     def _get(self, url: str) -> httpx2.Response:
+        import httpx2  # noqa: PLC0415 - loaded by __init__ already
+
         try:
             return self._http.get(url)
         except httpx2.HTTPError as exc:
@@ -133,6 +139,8 @@ class LlamaCppClient:
         }
         if model is not None:
             body["model"] = model
+        import httpx2  # noqa: PLC0415 - loaded by __init__ already
+
         try:
             response = self._http.post(f"{self.base_url}/chat/completions", json=body)
         except httpx2.HTTPError as exc:

@@ -30,15 +30,16 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 from urllib.parse import quote
-
-from filelock import FileLock
 
 from alex_models._fs import atomic_write, link_atomically, safe_relpath, sha256_file
 from alex_models._platform import flush, flush_directory, open_fd, remove, replace
 from alex_models.errors import UserError
 from alex_models.lock import LockedFile, LockedModel
+
+if TYPE_CHECKING:  # imported where a lock is taken: status, path and a no-op sync take none
+    from filelock import FileLock
 
 _CACHEDIR_TAG = (
     "Signature: 8a477f597d28d172789f06886806bc55\n"
@@ -113,6 +114,8 @@ class Store:
 
     def blob_lock(self, sha256: str) -> FileLock:
         """The lock one process holds while it downloads or promotes this blob."""
+        from filelock import FileLock  # noqa: PLC0415
+
         return FileLock(self.home / "locks" / f"{sha256}.lock")
 
     def has_blob(self, sha256: str, size: int) -> bool:
@@ -319,6 +322,10 @@ class Store:
         """
         if not self.writable:
             return
+        if str(lock_path.absolute()) in self.registered_locks():
+            return  # a sync with nothing to do writes (and flushes) nothing; the file is replaced whole
+        from filelock import FileLock  # noqa: PLC0415
+
         with FileLock(self.home / "locks" / "registry.lock"):
             known = set(self.registered_locks())
             known.add(str(lock_path.absolute()))
@@ -326,6 +333,8 @@ class Store:
 
     def set_registered_locks(self, lock_paths: list[str]) -> None:
         """Keep only ``lock_paths`` in the registry (gc forgets lock files that are gone)."""
+        from filelock import FileLock  # noqa: PLC0415
+
         with FileLock(self.home / "locks" / "registry.lock"):
             self._write_registry(set(lock_paths))
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ast
+import importlib
 import inspect
 
 import alex_models
@@ -10,7 +12,10 @@ from alex_models import api
 
 def test_all_is_complete_and_sorted() -> None:
     """Every public class and function the package holds is in ``__all__`` (as httpx checks its
-    own), nothing else is, and the list is sorted so a new name has one place to go."""
+    own), nothing else is, and the list is sorted so a new name has one place to go. Names load on
+    first use (PEP 562), so each is asked for first."""
+    for name in api.__all__:
+        getattr(api, name)
     public = {
         name
         for name, value in vars(api).items()
@@ -18,6 +23,24 @@ def test_all_is_complete_and_sorted() -> None:
     }
     assert set(api.__all__) == public
     assert api.__all__ == sorted(api.__all__)
+
+
+def test_type_checkers_see_the_names_that_load_from_the_same_modules() -> None:
+    """The ``TYPE_CHECKING`` imports (what mypy and editors read) and what ``__getattr__`` loads
+    at run time are the same names, each from the same module."""
+    tree = ast.parse(inspect.getsource(api))
+    [block] = [
+        node for node in tree.body if isinstance(node, ast.If) and ast.unparse(node.test) == "TYPE_CHECKING"
+    ]
+    declared = {
+        alias.asname or alias.name: (str(node.module), alias.name)
+        for node in block.body
+        if isinstance(node, ast.ImportFrom)
+        for alias in node.names
+    }
+    assert sorted(declared) == api.__all__
+    for name, (module, original) in declared.items():
+        assert getattr(api, name) is getattr(importlib.import_module(module), original), name
 
 
 def test_submodules_do_not_shadow_the_functions() -> None:

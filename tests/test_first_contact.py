@@ -282,13 +282,22 @@ def in_terminal(cwd: Path, *args: str, **env: str) -> str:
 
 
 @pytest.mark.posix("a pseudo-terminal")
-@pytest.mark.parametrize("args", [["--help"], ["lock"]], ids=["help", "error"])
-def test_colour_on_a_terminal_and_none_with_no_color(project: Path, args: list[str]) -> None:
-    plain = in_terminal(project, *args, NO_COLOR="1")
+def test_colour_on_a_terminal_and_none_with_no_color(project: Path) -> None:
+    plain = in_terminal(project, "lock", NO_COLOR="1")
 
-    assert coloured(in_terminal(project, *args))
+    assert coloured(in_terminal(project, "lock"))
     assert not coloured(plain)
     assert "alex-models" in plain
+
+
+@pytest.mark.posix("a pseudo-terminal")
+def test_help_is_plain_text_on_a_terminal_too(project: Path) -> None:
+    """Click's help, not typer's rich panels: importing rich would take about as long as the whole
+    plain ``--help`` (docs/benchmarks.md, "Start-up"). Error labels keep their colour (above)."""
+    output = in_terminal(project, "--help")
+
+    assert "\x1b" not in output
+    assert "Usage: alex-models" in output
 
 
 @pytest.mark.parametrize("args", [["--help"], ["lock"], ["nosuch"]], ids=["help", "error", "usage"])
@@ -300,15 +309,13 @@ def test_no_escape_at_all_when_piped(project: Path, args: list[str]) -> None:
 
 
 @pytest.mark.posix("a pseudo-terminal")
-@pytest.mark.parametrize("args", [["--help"], ["lock"]], ids=["help", "error"])
-def test_term_dumb_has_no_colour(project: Path, args: list[str]) -> None:
-    assert not coloured(in_terminal(project, *args, TERM="dumb"))
+def test_term_dumb_has_no_colour(project: Path) -> None:
+    assert not coloured(in_terminal(project, "lock", TERM="dumb"))
 
 
-@pytest.mark.parametrize("args", [["--help"], ["lock"]], ids=["help", "error"])
-def test_force_color_colours_a_pipe(project: Path, monkeypatch: pytest.MonkeyPatch, args: list[str]) -> None:
+def test_force_color_colours_a_pipe(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FORCE_COLOR", "1")
-    result = cli(project, *args)
+    result = cli(project, "lock")
     assert coloured(result.stdout + result.stderr)
 
 

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from alex_models.errors import UserError
 from alex_models.lock import Lock, loads
 from alex_models.manifest import load_manifest, manifest_not_found
-from alex_models.remotes import BlobRemote, open_remote, refuse_credentials
 from alex_models.settings import StoreHome, store_home
 from alex_models.store import Store
+
+if TYPE_CHECKING:
+    from alex_models.remotes import BlobRemote
 
 
 def default_lock_path(manifest_path: Path) -> Path:
@@ -79,6 +82,12 @@ def select_models(current: Lock, only: Iterable[str]) -> list[str]:
 def open_remotes(manifest_path: Path, given: Sequence[str | None]) -> list[BlobRemote]:
     """The remotes a command names, in order: each a URL, a name from the manifest's ``remotes:``,
     or None for the manifest's first. The one place that resolves ``--from NAME|URL``."""
+    if not given:
+        return []
+    # Here, not at the top: the remotes bring the sources and the HTTP stack, which a command
+    # naming no remote (a sync with nothing to fetch, status) never needs.
+    from alex_models.remotes import open_remote, refuse_credentials  # noqa: PLC0415
+
     for choice in given:
         if choice is not None:
             refuse_credentials(choice)  # before the manifest is read or anything is asked

@@ -1,5 +1,9 @@
 """The steps ``sync`` and ``pull`` share: download jobs, the space check, the verified download
-(interruptible), and the views llama.cpp reads."""
+(interruptible), and the views llama.cpp reads.
+
+The downloader, the sources and the HTTP stack are imported by the functions that download, not
+here: a sync that finds every blob in place links views and never loads them.
+"""
 
 from __future__ import annotations
 
@@ -7,17 +11,18 @@ import shutil
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TypeGuard
+from typing import TYPE_CHECKING, TypeGuard
 
-import httpx2
-
-from alex_models._futures import run_interruptibly
 from alex_models._units import human_size
-from alex_models.download import Downloader, DownloadOptions, FileJob, Progress
 from alex_models.errors import UserError
 from alex_models.lock import Lock, LockedFile, LockedModel
-from alex_models.sources import HubSource, Source, UrlSource
 from alex_models.store import Store
+
+if TYPE_CHECKING:
+    import httpx2
+
+    from alex_models.download import DownloadOptions, FileJob, Progress
+    from alex_models.sources import HubSource, Source
 
 _STOP_WAIT = 5.0
 """Seconds an interrupted download has to checkpoint and stop (it takes a fraction of one)."""
@@ -62,22 +67,32 @@ def download_jobs(
     ``REGISTRY/REPOSITORY``, opened by the caller only where a blob is missing). Jobs carry no
     token yet: ``with_token`` adds it to the ones that will really download.
     """
+    from alex_models.download import FileJob  # noqa: PLC0415 - the downloader, only when jobs are made
+    from alex_models.sources import HubSource, UrlSource  # noqa: PLC0415
+
     jobs: dict[str, FileJob] = {}
+    for sha256, (name, entry, file) in distinct_files(current, names).items():
+        origin: Source | None
+        if entry.source == "hf" and entry.repo is not None and entry.commit is not None:
+            origin = HubSource(endpoint, entry.repo, entry.commit, file.path)
+        elif entry.source == "oci":
+            origin = (registries or {}).get(f"{entry.registry}/{entry.repository}")
+        else:
+            origin = UrlSource(str(entry.url))
+        sources = (*remotes, origin) if own and origin is not None else tuple(remotes)
+        jobs[sha256] = FileJob(sha256, file.size, sources, label(entry, file), model=name)
+    return jobs
+
+
+def distinct_files(current: Lock, names: list[str]) -> dict[str, tuple[str, LockedModel, LockedFile]]:
+    """Each distinct content of these models once, in lock order, by SHA256: the first model,
+    entry and file that name it (identical files in two repos are one blob)."""
+    found: dict[str, tuple[str, LockedModel, LockedFile]] = {}
     for name in names:
         entry = current.models[name]
         for file in entry.files:
-            if file.sha256 in jobs:
-                continue
-            origin: Source | None
-            if entry.source == "hf" and entry.repo is not None and entry.commit is not None:
-                origin = HubSource(endpoint, entry.repo, entry.commit, file.path)
-            elif entry.source == "oci":
-                origin = (registries or {}).get(f"{entry.registry}/{entry.repository}")
-            else:
-                origin = UrlSource(str(entry.url))
-            sources = (*remotes, origin) if own and origin is not None else tuple(remotes)
-            jobs[file.sha256] = FileJob(file.sha256, file.size, sources, label(entry, file), model=name)
-    return jobs
+            found.setdefault(file.sha256, (name, entry, file))
+    return found
 
 
 def with_token(jobs: list[FileJob], endpoint: str, token: str | None = None) -> list[FileJob]:
@@ -86,6 +101,7 @@ def with_token(jobs: list[FileJob], endpoint: str, token: str | None = None) -> 
     ``token`` None looks it up, which loads huggingface_hub, so a sync with nothing to fetch
     never does; ``""`` sends none.
     """
+    from alex_models.sources import HubSource  # noqa: PLC0415 - jobs exist, so sources are loaded
 
     def at_endpoint(source: Source) -> TypeGuard[HubSource]:
         return isinstance(source, HubSource) and source.endpoint == endpoint
@@ -150,6 +166,8 @@ def download_missing(
     Ctrl-C or SIGTERM (a ``KeyboardInterrupt`` here) cancels every download; each checkpoints what
     arrived and stops within moments, and ``Interrupted`` says how much ``command`` resumes from.
     """
+    from alex_models._futures import run_interruptibly  # noqa: PLC0415
+    from alex_models.download import Downloader  # noqa: PLC0415
     from alex_models.fetch import new_client  # noqa: PLC0415
     from alex_models.ggufinfo import check_gguf  # noqa: PLC0415
 

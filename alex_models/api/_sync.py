@@ -6,8 +6,7 @@ import contextlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
-
-import httpx2
+from typing import TYPE_CHECKING
 
 from alex_models.api._context import default_lock_path, open_remotes, read_lock, select_models, store_for
 from alex_models.api._emit import emit_targets
@@ -15,22 +14,27 @@ from alex_models.api._materialize import (
     SyncedModel,
     artifact_repositories,
     check_space,
+    distinct_files,
     download_jobs,
     download_missing,
     gguf_checks,
+    label,
     link_views,
     with_token,
 )
-from alex_models.api._project import lock
-from alex_models.download import DownloadOptions, FileJob, NoProgress, Progress
 from alex_models.errors import UsageError, UserError
 from alex_models.lock import Lock, LockedModel, drift
 from alex_models.manifest import load_manifest
 from alex_models.remote import Remote
-from alex_models.remotes import BlobRemote, refuse_credentials
 from alex_models.settings import Settings
-from alex_models.sources import Source
 from alex_models.store import Store
+
+if TYPE_CHECKING:  # a sync with nothing to fetch never loads the downloader, the remotes or httpx2
+    import httpx2
+
+    from alex_models.download import DownloadOptions, FileJob, Progress
+    from alex_models.remotes import BlobRemote
+    from alex_models.sources import Source
 
 _LISTED_AT_MOST = 8
 
@@ -107,8 +111,11 @@ def sync(
     opts = options or SyncOptions()
     if not opts.hub and not opts.remotes:
         raise UsageError("--no-hub leaves no place to fetch from", hint="name a remote with --from REMOTE")
-    for given in opts.remotes:  # a secret on the command line is refused before locking asks the Hub
-        refuse_credentials(given)
+    if opts.remotes:  # a secret on the command line is refused before locking asks the Hub
+        from alex_models.remotes import refuse_credentials  # noqa: PLC0415 - only with --from
+
+        for given in opts.remotes:
+            refuse_credentials(given)
     began = time.monotonic()
     settings = Settings.from_env()
     offline = opts.offline or settings.offline
@@ -125,45 +132,29 @@ def sync(
     store.register_lock(lock_path)
     endpoint = (opts.endpoint or settings.endpoint).rstrip("/")
     remotes = open_remotes(manifest_path, opts.remotes)
+    files = distinct_files(current, names)
+    fetched: set[str] = set()
+    received = 0
+    fetch_warnings: list[str] = []
     with contextlib.ExitStack() as opened:  # open until the downloads that read their sources end
         for each in remotes:
             opened.callback(each.close)
-        # Offline: no network, but a folder or a bundle on this machine is still read.
-        reachable = [r for r in remotes if r.local or not offline]
-        hub = opts.hub and not offline
-        # Only the registries a missing blob needs: opening one may run a credential helper.
-        lacking = [
-            n for n in names if not all(store.has_blob(f.sha256, f.size) for f in current.models[n].files)
-        ]
-        registries = _open_registries(artifact_repositories(current, lacking) if hub else [], opened)
-        sources = [r.source() for r in reachable]
-        wanted = download_jobs(current, names, endpoint, sources, own=hub, registries=registries)
-        missing = [job for job in wanted.values() if not store.has_blob(job.sha256, job.size)]
-        if missing and offline and not reachable:
-            listed = _listed([job.label for job in missing])
-            raise UserError(
-                f"offline, and {len(missing)} locked file(s) are not in the store {store.home}: {listed}",
-                hint="run 'alex-models sync' where the endpoint is reachable, copy the store here, "
-                "or name a folder or bundle with --from",
-            )
-        if missing and not hub:
-            _require_in_remotes(missing, reachable, "offline mode forbids the network" if offline else "")
-        if hub:
-            missing = with_token(missing, endpoint, opts.token)
-        check_space(store, missing)
-        counter = _CountingProgress(progress or NoProgress())
-        fetched: set[str] = set()
-        fetch_warnings: list[str] = []
-        if missing:
-            fetched = download_missing(
+        # What is there is decided by the store's stat records, without hashing; only what is
+        # absent makes download jobs, and so loads the downloader, the sources and httpx2.
+        absent = {sha256 for sha256, (_, _, file) in files.items() if not store.has_blob(sha256, file.size)}
+        if absent:
+            fetched, received, fetch_warnings = _fetch(
                 store,
-                missing,
-                counter,
-                jobs=opts.jobs,
+                current,
+                names,
+                absent,
+                remotes,
+                opts,
+                opened,
+                endpoint=endpoint,
+                offline=offline,
+                progress=progress,
                 client=client,
-                options=opts.download,
-                checks=gguf_checks(current, names),
-                warn=fetch_warnings.append,
             )
     models = tuple(link_views(store, name, current.models[name]) for name in names)
     if opts.hf_cache is not None:
@@ -175,13 +166,14 @@ def sync(
         results = emit_targets(manifest_path, lock=current, store_home=store.home, allow_missing=True)
         emitted = tuple(r.path for r in results if r.changed and r.path is not None)
         warnings += tuple(dict.fromkeys(w for r in results for w in r.warnings))
+    labels = {sha256: label(entry, file) for sha256, (_, entry, file) in files.items()}
     return SyncResult(
         lock_path=lock_path,
         store=store.home,
         resolved=resolved,
-        downloaded=tuple(job.label for job in missing if job.sha256 in fetched),
-        reused=tuple(job.label for job in wanted.values() if job.sha256 not in fetched),
-        bytes_received=counter.received,
+        downloaded=tuple(labels[sha256] for sha256 in labels if sha256 in fetched),
+        reused=tuple(labels[sha256] for sha256 in labels if sha256 not in fetched),
+        bytes_received=received,
         seconds=time.monotonic() - began,
         models=models,
         emitted=emitted,
@@ -202,6 +194,58 @@ def _open_registries(repositories: list[str], opened: contextlib.ExitStack) -> d
         opened.callback(registry.close)
         sources[repository] = OciSource(registry)
     return sources
+
+
+def _fetch(
+    store: Store,
+    current: Lock,
+    names: list[str],
+    absent: set[str],
+    remotes: list[BlobRemote],
+    opts: SyncOptions,
+    opened: contextlib.ExitStack,
+    *,
+    endpoint: str,
+    offline: bool,
+    progress: Progress | None,
+    client: httpx2.Client | None,
+) -> tuple[set[str], int, list[str]]:
+    """Download the ``absent`` blobs: the SHA256s this process fetched, the bytes it received, and
+    what the sources got wrong on the way (a remote that sent other bytes)."""
+    # Offline: no network, but a folder or a bundle on this machine is still read.
+    reachable = [r for r in remotes if r.local or not offline]
+    hub = opts.hub and not offline
+    # Only the registries a missing blob needs: opening one may run a credential helper.
+    lacking = [n for n in names if any(f.sha256 in absent for f in current.models[n].files)]
+    registries = _open_registries(artifact_repositories(current, lacking) if hub else [], opened)
+    sources = [r.source() for r in reachable]
+    wanted = download_jobs(current, names, endpoint, sources, own=hub, registries=registries)
+    missing = [job for job in wanted.values() if job.sha256 in absent]
+    if offline and not reachable:
+        listed = _listed([job.label for job in missing])
+        raise UserError(
+            f"offline, and {len(missing)} locked file(s) are not in the store {store.home}: {listed}",
+            hint="run 'alex-models sync' where the endpoint is reachable, copy the store here, "
+            "or name a folder or bundle with --from",
+        )
+    if not hub:
+        _require_in_remotes(missing, reachable, "offline mode forbids the network" if offline else "")
+    if hub:
+        missing = with_token(missing, endpoint, opts.token)
+    check_space(store, missing)
+    counter = _CountingProgress(progress)
+    warnings: list[str] = []
+    fetched = download_missing(
+        store,
+        missing,
+        counter,
+        jobs=opts.jobs,
+        client=client,
+        options=opts.download,
+        checks=gguf_checks(current, names),
+        warn=warnings.append,
+    )
+    return fetched, counter.received, warnings
 
 
 def _require_in_remotes(missing: list[FileJob], remotes: list[BlobRemote], offline: str) -> None:
@@ -273,6 +317,9 @@ def _lock_for_sync(
             f"{lock_path} is out of date ({summary}) and offline mode forbids resolving",
             hint="run 'alex-models lock' where the endpoint is reachable",
         )
+    # Here, not at the top: the resolver and the lock writer load only when the lock is out of date.
+    from alex_models.api._project import lock  # noqa: PLC0415
+
     result = lock(manifest_path, lock_path, remote=remote)
     updated = read_lock(lock_path)
     if updated is None:  # lock() always writes a lock for a valid manifest
@@ -281,8 +328,10 @@ def _lock_for_sync(
 
 
 class _CountingProgress:
-    def __init__(self, inner: Progress) -> None:
-        self.inner = inner
+    def __init__(self, inner: Progress | None) -> None:
+        from alex_models.download import NoProgress  # noqa: PLC0415 - made only when files download
+
+        self.inner = inner or NoProgress()
         self.received = 0
 
     def started(self, job: FileJob, already: int) -> None:

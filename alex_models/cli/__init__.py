@@ -1,7 +1,9 @@
 """The ``alex-models`` command line: a thin layer over the Python API.
 
 Only this package imports typer and rich. Commands import what they need inside their bodies, so
-``alex-models --help`` loads neither huggingface_hub nor pydantic nor the HTTP stack.
+``alex-models --help`` loads neither huggingface_hub nor pydantic nor the HTTP stack; help is
+click's plain text, not typer's rich panels, so it loads no rich either (importing rich costs about
+as much start-up as the whole plain ``--help``; see docs/benchmarks.md, "Start-up").
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ app = typer.Typer(
     help="A lockfile for local LLM weights: pinned Hugging Face commits, verified files, llama.cpp config.",
     no_args_is_help=True,
     cls=GuardedGroup,
+    rich_markup_mode=None,  # plain help: importing rich would double the time --help takes
     pretty_exceptions_enable=False,  # errors are rendered by cli.errors, tracebacks only with -v
     context_settings={"help_option_names": ["-h", "--help"]},
 )

@@ -1,5 +1,5 @@
 """Printing results: human text on stdout, or one JSON object with ``--json``; labelled lines
-(``error:``, ``hint:``) on stderr, their label coloured only where rich would colour the help."""
+(``error:``, ``hint:``) on stderr, their label coloured only where rich colours (a terminal)."""
 
 from __future__ import annotations
 
@@ -40,9 +40,9 @@ def warn(line: str) -> None:
 
 
 def labelled(label: str, text: str) -> None:
-    """``label: text`` as one line on stderr. rich decides on colour exactly as for the help: only
-    on a terminal, none with NO_COLOR or TERM=dumb, forced by FORCE_COLOR. Imported here, not at
-    the top, so commands that succeed never load it."""
+    """``label: text`` as one line on stderr. rich decides on colour: only on a terminal, none
+    with NO_COLOR or TERM=dumb, forced by FORCE_COLOR. Imported here, not at the top, so commands
+    that succeed never load it."""
     from rich.console import Console
     from rich.text import Text
 

@@ -1,0 +1,103 @@
+"""What the commands that must start fast load: a sync with nothing to fetch, ``status``, ``path``
+and ``--help`` never import the HTTP stack, huggingface_hub, rich, numpy or the downloader.
+
+Each command runs in a fresh interpreter, through the CLI's own entry point, in a synced project
+whose endpoint is unreachable; the interpreter then says which of those modules it holds. How
+long start-up takes is measured by ``bench/startup.py``, not asserted here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from helpers import listing, write_manifest
+
+from alex_models import api
+from alex_models.mirror import MirrorRoot, MirrorServer
+from alex_models.tinymodels import write_tiny_gguf
+
+HEAVY = (
+    "httpx2",
+    "httpcore2",
+    "huggingface_hub",
+    "rich",
+    "numpy",
+    "gguf",
+    "alex_models.download",
+    "alex_models.sources",
+    "filelock",  # nothing to download or register: no lock to take
+)
+
+PROBE = """
+import json, sys
+from alex_models.cli import main
+try:
+    main(sys.argv[2:])
+    code = 0
+except SystemExit as exc:
+    code = exc.code
+print(json.dumps({"exit": code, "loaded": [m for m in json.loads(sys.argv[1]) if m in sys.modules]}))
+"""
+
+
+def loaded_by(project: Path, *args: str, watch: tuple[str, ...] = HEAVY) -> tuple[object, list[str]]:
+    """Run the CLI with ``args`` in a fresh interpreter; its exit code and which of ``watch`` it loaded."""
+    env = {**os.environ, "HF_ENDPOINT": "http://127.0.0.1:9"}  # nothing answers: no network needed
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE, json.dumps(watch), *args],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.stdout, done.stderr
+    report = json.loads(done.stdout.splitlines()[-1])
+    return report["exit"], report["loaded"]
+
+
+@pytest.fixture
+def synced(
+    project: Path, mirror_root: MirrorRoot, mirror: MirrorServer, monkeypatch: pytest.MonkeyPatch
+) -> Path:
+    """A project with one model, locked and synced: every blob and view in place."""
+    monkeypatch.setenv("HF_ENDPOINT", mirror.url)
+    model = write_tiny_gguf(project.parent / "tiny-Q4_K_M.gguf")
+    mirror_root.commit("org/tiny-GGUF", {"tiny-Q4_K_M.gguf": model})
+    write_manifest(project, {"tiny": {"repo": "org/tiny-GGUF", "quant": "Q4_K_M"}})
+    api.sync(project / "models.yaml")
+    return project
+
+
+def test_a_synced_project_syncs_shows_status_and_path_without_the_http_stack_rich_numpy_or_downloader(
+    synced: Path,
+) -> None:
+    store = Path(os.environ["ALEX_MODELS_HOME"])
+    before = listing(store)
+    for args in (("sync",), ("status",), ("path", "tiny")):
+        code, loaded = loaded_by(synced, *args)
+
+        assert (code, loaded) == (0, []), args
+    assert listing(store) == before  # nor does any of them write (or flush) a file in the store
+
+    # The witness is not blind: once a blob is missing, the same probe sees the downloader load.
+    for blob in (store / "blobs").rglob("*"):
+        if blob.is_file():
+            blob.unlink()
+    code, loaded = loaded_by(synced, "sync", "--offline")
+    assert code == 1  # offline, and the blob is gone: it would have to be downloaded
+    assert "alex_models.download" in loaded
+
+
+def test_help_loads_neither_rich_nor_the_api(project: Path) -> None:
+    """Help is typer's plain text (rich_markup_mode=None), and no use case runs."""
+    for args in (("--help",), ("sync", "--help")):
+        code, loaded = loaded_by(project, *args, watch=(*HEAVY, "alex_models.api._sync"))
+
+        assert (code, loaded) == (0, []), args
