@@ -224,12 +224,12 @@ def _read(response: httpx2.Response, length: int, read_timeout: float) -> Iterat
     received = len(first)
     yield first
     buffer = memoryview(bytearray(min(_BUFFER, max(length - received, 0))))
-    try:
-        sock.settimeout(read_timeout)
-        while received < length:
-            filled = 0
-            began = time.monotonic()
-            want = min(len(buffer), length - received)
+    sock.settimeout(read_timeout)
+    while received < length:
+        filled, failure = 0, None
+        began = time.monotonic()
+        want = min(len(buffer), length - received)
+        try:
             while filled < want:
                 got = sock.recv_into(buffer[filled:want])
                 if not got:
@@ -237,14 +237,17 @@ def _read(response: httpx2.Response, length: int, read_timeout: float) -> Iterat
                 filled += got
                 if time.monotonic() - began >= _HAND_OVER:
                     break
-            if not filled:
-                return
+        except TimeoutError as exc:
+            failure = Transient(f"no byte for {read_timeout:g} s: {exc}")
+        except OSError as exc:
+            failure = Transient(f"the connection failed: {exc}")
+        if filled:
             received += filled
-            yield buffer[:filled]
-    except TimeoutError as exc:
-        raise Transient(f"no byte for {read_timeout:g} s: {exc}") from None
-    except OSError as exc:
-        raise Transient(f"the connection failed: {exc}") from None
+            yield buffer[:filled]  # what arrived before a failure is kept: the retry resumes after it
+        if failure is not None:
+            raise failure
+        if not filled:
+            return
 
 
 def _body_socket(response: httpx2.Response) -> socket.socket | None:
