@@ -54,7 +54,7 @@ error_log {work}/error.log warn;
 events {{ worker_connections 256; }}
 http {{
     default_type application/octet-stream;
-    log_format bench '$connection $request_method $status $body_bytes_sent "$http_range"';
+    log_format bench '$connection $request_method $status $body_bytes_sent "$http_range" $request_time $msec';
     access_log {work}/access.log bench;
     client_body_temp_path {work}/body;
     sendfile on;
