@@ -86,13 +86,16 @@ with Redirecting(Path(sys.argv[1])) as server:
 
 
 def ensure_nginx() -> str:
-    """The nginx binary, installed from Debian's ``nginx-light`` if missing."""
-    found = shutil.which("nginx") or (Path("/usr/sbin/nginx").exists() and "/usr/sbin/nginx")
-    if not found:
+    """The nginx binary (in /usr/sbin, often not on a user's PATH), installed from Debian's
+    ``nginx-light`` if missing."""
+    search = f"{os.environ.get('PATH', '')}:/usr/sbin"
+    if not shutil.which("nginx", path=search):
         subprocess.run(["apt-get", "update", "-qq"], check=True)
         subprocess.run(["apt-get", "install", "-y", "-qq", "nginx-light"], check=True)
-        found = shutil.which("nginx") or "/usr/sbin/nginx"
-    return str(found)
+    found = shutil.which("nginx", path=search)
+    if found is None:
+        raise SystemExit("nginx is not installed, and apt-get did not install it")
+    return found
 
 
 def free_port() -> int:
