@@ -337,7 +337,7 @@ class Transfer:
         with self.changed:
             self.answers.discard(body)
 
-    def _write(self, segment: Segment, data: bytes | bytearray) -> None:
+    def _write(self, segment: Segment, data: bytes | bytearray | memoryview) -> None:
         if len(data) > segment.remaining:
             raise RemoteError(
                 f"{self.job.label}: {self.sources[self.current].name} sent more bytes than the file has"

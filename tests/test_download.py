@@ -252,6 +252,22 @@ def test_dropped_connection_resumes_in_process_with_range(
     assert sum(r.bytes_sent for r in gets) == len(HUGE)
 
 
+def test_bytes_that_arrived_before_a_read_timeout_are_kept(
+    publish: Callable[..., FileJob], store: Store, client: httpx2.Client, mirror: MirrorServer
+) -> None:
+    job = publish(LARGE)  # one piece, one connection
+    mirror.faults.add("stall=1s,times=1,on=cdn")  # 1 MiB, then silent past the read timeout
+    options = DownloadOptions(retry=FAST_RETRY, read_timeout=0.3)
+
+    assert Downloader(store, client, options=options).fetch(job) is True
+
+    assert_stored(store, job, LARGE)
+    gets = cdn_log(mirror, 2)
+    [stalled] = [r for r in gets if r.faults == ("stall",)]
+    [resumed] = [r for r in gets if r is not stalled]
+    assert range_start(resumed) == MiB, "the bytes received before the silence are kept"
+
+
 def test_a_link_dropping_every_900kb_still_advances(
     publish: Callable[..., FileJob], store: Store, client: httpx2.Client, mirror: MirrorServer
 ) -> None:

@@ -68,7 +68,9 @@ class Body(Protocol):
         ``Range`` answers so); else it starts where asked."""
         ...
 
-    def __iter__(self) -> Iterator[bytes]: ...
+    def __iter__(self) -> Iterator[bytes | memoryview]:
+        """The bytes in order; a piece may be a view of a buffer the next piece reuses."""
+        ...
 
     def cut(self) -> None:
         """End a read that blocks (a stalled server) now; the iteration then stops or fails."""
