@@ -1,0 +1,200 @@
+"""``mirror serve --store`` with pull-through, seen by clients nobody here wrote: a store that has
+the lock but none of its blobs, in front of the fixture mirror as upstream (with its fault knobs);
+the real ``huggingface_hub`` downloads through it, and ``alex-models lock`` resolves against it."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx2
+import pytest
+from helpers import cdn_gets, settled_log, sha256, since_settled, write_manifest
+from huggingface_hub import hf_hub_download, snapshot_download
+from huggingface_hub.errors import HfHubHTTPError
+
+from alex_models import api
+from alex_models._retry import RetryPolicy
+from alex_models.download import DownloadOptions
+from alex_models.lock import LockedFile
+from alex_models.lock import loads as load_lock
+from alex_models.mirror import MirrorRoot, MirrorServer, RequestRecord
+from alex_models.mirror.pullthrough import PullStats, PullThrough
+from alex_models.mirror.store_catalogue import StoreCatalogue
+from alex_models.mirror.upstream import pull_missing
+from alex_models.store import Store
+from alex_models.tinymodels import write_tiny_gguf
+
+REPO = "org/pulled"
+GGUF = "pulled-Q4_K_M.gguf"
+MiB = 1024 * 1024
+MODELS: dict[str, dict[str, object]] = {
+    "chat": {"repo": REPO, "quant": "Q4_K_M"},
+    "extras": {"repo": REPO, "files": ["config.json"]},
+}
+
+
+@dataclass(frozen=True)
+class Cold:
+    """A lock of REPO on the fixture mirror (``upstream``), a store without its blobs, and the
+    store's mirror (``server``) pulling through from upstream."""
+
+    upstream: MirrorServer
+    server: MirrorServer
+    store: Store
+    pull: PullThrough
+    project: Path
+    files: dict[str, bytes]
+    lines: list[str]
+
+    def locked(self, path: str) -> LockedFile:
+        lock = load_lock((self.project / "models.lock").read_text(), "models.lock")
+        return next(f for entry in lock.models.values() for f in entry.files if f.path == path)
+
+
+@pytest.fixture
+def cold(
+    mirror_root: MirrorRoot,
+    mirror: MirrorServer,
+    project: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[Cold]:
+    files = {
+        GGUF: write_tiny_gguf(tmp_path / "m.gguf", padding=2 * MiB).read_bytes(),
+        "config.json": b'{"model_type": "llama"}\n',
+    }
+    mirror_root.commit(REPO, files)
+    write_manifest(project, MODELS)
+    with monkeypatch.context() as patch:
+        patch.setenv("HF_ENDPOINT", mirror.url)
+        api.lock(project / "models.yaml")  # lock first; nothing is synced
+    store = Store(tmp_path / "store").init()
+    lines: list[str] = []
+    # One attempt: an upstream that fails once stays failed for the request that met it.
+    options = DownloadOptions(retry=RetryPolicy(attempts=1))
+    with PullThrough(store, mirror.url, None, options=options, log=lines.append) as pull:
+        catalogue = StoreCatalogue(store, [project / "models.lock"], fetch_missing=pull_missing(pull))
+        with MirrorServer(catalogue, pull_stats=pull.stats) as server:
+            yield Cold(mirror, server, store, pull, project, files, lines)
+
+
+def download(cold: Cold, cache: Path, name: str = GGUF) -> Path:
+    return Path(hf_hub_download(REPO, name, cache_dir=cache, endpoint=cold.server.url, token=False))
+
+
+def upstream_sent(log: list[RequestRecord]) -> int:
+    return sum(record.bytes_sent for record in cdn_gets(log, GGUF))
+
+
+def metric(server: MirrorServer, name: str) -> int:
+    text = httpx2.get(f"{server.url}/metrics", trust_env=False).text
+    [line] = [line for line in text.splitlines() if line.startswith(f"alex_models_mirror_{name} ")]
+    return int(line.split()[1])
+
+
+def test_hf_hub_download_of_a_cold_file_is_pulled_through_once_and_stored_verified(
+    cold: Cold, tmp_path: Path
+) -> None:
+    size = len(cold.files[GGUF])
+    got = download(cold, tmp_path / "hf")
+    again = download(cold, tmp_path / "hf-other")  # the store serves it now
+
+    assert got.read_bytes() == again.read_bytes() == cold.files[GGUF]
+    assert cold.store.has_blob(sha256(cold.files[GGUF]), size)
+    log = since_settled(cold.upstream)
+    assert len(cdn_gets(log, GGUF)) == 1
+    assert cold.pull.stats() == PullStats(fetches=1, upstream_bytes=size, joined=0, hits=0, failures=0)
+    assert metric(cold.server, "upstream_bytes_total") == size
+    assert metric(cold.server, "upstream_fetches_total") == 1
+    assert metric(cold.server, "upstream_failures_total") == 0
+    assert cold.lines == [f"pull-through: {REPO}/{GGUF} stored, 2.1 MB from {cold.upstream.url}"]
+
+
+@pytest.mark.slow
+def test_snapshot_download_pulls_every_locked_file_through(cold: Cold, tmp_path: Path) -> None:
+    folder = Path(snapshot_download(REPO, cache_dir=tmp_path / "hf", endpoint=cold.server.url, token=False))
+
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == cold.files
+    for data in cold.files.values():
+        assert cold.store.has_blob(sha256(data), len(data))
+
+
+@pytest.mark.slow
+def test_lock_against_the_pull_through_mirror_pins_what_upstream_pins(
+    cold: Cold, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    other = tmp_path / "other"
+    write_manifest(other, MODELS)
+    monkeypatch.setenv("HF_ENDPOINT", cold.server.url)
+    api.lock(other / "models.yaml")
+
+    assert (other / "models.lock").read_text() == (cold.project / "models.lock").read_text()
+    assert cold.pull.stats().fetches == 0  # locking reads metadata and the lock's hashes, no bytes
+
+
+@pytest.mark.slow
+def test_eight_hf_clients_of_one_cold_file_cost_upstream_one_file(cold: Cold, tmp_path: Path) -> None:
+    size = len(cold.files[GGUF])
+    cold.upstream.faults.add("bandwidth=4MB,on=cdn")  # half a second in flight: all eight ask meanwhile
+    together = threading.Barrier(8)
+
+    def client(n: int) -> bytes:
+        together.wait()
+        return download(cold, tmp_path / f"hf-{n}").read_bytes()
+
+    with ThreadPoolExecutor(8) as pool:
+        got = list(pool.map(client, range(8)))
+
+    assert got == [cold.files[GGUF]] * 8
+    log = settled_log(cold.upstream, lambda log: upstream_sent(log) >= size, "the file's bytes")
+    assert upstream_sent(log) <= 1.05 * size
+    assert cold.pull.stats().fetches == 1
+
+
+def test_upstream_down_mid_file_is_an_error_to_the_client_and_the_next_request_resumes(
+    cold: Cold, tmp_path: Path
+) -> None:
+    size = len(cold.files[GGUF])
+    sha = sha256(cold.files[GGUF])
+    cold.upstream.faults.add("drop-after=1MB,times=1,on=cdn")
+
+    with pytest.raises(HfHubHTTPError) as failed:
+        download(cold, tmp_path / "hf")
+
+    assert failed.value.response is not None
+    assert failed.value.response.status_code == 502
+    assert "the mirror could not fetch it from upstream" in str(failed.value)
+    assert not cold.store.blob_path(sha).exists()
+    assert cold.store.partial_path(sha).stat().st_size > 0  # what arrived is kept, unnamed
+    assert not any((tmp_path / "hf").rglob(sha))  # the client stored nothing
+
+    assert download(cold, tmp_path / "hf").read_bytes() == cold.files[GGUF]
+    log = settled_log(cold.upstream, lambda log: len(cdn_gets(log, GGUF)) == 2, "the resumed GET")
+    assert upstream_sent(log) <= 1.05 * size  # resumed, not fetched again
+    assert cold.pull.stats().failures == 1
+
+
+def test_wrong_bytes_from_upstream_are_never_served_nor_stored_and_the_log_says_so(
+    cold: Cold, tmp_path: Path
+) -> None:
+    sha = sha256(cold.files[GGUF])
+    cold.upstream.faults.add("corrupt,times=2,on=cdn")  # the downloader tries twice, then gives up
+
+    with pytest.raises(HfHubHTTPError) as failed:
+        download(cold, tmp_path / "hf")
+
+    assert failed.value.response is not None
+    assert failed.value.response.status_code == 502
+    assert "upstream sent other bytes than the lock pins" in str(failed.value)
+    assert not cold.store.blob_path(sha).exists()
+    assert not cold.store.partial_path(sha).exists()
+    assert not any((tmp_path / "hf").rglob(sha))
+    assert [(r.status, r.cache) for r in cdn_gets(cold.server.log, GGUF)] == [(502, "miss")]
+    assert len(cold.lines) == 1
+    assert cold.lines[0].startswith(f"pull-through: {REPO}/{GGUF} from {cold.upstream.url} failed (exit 3): ")
+
+    assert download(cold, tmp_path / "hf").read_bytes() == cold.files[GGUF]  # the next request retries
