@@ -4,6 +4,11 @@ the real ``huggingface_hub`` downloads through it, and ``alex-models lock`` reso
 
 from __future__ import annotations
 
+import json
+import os
+import signal
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -12,15 +17,23 @@ from pathlib import Path
 
 import httpx2
 import pytest
-from helpers import cdn_gets, settled_log, sha256, since_settled, write_manifest
+from helpers import (
+    CLI,
+    cdn_gets,
+    console_script,
+    mirror_process,
+    settled_log,
+    sha256,
+    since_settled,
+    wait_for,
+    write_manifest,
+)
 from huggingface_hub import hf_hub_download, snapshot_download
 from huggingface_hub.errors import HfHubHTTPError
 
 from alex_models import api
 from alex_models._retry import RetryPolicy
 from alex_models.download import DownloadOptions
-from alex_models.lock import LockedFile
-from alex_models.lock import loads as load_lock
 from alex_models.mirror import MirrorRoot, MirrorServer, RequestRecord
 from alex_models.mirror.pullthrough import PullStats, PullThrough
 from alex_models.mirror.store_catalogue import StoreCatalogue
@@ -50,29 +63,30 @@ class Cold:
     files: dict[str, bytes]
     lines: list[str]
 
-    def locked(self, path: str) -> LockedFile:
-        lock = load_lock((self.project / "models.lock").read_text(), "models.lock")
-        return next(f for entry in lock.models.values() for f in entry.files if f.path == path)
 
-
-@pytest.fixture
-def cold(
-    mirror_root: MirrorRoot,
-    mirror: MirrorServer,
-    project: Path,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-) -> Iterator[Cold]:
+def publish_and_lock(
+    mirror_root: MirrorRoot, upstream: MirrorServer, project: Path, tmp_path: Path, token: str | None = None
+) -> tuple[dict[str, bytes], Store]:
+    """REPO committed upstream (private to ``token`` if given) and locked in ``project``; an empty store."""
     files = {
         GGUF: write_tiny_gguf(tmp_path / "m.gguf", padding=2 * MiB).read_bytes(),
         "config.json": b'{"model_type": "llama"}\n',
     }
+    if token is not None:
+        mirror_root.create_repo(REPO, private=True, tokens=[token])
     mirror_root.commit(REPO, files)
     write_manifest(project, MODELS)
-    with monkeypatch.context() as patch:
-        patch.setenv("HF_ENDPOINT", mirror.url)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("HF_ENDPOINT", upstream.url)
+        if token is not None:
+            patch.setenv("HF_TOKEN", token)
         api.lock(project / "models.yaml")  # lock first; nothing is synced
-    store = Store(tmp_path / "store").init()
+    return files, Store(tmp_path / "store").init()
+
+
+@pytest.fixture
+def cold(mirror_root: MirrorRoot, mirror: MirrorServer, project: Path, tmp_path: Path) -> Iterator[Cold]:
+    files, store = publish_and_lock(mirror_root, mirror, project, tmp_path)
     lines: list[str] = []
     # One attempt: an upstream that fails once stays failed for the request that met it.
     options = DownloadOptions(retry=RetryPolicy(attempts=1))
@@ -198,3 +212,126 @@ def test_wrong_bytes_from_upstream_are_never_served_nor_stored_and_the_log_says_
     assert cold.lines[0].startswith(f"pull-through: {REPO}/{GGUF} from {cold.upstream.url} failed (exit 3): ")
 
     assert download(cold, tmp_path / "hf").read_bytes() == cold.files[GGUF]  # the next request retries
+
+
+# -- the command: `alex-models mirror serve --store` as a process ----------------------------------
+
+UPSTREAM_TOKEN = "hf_mirror_own_token_1234"
+
+
+def serve_store(home: Path, lock: Path, env: dict[str, str], *args: str) -> tuple[subprocess.Popen[str], str]:
+    command = [
+        str(CLI),
+        "mirror",
+        "serve",
+        "--store",
+        str(home),
+        "--lock",
+        str(lock),
+        "--port",
+        "0",
+        "--cdn-port",
+        "0",
+    ]
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in env.items():
+            patch.setenv(name, value)
+        return mirror_process([*command, *args])
+
+
+def hf_download(url: str, cache: Path) -> subprocess.CompletedProcess[str]:
+    """The real ``hf`` CLI, with no token of its own."""
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_TOKEN", "HF_ENDPOINT")}
+    env |= {"HF_ENDPOINT": url, "HF_HUB_DISABLE_TELEMETRY": "1"}
+    return subprocess.run(
+        [str(console_script("hf")), "download", REPO, GGUF, "--cache-dir", str(cache)],
+        env=env, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+
+
+def metrics_of(url: str) -> dict[str, int]:
+    text = httpx2.get(f"{url}/metrics", trust_env=False).text
+    return {
+        line.split()[0]: int(line.split()[1])
+        for line in text.splitlines()
+        if line.startswith("alex_models_mirror_upstream_")
+    }
+
+
+@pytest.mark.slow
+def test_hf_cli_through_mirror_serve_pulls_from_hf_endpoint_with_the_mirrors_own_token(
+    mirror_root: MirrorRoot, mirror: MirrorServer, project: Path, tmp_path: Path
+) -> None:
+    """No --upstream: HF_ENDPOINT names it, HF_TOKEN is the mirror's, the clients send none. Wrong
+    bytes upstream first: the client fails, the log says why; then the next download gets the file."""
+    files, store = publish_and_lock(mirror_root, mirror, project, tmp_path, token=UPSTREAM_TOKEN)
+    size, sha = len(files[GGUF]), sha256(files[GGUF])
+    log_path = tmp_path / "access.log"
+    env = {"HF_ENDPOINT": mirror.url, "HF_TOKEN": UPSTREAM_TOKEN}
+    process, url = serve_store(store.home, project / "models.lock", env, "--access-log", str(log_path))
+    try:
+        mirror.faults.add("corrupt,times=2,on=cdn")
+        refused = hf_download(url, tmp_path / "hf")
+        assert refused.returncode != 0
+        assert "upstream sent other bytes than the lock pins" in refused.stderr
+        assert not store.blob_path(sha).exists()
+
+        done = hf_download(url, tmp_path / "hf")
+        assert done.returncode == 0, done.stderr
+        printed = done.stdout.strip().splitlines()[-1].strip().removeprefix("path:").strip()
+        assert Path(printed).read_bytes() == files[GGUF]
+        assert store.has_blob(sha, size)
+        counters = metrics_of(url)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=30)
+    assert process.returncode == 143
+    assert counters == {
+        "alex_models_mirror_upstream_bytes_total": 3 * size,  # two wrong copies, then the right one
+        "alex_models_mirror_upstream_fetches_total": 2,
+        "alex_models_mirror_upstream_joined_total": 0,
+        "alex_models_mirror_upstream_failures_total": 1,
+    }
+    upstream_gets = cdn_gets(since_settled(mirror), GGUF)
+    assert len(upstream_gets) == 3
+    assert all(r.authorization is False for r in upstream_gets)  # the CDN hop drops it, as on the Hub
+    records = [json.loads(line) for line in log_path.read_text().splitlines()]
+    events = [r["message"] for r in records if r.get("event") == "pull-through"]
+    assert len(events) == 2
+    assert events[0].startswith(f"pull-through: {REPO}/{GGUF} from {mirror.url} failed (exit 3): ")
+    assert events[1] == f"pull-through: {REPO}/{GGUF} stored, 2.1 MB from {mirror.url}"
+    served = [(r["status"], r["cache"]) for r in records if r.get("origin") == "cdn"]
+    assert served == [(502, "miss"), (200, "hit")]
+    assert UPSTREAM_TOKEN not in log_path.read_text() + stderr
+
+
+@pytest.mark.slow
+@pytest.mark.posix("SIGTERM delivered to a child")
+def test_sigterm_stops_a_pull_through_in_flight_and_keeps_what_arrived(
+    mirror_root: MirrorRoot, mirror: MirrorServer, project: Path, tmp_path: Path
+) -> None:
+    files, store = publish_and_lock(mirror_root, mirror, project, tmp_path)
+    sha = sha256(files[GGUF])
+    mirror.faults.add("bandwidth=256KB,on=cdn")  # eight seconds for the whole file
+    process, url = serve_store(store.home, project / "models.lock", {}, "--upstream", mirror.url, "-q")
+    client = subprocess.Popen(
+        [sys.executable, "-c", "import sys; from huggingface_hub import hf_hub_download as d; "
+         "d(sys.argv[1], sys.argv[2], endpoint=sys.argv[3], cache_dir=sys.argv[4], token=False)",
+         REPO, GGUF, url, str(tmp_path / "hf")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        wait_for(lambda: metrics_of(url)["alex_models_mirror_upstream_bytes_total"] > 0, "the pull to start")
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=30)
+        _, client_err = client.communicate(timeout=60)
+    finally:
+        for running in (process, client):
+            if running.poll() is None:
+                running.kill()
+    assert process.returncode == 143
+    assert stderr.splitlines()[-1] == f"stopped serving {url}; every request in flight finished"
+    assert client.returncode != 0
+    assert "the mirror could not fetch it from upstream" in client_err
+    assert not store.blob_path(sha).exists()
+    assert 0 < store.partial_path(sha).stat().st_size < len(files[GGUF])  # kept for the next start
