@@ -127,8 +127,8 @@ def main() -> None:
     print("| --- | --- | --- | --- | --- |")
     wall = median([s for s, _ in straight])
     print(
-        f"| straight from upstream | {wall:.2f} ({runs([s for s, _ in straight])}) | {total / wall / 1e6:.0f} "
-        f"| {max(b for _, b in straight) / size:.2f} x the file | - |"
+        f"| straight from upstream | {wall:.2f} ({runs([s for s, _ in straight])}) "
+        f"| {total / wall / 1e6:.0f} | {max(b for _, b in straight) / size:.2f} x the file | - |"
     )
     wall = median([s for s, _, _ in mirrored])
     print(
