@@ -207,7 +207,8 @@ def test_wrong_bytes_from_upstream_are_never_served_nor_stored_and_the_log_says_
     assert not cold.store.blob_path(sha).exists()
     assert not cold.store.partial_path(sha).exists()
     assert not any((tmp_path / "hf").rglob(sha))
-    assert [(r.status, r.cache) for r in cdn_gets(cold.server.log, GGUF)] == [(502, "miss")]
+    served = settled_log(cold.server, lambda log: bool(cdn_gets(log, GGUF)), "the refused GET")
+    assert [(r.status, r.cache) for r in cdn_gets(served, GGUF)] == [(502, "miss")]
     assert len(cold.lines) == 1
     assert cold.lines[0].startswith(f"pull-through: {REPO}/{GGUF} from {cold.upstream.url} failed (exit 3): ")
 
