@@ -26,6 +26,7 @@ from helpers import (
     settled_log,
     sha256,
     since_settled,
+    small_disk,
     wait_for,
     write_manifest,
 )
@@ -214,6 +215,33 @@ def test_wrong_bytes_from_upstream_are_never_served_nor_stored_and_the_log_says_
     assert cold.lines[0].startswith(f"pull-through: {REPO}/{GGUF} from {cold.upstream.url} failed (exit 3): ")
 
     assert download(cold, tmp_path / "hf").read_bytes() == cold.files[GGUF]  # the next request retries
+
+
+@pytest.mark.linux("a tmpfs mount, for a small disk")
+def test_a_store_without_room_for_the_file_is_a_503_that_names_no_folder_of_the_mirror(
+    mirror_root: MirrorRoot,
+    mirror: MirrorServer,
+    project: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    files, _ = publish_and_lock(mirror_root, mirror, project, tmp_path)
+    lines: list[str] = []
+    with small_disk(tmp_path / "small-disk", MiB, monkeypatch) as disk:  # the GGUF is 2 MiB
+        store = Store(disk).init()
+        with PullThrough(store, mirror.url, None, log=lines.append) as pull:
+            catalogue = StoreCatalogue(store, [project / "models.lock"], fetch_missing=pull_missing(pull))
+            with MirrorServer(catalogue) as server, pytest.raises(HfHubHTTPError) as failed:
+                hf_hub_download(REPO, GGUF, cache_dir=tmp_path / "hf", endpoint=server.url, token=False)
+
+        assert failed.value.response is not None
+        assert failed.value.response.status_code == 503
+        assert f"{REPO}/{GGUF}: the mirror cannot fetch it now; its log says why" in str(failed.value)
+        assert str(disk) not in str(failed.value)
+        assert not store.blob_path(sha256(files[GGUF])).exists()
+    assert len(lines) == 1
+    assert f"failed (exit 1): no space for {REPO}/{GGUF}" in lines[0]
+    assert cdn_gets(since_settled(mirror), GGUF) == []  # refused before asking upstream for a byte
 
 
 # -- the command: `alex-models mirror serve --store` as a process ----------------------------------
