@@ -365,3 +365,27 @@ def test_sigterm_stops_a_pull_through_in_flight_and_keeps_what_arrived(
     assert "the mirror could not fetch it from upstream" in client_err
     assert not store.blob_path(sha).exists()
     assert 0 < progress_done(store.progress_path(sha)) < len(files[GGUF])  # kept for the next start
+
+
+@pytest.mark.slow
+def test_a_pull_longer_than_the_clients_read_timeout_is_waited_out_by_its_retries(
+    cold: Cold, tmp_path: Path
+) -> None:
+    """huggingface_hub gives up on a silent GET after HF_HUB_DOWNLOAD_TIMEOUT and asks again; each
+    retry joins the one pull, and the client gets the file once it is verified."""
+    cold.upstream.faults.add("bandwidth=700KB,on=cdn")  # three seconds in flight, a 1 s read timeout
+    script = (
+        "import sys; from huggingface_hub import hf_hub_download as d; "
+        "print(d(sys.argv[1], sys.argv[2], endpoint=sys.argv[3], cache_dir=sys.argv[4], token=False))"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", script, REPO, GGUF, cold.server.url, str(tmp_path / "hf")],
+        env={**os.environ, "HF_HUB_DOWNLOAD_TIMEOUT": "1"}, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+
+    assert run.returncode == 0, run.stderr
+    assert "Trying to resume download" in run.stderr  # it did time out, and came back
+    assert Path(run.stdout.strip()).read_bytes() == cold.files[GGUF]
+    stats = cold.pull.stats()
+    assert (stats.fetches, stats.failures) == (1, 0)
+    assert stats.joined >= 1
