@@ -26,14 +26,25 @@ from typing import Any
 
 import httpx2
 import pytest
-from helpers import free_port, wait_for, write_manifest
+from helpers import (
+    CLI,
+    cdn_gets,
+    free_port,
+    mirror_process,
+    sha_file,
+    since_settled,
+    wait_for,
+    write_manifest,
+)
 
 from alex_models import api
 from alex_models.emit.flags import ServerFlags
 from alex_models.errors import RemoteError
 from alex_models.ggufinfo import read_gguf
+from alex_models.lock import loads as load_lock
 from alex_models.mirror import MirrorRoot, MirrorServer
 from alex_models.provider import LlamaCppClient, detect_flags
+from alex_models.store import Store
 from alex_models.tinymodels import write_tiny_llama
 
 pytestmark = pytest.mark.runtime
@@ -384,3 +395,51 @@ def test_llama_cpp_python_serves_the_emitted_config(published: None, project: Pa
             assert result.matches is None
             assert result.ok
             assert_chats(server.base_url, name)
+
+
+def test_llama_server_dash_hf_downloads_through_the_pull_through_mirror(
+    published: None, mirror: MirrorServer, project: Path, llama_server: Path, tmp_path: Path
+) -> None:
+    """``llama-server -hf`` (it reads ``HF_ENDPOINT``) against ``mirror serve --store`` whose store
+    holds the lock only: the mirror fetches the file from upstream (the fixture mirror) once,
+    verifies and stores it; llama-server downloads it from the mirror, loads it and chats."""
+    api.lock(write_manifest(project, {"tiny": {"repo": SINGLE_REPO, "quant": "F16"}}))
+    [locked] = load_lock((project / "models.lock").read_text(), "models.lock").models["tiny"].files
+    store = Store(tmp_path / "store").init()
+    command = [
+        str(CLI),
+        "mirror",
+        "serve",
+        "--store",
+        str(store.home),
+        "--lock",
+        str(project / "models.lock"),
+    ]
+    process, url = mirror_process(
+        [*command, "--port", "0", "--cdn-port", "0", "--upstream", mirror.url, "-q"]
+    )
+    env = {k: v for k, v in os.environ.items() if k != "HF_TOKEN"}
+    env |= {"HF_ENDPOINT": url, "LLAMA_CACHE": str(tmp_path / "llama-cache")}
+    port = free_port()
+    argv = [
+        str(llama_server),
+        "-hf",
+        f"{SINGLE_REPO}:F16",
+        "--alias",
+        "tiny",
+        "--port",
+        str(port),
+        "-c",
+        "256",
+    ]
+    try:
+        with serving(argv, port, tmp_path / "server.log", env=env) as server:
+            assert_chats(server.base_url, "tiny")
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.communicate(timeout=30)
+    assert process.returncode == 143
+    assert store.has_blob(locked.sha256, locked.size)
+    [downloaded] = [p for p in (tmp_path / "llama-cache").rglob(SINGLE_FILE) if p.is_file()]
+    assert sha_file(downloaded) == locked.sha256
+    assert len(cdn_gets(since_settled(mirror), SINGLE_FILE)) == 1  # upstream sent it once

@@ -4,7 +4,8 @@ Client tokens come from a file, one per line (``--token-file``); with them every
 to their holders, checked on the API origin as the Hub checks ``Authorization: Bearer``. Without
 a token file the store's weights would be readable by anyone who reaches the port, so the server
 listens on loopback only, unless told ``--public``. The access log is one JSON object per request,
-without tokens (a record never holds one) and without the CDN URLs' signatures.
+without tokens (a record never holds one) and without the CDN URLs' signatures; pull-through's
+lines (a file fetched from upstream, or why not) go to the same log as objects with an ``event``.
 """
 
 from __future__ import annotations
@@ -73,13 +74,22 @@ def check_exposure(host: str, *, tokens: bool, public: bool) -> None:
     )
 
 
+def _now(now: datetime | None) -> str:
+    return (now or datetime.now(tz=UTC)).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def event_line(event: str, message: str, now: datetime | None = None) -> str:
+    """Something the mirror did that is not a request (``pull-through``), as a JSON line."""
+    return json.dumps({"time": _now(now), "event": event, "message": message}, separators=(",", ":"))
+
+
 def access_log_line(record: RequestRecord, now: datetime | None = None) -> str:
     """One request as a JSON line: no token (only whether one came), no signature."""
     query = urlencode(
         [(k, v) for k, v in parse_qsl(record.query, keep_blank_values=True) if k not in _SECRET_PARAMS]
     )
     entry = {
-        "time": (now or datetime.now(tz=UTC)).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "time": _now(now),
         "method": record.method,
         "origin": record.origin,
         "path": record.path,
@@ -95,10 +105,11 @@ def access_log_line(record: RequestRecord, now: datetime | None = None) -> str:
 
 
 @contextmanager
-def access_log(path: Path | None) -> Iterator[Callable[[RequestRecord], None]]:
-    """Where each request's JSON line goes: ``path`` (appended to, a line at a time), else stderr."""
+def access_log(path: Path | None) -> Iterator[Callable[[str], None]]:
+    """Where the log's JSON lines (``access_log_line``, ``event_line``) go: ``path`` (appended to,
+    a line at a time), else stderr."""
     if path is None:
-        yield lambda record: write_stderr(access_log_line(record))
+        yield write_stderr
         return
     lock = threading.Lock()
     try:
@@ -109,10 +120,9 @@ def access_log(path: Path | None) -> Iterator[Callable[[RequestRecord], None]]:
             hint="give --access-log a writable file",
         ) from None
 
-    def write(record: RequestRecord) -> None:
-        line = access_log_line(record) + "\n"
+    def write(line: str) -> None:
         with lock:
-            sink.write(line)
+            sink.write(line + "\n")
             sink.flush()
 
     with sink:

@@ -18,6 +18,17 @@ class MissingBytes(LookupError):
     as the Hub answers a file that is not there: 404 ``EntryNotFound``."""
 
 
+class FetchFailed(Exception):
+    """A file the catalogue lists whose bytes it went to get (pull-through) and could not. The
+    routes answer ``status`` with ``message`` in the Hub's error shape: the message is for the
+    client, so it names the file and what happened, never a path of this machine or a token."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
 class CatalogueRepo(Protocol):
     """One repo: its access settings, refs, commits, and the bytes of its files."""
 
@@ -40,7 +51,7 @@ class CatalogueRepo(Protocol):
 
     def local_file(self, commit: str, item: RepoFile) -> RepoFile:
         """``item`` of ``commit`` with its bytes at ``item.disk_path``, ready to send; raises
-        ``MissingBytes`` when they are not here."""
+        ``MissingBytes`` when they are not here, ``FetchFailed`` when getting them failed."""
         ...
 
 

@@ -2,16 +2,22 @@
 
 Counted from each finished request's record, so they say what the request log says: requests by
 origin and status, body bytes sent by origin, and file bodies served from the store (cache hits)
-or missing from it (cache misses). They name no repo, file or client, so ``/metrics`` and
-``/health`` answer without a token.
+or missing from it (cache misses). With pull-through, its own counters too (``PullStats``): bytes
+received from upstream, downloads run, requests that joined one, downloads failed. They name no
+repo, file or client, so ``/metrics`` and ``/health`` answer without a token.
 """
 
 from __future__ import annotations
 
 import threading
 from collections import Counter
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from alex_models.mirror.messages import RequestRecord
+
+if TYPE_CHECKING:
+    from alex_models.mirror.pullthrough import PullStats
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -19,7 +25,8 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 class Metrics:
     """Counters since the server started; safe to update from every request thread."""
 
-    def __init__(self) -> None:
+    def __init__(self, pull_stats: Callable[[], PullStats] | None = None) -> None:
+        self._pull_stats = pull_stats
         self._lock = threading.Lock()
         self._requests: Counter[tuple[str, int]] = Counter()
         self._bytes: Counter[str] = Counter()
@@ -68,4 +75,24 @@ class Metrics:
             "# TYPE alex_models_mirror_requests_in_flight gauge",
             f"alex_models_mirror_requests_in_flight {in_flight}",
         ]
+        if self._pull_stats is not None:
+            lines += _pull_lines(self._pull_stats())
         return "\n".join(lines) + "\n"
+
+
+def _pull_lines(stats: PullStats) -> list[str]:
+    counters = (
+        ("upstream_bytes", stats.upstream_bytes, "Bytes received from upstream by pull-through."),
+        (
+            "upstream_fetches",
+            stats.fetches,
+            "Downloads from upstream, finished or failed: one per cold file.",
+        ),
+        ("upstream_joined", stats.joined, "Requests that waited on a download already running."),
+        ("upstream_failures", stats.failures, "Downloads from upstream that failed."),
+    )
+    lines: list[str] = []
+    for name, value, text in counters:
+        metric = f"alex_models_mirror_{name}_total"
+        lines += [f"# HELP {metric} {text}", f"# TYPE {metric} counter", f"{metric} {value}"]
+    return lines

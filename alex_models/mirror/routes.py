@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import urlencode
 
-from alex_models.mirror.catalogue import CatalogueRepo, MissingBytes
+from alex_models.mirror.catalogue import CatalogueRepo, FetchFailed, MissingBytes
 from alex_models.mirror.faults import RequestInfo
 from alex_models.mirror.files import file_response
 from alex_models.mirror.messages import HubError, HubRequest, Mirror, Response, iso_date, json_body
@@ -361,6 +361,9 @@ def _local(repo: CatalogueRepo, commit: str, item: RepoFile, request: HubRequest
         request.cache = "miss"
         message = f"{item.path} is listed at {commit}, but this mirror does not hold its bytes"
         raise HubError(404, "EntryNotFound", message, {"X-Repo-Commit": commit}) from None
+    except FetchFailed as failed:  # pull-through failed: an error answer, never unverified bytes
+        request.cache = "miss"
+        raise HubError(failed.status, None, failed.message, {"X-Repo-Commit": commit}) from None
     request.cache = "hit"
     return local
 

@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING
 from urllib.parse import quote, urlencode
 
 from alex_models.mirror.catalogue import Catalogue
@@ -33,6 +34,9 @@ from alex_models.mirror.handler import OriginServer
 from alex_models.mirror.messages import RequestRecord
 from alex_models.mirror.metrics import Metrics
 from alex_models.mirror.repos import DirectorySource
+
+if TYPE_CHECKING:
+    from alex_models.mirror.pullthrough import PullStats
 
 CDN_URL_TTL_SECONDS = 3600
 _POLL_INTERVAL = 0.02  # seconds between the serve loop's shutdown checks
@@ -43,6 +47,7 @@ class MirrorServer:
 
     ``port=0``/``cdn_port=0`` pick free ports; ``url`` is the endpoint to give ``HF_ENDPOINT``.
     ``faults`` may be changed while the server runs; ``log`` lists every finished request.
+    ``pull_stats`` (pull-through's counters) adds them to ``/metrics``.
     Use as a context manager, or ``start()``/``stop()``.
     """
 
@@ -57,9 +62,10 @@ class MirrorServer:
         page_size: int = 1000,
         expand_page_size: int = 50,
         on_request: Callable[[RequestRecord], None] | None = None,
+        pull_stats: Callable[[], PullStats] | None = None,
     ) -> None:
         self.source: Catalogue = DirectorySource(root) if isinstance(root, Path) else root
-        self.metrics = Metrics()
+        self.metrics = Metrics(pull_stats)
         self._draining = False
         self.faults = faults if faults is not None else Faults()
         self.page_size = page_size
@@ -141,12 +147,15 @@ class MirrorServer:
                 server.shutdown()
             server.server_close()
 
-    def drain(self, timeout: float) -> int:
-        """Stop taking connections, then wait up to ``timeout`` seconds for the requests being
-        answered to finish (each connection closes after its answer). Returns how many were still
-        running at the end (0: all finished); ``stop()`` then cuts them."""
+    def drain(self, timeout: float, stopping: Callable[[], None] | None = None) -> int:
+        """Stop taking connections, call ``stopping`` (pull-through's ``close``: requests waiting on
+        a download get their error answer), then wait up to ``timeout`` seconds for the requests
+        being answered to finish (each connection closes after its answer). Returns how many were
+        still running at the end (0: all finished); ``stop()`` then cuts them."""
         self._draining = True
         self._close_listeners()
+        if stopping is not None:
+            stopping()
         deadline = time.monotonic() + timeout
         while self.metrics.in_flight and time.monotonic() < deadline:
             time.sleep(_POLL_INTERVAL)  # short sleeps: a second signal still interrupts the wait

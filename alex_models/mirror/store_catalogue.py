@@ -7,8 +7,8 @@ commit always works). Nothing else exists: another repo, revision or file gets t
 Every file is listed as an LFS file: a lock knows each file's SHA256 and size, not its git blob
 id, and the SHA256 is the etag clients name their cached blob by. Listing needs no bytes, so a
 locked file whose blob is not in the store is still listed; serving it goes through
-``StoreCatalogue.fetch_missing``, the one place pull-through plugs in (without it, the file is
-answered as missing).
+``StoreCatalogue.fetch_missing``, the one place pull-through plugs in (``upstream.pull_missing``;
+without it, the file is answered as missing).
 
 The locks are read again when one of them (or, by default, the store's registry of locks that
 synced into it) changes, so a ``sync`` or ``gc`` on the store shows while the mirror runs.
@@ -25,7 +25,7 @@ from pathlib import Path
 from alex_models._ids import COMMIT_RE
 from alex_models.errors import AlexModelsError, UserError
 from alex_models.hubfiles import git_blob_sha1, lfs_pointer
-from alex_models.lock import LockedModel, loads
+from alex_models.lock import LockedFile, LockedModel, loads
 from alex_models.mirror.catalogue import MissingBytes
 from alex_models.mirror.repos import (
     NoSuchRepo,
@@ -38,12 +38,13 @@ from alex_models.mirror.repos import (
 )
 from alex_models.store import Store
 
-FetchMissing = Callable[[str, str, RepoFile], None]
+FetchMissing = Callable[[str, str, LockedFile], None]
 """Pull-through: put the verified bytes of ``file`` (of repo, at commit) into the store, or raise
-``MissingBytes``. Called with the repo id, the commit and the listed file (path, size, sha256)."""
+``MissingBytes`` or ``FetchFailed``. Called with the repo id, the commit and the file as its lock
+gives it (the listed ``RepoFile`` was made from it)."""
 
 
-def answer_missing(repo: str, commit: str, file: RepoFile) -> None:
+def answer_missing(repo: str, commit: str, file: LockedFile) -> None:
     """Without pull-through, a locked file that is not in the store is not here."""
     raise MissingBytes(f"{repo}@{commit}: {file.path}")
 
@@ -55,6 +56,8 @@ class _LockedRepo:
     branches: dict[str, str] = field(default_factory=dict)
     tags: dict[str, str] = field(default_factory=dict)
     commits: dict[str, dict[str, RepoFile]] = field(default_factory=dict)
+    locked: dict[str, dict[str, LockedFile]] = field(default_factory=dict)
+    """The lock's own entry of each listed file, by commit and path: what pull-through fetches."""
     dates: dict[str, datetime] = field(default_factory=dict)
 
 
@@ -186,6 +189,7 @@ class StoreCatalogue:
         date: datetime,
     ) -> None:
         files = repo.commits.setdefault(commit, {})
+        entries = repo.locked.setdefault(commit, {})
         repo.dates.setdefault(commit, date)
         for locked in entry.files:
             known = files.get(locked.path)
@@ -198,6 +202,7 @@ class StoreCatalogue:
             oid = git_blob_sha1(lfs_pointer(locked.sha256, locked.size))
             blob = self.store.blob_path(locked.sha256)
             files[locked.path] = RepoFile(locked.path, locked.size, oid, locked.sha256, blob)
+            entries[locked.path] = locked
         self._add_ref(repo, lock_path, repo_id, entry.revision or commit, commit)
 
     def _add_ref(self, repo: _LockedRepo, lock_path: Path, repo_id: str, revision: str, commit: str) -> None:
@@ -242,7 +247,7 @@ class StoreRepo:
     def local_file(self, commit: str, item: RepoFile) -> RepoFile:
         if not self._catalogue.has_bytes(item):
             # The place pull-through plugs in: the file is locked, its blob is not in the store.
-            self._catalogue.fetch_missing(self.id, commit, item)
+            self._catalogue.fetch_missing(self.id, commit, self._locked.locked[commit][item.path])
         return item
 
 

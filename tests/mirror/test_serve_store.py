@@ -66,8 +66,13 @@ def test_a_non_loopback_host_without_tokens_or_public_is_refused(synced_store: S
         (["--token-file", "{empty}"], 1, "the token file {empty} holds no token"),
         (["--token-file", "{missing}"], 1, "cannot read the token file {missing}"),
         (["--lock", "{missing}"], 1, "{missing} does not exist"),
+        (
+            ["--upstream", "http://127.0.0.1:9", "--offline"],
+            2,
+            "--upstream and --offline contradict each other",
+        ),
     ],
-    ids=["address", "name", "root-too", "empty-token-file", "no-token-file", "no-lock"],
+    ids=["address", "name", "root-too", "empty-token-file", "no-token-file", "no-lock", "upstream-offline"],
 )
 def test_bad_store_serve_command_lines_fail_in_one_line(
     synced_store: Synced,
@@ -105,9 +110,9 @@ def test_store_options_without_store_are_a_usage_error(
     from alex_models.cli import main
 
     with pytest.raises(SystemExit) as stopped:
-        main(["mirror", "serve", "--root", str(tmp_path), "--token-file", "x", "--public"])
+        main(["mirror", "serve", "--root", str(tmp_path), "--token-file", "x", "--public", "--offline"])
     assert stopped.value.code == 2
-    assert "--token-file, --public only apply with --store" in capsys.readouterr().err
+    assert "--token-file, --public, --offline only apply with --store" in capsys.readouterr().err
 
 
 @pytest.mark.slow
