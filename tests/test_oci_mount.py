@@ -22,6 +22,8 @@ from test_fleet import ok
 from test_oci_models import DOCKER_GGUF, DOCKER_LICENSE, gguf, project, publish
 from tokenkit import TokenService
 
+from alex_models._units import human_size
+
 pytestmark = pytest.mark.registry
 
 PADDING = 4_000_000
@@ -92,6 +94,7 @@ def test_a_model_locked_from_one_repository_is_mounted_into_another_without_send
         with_mount = mounting.received - before
         sent = json.loads(ok(cli(folder, "push", f"oci://{plain.url[7:]}/team/sent", "--json")).stdout)
         without_mount = plain.received
+        said = ok(cli(folder, "push", f"oci://{host}/team/again")).stdout
 
     assert sorted(b["sha256"] for b in pushed["mounted"]) == sorted(sha256(d) for d in layers)
     assert (pushed["uploaded"], pushed["bytes"]) == ([], 0)
@@ -99,7 +102,11 @@ def test_a_model_locked_from_one_repository_is_mounted_into_another_without_send
     assert sent["mounted"] == []
     assert sent["bytes"] == sum(len(d) for d in layers)
     assert without_mount > PADDING > 100 * with_mount, (with_mount, without_mount)
-    assert registry.requests("POST", '&from=ai%2Fmounted HTTP/1.1" 201') == len(layers), "one mount a layer"
+    assert registry.requests("POST", '&from=ai%2Fmounted HTTP/1.1" 201') == len(layers) * 2, (
+        "one mount a layer"
+    )
+    total = human_size(sum(len(d) for d in layers))
+    assert f": 0 uploaded (0 B), 2 mounted ({total}), 0 already there" in said, said
 
     manifest = inspect(f"{registry.host}/team/models:mine")  # skopeo reads what the mount made
     assert sorted(layer["digest"] for layer in manifest["layers"]) == sorted(
