@@ -6,7 +6,8 @@ is how distribution 2.8 finds the key.
 
 Like Docker Hub's: Basic credentials are checked (wrong ones are a 401), a login gets every action
 it asks for, and an anonymous caller gets ``pull`` only when ``anonymous_pull`` (else a token that
-grants nothing, and the registry refuses the request). Its log records each request's scopes,
+grants nothing, and the registry refuses the request); on a repository in ``refused`` nobody is
+granted anything (a login without read rights there). Its log records each request's scopes,
 whether it carried a login, and the status.
 """
 
@@ -54,6 +55,7 @@ class TokenService:
 
     folder: Path
     anonymous_pull: bool = True
+    refused: set[str] = field(default_factory=set)
     log: list[Asked] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -107,6 +109,8 @@ class TokenService:
             name, _, actions = rest.rpartition(":")
             wanted = [a for a in actions.split(",") if a]
             granted = wanted if login else [a for a in wanted if a == "pull" and self.anonymous_pull]
+            if name in self.refused:
+                granted = []
             access.append({"type": kind, "name": name, "actions": granted})
         now = int(time.time())
         claims = {

@@ -18,7 +18,7 @@ from alex_models.download import FileJob, NoProgress, Progress
 from alex_models.errors import IntegrityError, UsageError, UserError
 from alex_models.lock import Lock
 from alex_models.oci.modelpack import DEFAULT_TAG, model_tags
-from alex_models.remotes import BlobRemote, ModelPublisher
+from alex_models.remotes import BlobRemote, ModelPublisher, MountsBlobs
 from alex_models.remotes.base import LeavesTemporaries
 from alex_models.store import Store, published_keys
 
@@ -45,11 +45,13 @@ class RemoteBlob:
 
 @dataclass(frozen=True)
 class PushResult:
-    """What ``push`` did: the blobs it uploaded, those the remote already held, where the lock went."""
+    """What ``push`` did: the blobs it uploaded or mounted, those the remote already held, where
+    the lock went."""
 
     remote: str
     """The remote's URL."""
     uploaded: tuple[RemoteBlob, ...]
+    """Sent, byte for byte."""
     skipped: tuple[RemoteBlob, ...]
     """Already in the remote with the locked size (or uploaded meanwhile by another push)."""
     lock_key: str
@@ -58,10 +60,16 @@ class PushResult:
     seconds: float
     artifacts: tuple[str, ...] = ()
     """What a registry published, one per model: ``registry/repository:name@sha256:…``."""
+    mounted: tuple[RemoteBlob, ...] = ()
+    """Taken by a registry from another of its repositories, no byte sent (``MountsBlobs``)."""
 
     @property
     def bytes_uploaded(self) -> int:
         return sum(blob.size for blob in self.uploaded)
+
+    @property
+    def bytes_mounted(self) -> int:
+        return sum(blob.size for blob in self.mounted)
 
 
 @dataclass(frozen=True)
@@ -123,8 +131,12 @@ def push(
             opened.remove_abandoned()  # what pushes killed long ago left, here or on other hosts
         held = _held(opened, blobs)
         todo = [blob for blob in blobs if blob.sha256 not in held]
+        if isinstance(opened, MountsBlobs):
+            opened.mount_from(current)
         return_freed_buffers()  # parallel multipart uploads keep peak memory near one's
         done = _upload_all(opened, todo, store, jobs, progress or NoProgress())
+        mounted = opened.mounted() if isinstance(opened, MountsBlobs) else frozenset()
+        created = [blob for blob, new in zip(todo, done, strict=True) if new]
         # The models, then the lock: a published lock means everything it names is there.
         artifacts = opened.publish(current, tags) if isinstance(opened, ModelPublisher) else ()
         text = lock_path.read_bytes()
@@ -136,12 +148,13 @@ def push(
         opened.close()
     return PushResult(
         remote=opened.url,
-        uploaded=tuple(blob for blob, new in zip(todo, done, strict=True) if new),
+        uploaded=tuple(blob for blob in created if blob.sha256 not in mounted),
         skipped=tuple(blob for blob in blobs if blob.sha256 in held)
         + tuple(blob for blob, new in zip(todo, done, strict=True) if not new),
         lock_key=lock_key,
         seconds=time.monotonic() - began,
         artifacts=artifacts,
+        mounted=tuple(blob for blob in created if blob.sha256 in mounted),
     )
 
 

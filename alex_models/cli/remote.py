@@ -58,6 +58,8 @@ def push(
                 "uploaded": [blob_json(blob) for blob in result.uploaded],
                 "skipped": [blob_json(blob) for blob in result.skipped],
                 "bytes": result.bytes_uploaded,
+                "mounted": [blob_json(blob) for blob in result.mounted],
+                "bytes_mounted": result.bytes_mounted,
                 "lock": result.lock_key,
                 "artifacts": list(result.artifacts),
                 "seconds": round(result.seconds, 3),
@@ -68,6 +70,8 @@ def push(
         return
     for blob in result.uploaded:
         say(f"uploaded: {blob.label} ({human_size(blob.size)})")
+    for blob in result.mounted:
+        say(f"mounted: {blob.label} ({human_size(blob.size)}, from another repository of the registry)")
     for blob in result.skipped:
         say(f"skipped: {blob.label} ({human_size(blob.size)}, already there)")
     for artifact in result.artifacts:
@@ -75,7 +79,8 @@ def push(
     skipped = sum(blob.size for blob in result.skipped)
     say(
         f"Pushed to {result.remote}: {len(result.uploaded)} uploaded ({human_size(result.bytes_uploaded)}), "
-        f"{len(result.skipped)} already there ({human_size(skipped)}); lock at {result.lock_key}, "
+        + (f"{len(result.mounted)} mounted ({human_size(result.bytes_mounted)}), " if result.mounted else "")
+        + f"{len(result.skipped)} already there ({human_size(skipped)}); lock at {result.lock_key}, "
         f"in {result.seconds:.1f}s."
     )
 

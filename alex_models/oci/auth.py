@@ -33,6 +33,11 @@ _HELPER_TIMEOUT = 60
 """Seconds a credential helper may take: it may wait for a keychain to be unlocked."""
 
 
+class AccessDenied(RemoteError):
+    """The registry, or its token service, refused us: a push's mount from a repository we may
+    not pull falls back to an upload on this (``Registry.mount``); anywhere else it is exit 4."""
+
+
 @dataclass(frozen=True)
 class Login:
     """A user name and its secret for one registry."""
@@ -204,8 +209,10 @@ class Authorizer:
 
     def _token(self, client: httpx2.Client, params: dict[str, str]) -> str:
         """A token from the realm the challenge names: anonymous, or with our login (Basic)."""
-        query = {"service": params["service"]} if params.get("service") else {}
-        query["scope"] = params.get("scope") or self.scope
+        query: dict[str, str | list[str]] = {"service": params["service"]} if params.get("service") else {}
+        # A mount's challenge names two scopes, space-separated (pull, push on the target; pull on
+        # the source): each is its own scope= parameter, as the token spec has several asked.
+        query["scope"] = (params.get("scope") or self.scope).split()
         realm = params["realm"]
         if not realm.startswith("https://") and not _loopback(realm):
             raise RemoteError(
@@ -236,7 +243,7 @@ class Authorizer:
             )
         return token
 
-    def denied(self, status: int) -> RemoteError:
+    def denied(self, status: int) -> AccessDenied:
         """Access refused: name the registry and where credentials come from, never the secret."""
         if self.login is None:
             where = auth_file()
@@ -247,7 +254,7 @@ class Authorizer:
             )
         else:
             how = f"check the login for {self.registry} in {auth_file()} (docker login {self.registry})"
-        return RemoteError(f"{self.registry}: access denied ({status})", hint=how)
+        return AccessDenied(f"{self.registry}: access denied ({status})", hint=how)
 
 
 def _scopes(scope: str) -> frozenset[str]:

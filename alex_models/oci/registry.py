@@ -3,7 +3,8 @@
 What it does, by the spec's endpoints: ``GET /v2/`` (is it a registry, and what auth does it
 want), ``HEAD /v2/<name>/blobs/<digest>`` (which blobs it holds), uploads (``POST …/blobs/uploads/``
 then one ``PUT ?digest=`` for a blob up to ``chunk_size``; ``PATCH`` pieces of ``chunk_size`` then
-``PUT`` for a larger one; bodies stream from the file, so memory stays bounded) and
+``PUT`` for a larger one; bodies stream from the file, so memory stays bounded), cross-repository
+mounts (``POST …/blobs/uploads/?mount=<digest>&from=<repository>``) and
 ``PUT /v2/<name>/manifests/<tag>``; ``GET`` of a manifest and of a small blob (its config) for
 ``oci.artifact``. Blob bytes are read by ``sources.oci`` through the downloader.
 
@@ -17,8 +18,9 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import TypeVar
 
@@ -28,7 +30,7 @@ from alex_models._retry import RetryPolicy, status_verdict
 from alex_models._units import MiB
 from alex_models.errors import IntegrityError, RemoteError, UsageError
 from alex_models.fetch import USER_AGENT, new_client, transport_verdict
-from alex_models.oci.auth import Authorizer, login_for
+from alex_models.oci.auth import AccessDenied, Authorizer, login_for
 
 T = TypeVar("T")
 
@@ -135,15 +137,45 @@ class Registry:
             raise self._unexpected(f"HEAD of blob sha256:{sha256}", response)
         return int(length)
 
-    def upload(self, sha256: str, size: int, path: Path, advanced: Callable[[int], None]) -> None:
-        """Send the file at ``path`` as the blob ``sha256``: the registry stores it under that
-        name only once every byte arrived and hashed to it."""
+    def mount(self, sha256: str, sources: Sequence[str]) -> str | None:
+        """Ask for the blob ``sha256`` from each repository of ``sources`` (of this registry) in
+        turn without sending it: None once one mounted it (201); else the ``Location`` of an
+        upload session for ``upload`` to go on with: the one the registry opened instead (202: it
+        lacks the blob there, or will not mount), or a fresh one when we may pull none of them
+        (a refused source is no error, only a blob to send)."""
+        url = httpx2.URL(f"{self.address.origin}/v2/{self.address.repository}/blobs/uploads/")
+        for source in sources:
+            asked = str(url.copy_merge_params({"mount": f"sha256:{sha256}", "from": source}))
+            try:
+                response = self._call(partial(self._send, "POST", asked))
+            except AccessDenied:
+                continue
+            if response.status_code == 201:
+                self._confirmed(f"sha256:{sha256}", response, f"blob sha256:{sha256}")
+                return None
+            if response.status_code != 202:
+                raise self._unexpected(f"mount of blob sha256:{sha256} from {source}", response)
+            return self._next(response)
+        return self._call(self._start_upload)
+
+    def upload(
+        self,
+        sha256: str,
+        size: int,
+        path: Path,
+        advanced: Callable[[int], None],
+        location: str | None = None,
+    ) -> None:
+        """Send the file at ``path`` as the blob ``sha256``, in the session at ``location`` (one
+        ``mount`` opened) or a new one: the registry stores it under that name only once every
+        byte arrived and hashed to it."""
+        opened = [location] if location else []  # a retry starts a session of its own
 
         def body(start: int, length: int) -> Callable[[], Iterator[bytes]]:
             return lambda: _file_pieces(path, start, length, advanced)
 
         def session() -> None:
-            location = self._start_upload()
+            location = opened.pop() if opened else self._start_upload()
             start = 0
             while size > self.chunk_size and start < size:
                 length = min(self.chunk_size, size - start)

@@ -12,9 +12,9 @@ from collections.abc import Callable
 
 from alex_models.errors import UsageError
 from alex_models.manifest_fields import holds_credentials, userinfo_end
-from alex_models.remotes.base import BlobRemote, ModelPublisher
+from alex_models.remotes.base import BlobRemote, ModelPublisher, MountsBlobs
 
-__all__ = ["BlobRemote", "ModelPublisher", "open_remote", "refuse_credentials"]
+__all__ = ["BlobRemote", "ModelPublisher", "MountsBlobs", "open_remote", "refuse_credentials"]
 
 
 def refuse_credentials(given: str) -> None:

@@ -73,3 +73,18 @@ class ModelPublisher(Protocol):
         """Publish the models of ``lock`` that ``tags`` names, whose blobs the remote holds, each
         under its tag; how each is referred to (``registry/repository:tag@sha256:…``)."""
         ...
+
+
+@runtime_checkable
+class MountsBlobs(Protocol):
+    """A remote that can take a blob it lacks from another of its owner's places without the bytes
+    being sent: an OCI registry's cross-repository mount."""
+
+    def mount_from(self, lock: Lock) -> None:
+        """Before the uploads: where ``lock`` says its blobs already are, for ``upload`` to mount
+        them from there when it can (``upload`` still returns True for a blob it mounted)."""
+        ...
+
+    def mounted(self) -> frozenset[str]:
+        """The blobs ``upload`` mounted rather than sent."""
+        ...

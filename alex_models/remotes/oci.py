@@ -4,7 +4,9 @@ A blob is a raw layer, named by its SHA256 as in the store; ``push`` uploads the
 then publishes each locked model as a ModelPack artifact tagged with the model's name, then the
 lock and its manifest as one-layer artifacts tagged ``locks-<sha256>.lock`` and ``.yaml``
 (``oci.modelpack``). A registry stores an upload under its digest only once every byte arrived
-and hashed to it, so a kill mid-push leaves no half blob, and a rerun sends what is missing.
+and hashed to it, so a kill mid-push leaves no half blob, and a rerun sends what is missing. A
+blob the lock names in another repository of the same registry (an ``oci:`` model's layer) is
+mounted from there first (``mount_from``), and sent only if the registry will not.
 """
 
 from __future__ import annotations
@@ -28,6 +30,9 @@ class OciRemote:
 
     def __init__(self, url: str, *, chunk_size: int = CHUNK_SIZE) -> None:
         self.registry = Registry(Address.parse(url), chunk_size=chunk_size)
+        self._sources: dict[str, list[str]] = {}
+        """Per blob, the repositories of this registry to mount it from."""
+        self._mounted: set[str] = set()
 
     @property
     def url(self) -> str:
@@ -57,8 +62,32 @@ class OciRemote:
                     hint="that blob is damaged: delete it in the registry, then push again",
                 )
             return False
-        self.registry.upload(sha256, size, path, advanced)
+        location = None
+        if self._sources.get(sha256):
+            location = self.registry.mount(sha256, self._sources[sha256])
+            if location is None:
+                self._mounted.add(sha256)
+                return True
+        self.registry.upload(sha256, size, path, advanced, location)
         return True
+
+    def mount_from(self, lock: Lock) -> None:
+        """The layers of ``lock``'s ``oci`` models locked from another repository of this registry
+        are mounted from there by ``upload``, not sent."""
+        address = self.registry.address
+        for entry in lock.models.values():
+            repository = entry.repository
+            if entry.source != "oci" or (entry.registry or "").lower() != address.registry:
+                continue
+            if repository is None or repository == address.repository:
+                continue
+            for file in entry.files:
+                sources = self._sources.setdefault(file.sha256, [])
+                if repository not in sources:
+                    sources.append(repository)
+
+    def mounted(self) -> frozenset[str]:
+        return frozenset(self._mounted)
 
     def write(self, key: str, data: bytes) -> None:
         """``key`` as a one-layer artifact tagged ``tag_of(key)``, replacing that tag."""
