@@ -41,8 +41,15 @@ class Asked:
     """One request the token service answered."""
 
     scopes: tuple[str, ...]
+    """As asked, with each scope's actions sorted: distribution names the same actions
+    ``pull,push`` one time and ``push,pull`` the next."""
     login: bool
     status: int
+
+
+def _sorted_actions(scope: str) -> str:
+    kind, _, actions = scope.rpartition(":")
+    return f"{kind}:{','.join(sorted(actions.split(',')))}" if kind else scope
 
 
 def _b64(data: bytes) -> str:
@@ -151,7 +158,8 @@ class TokenService:
             def do_GET(self) -> None:
                 authorization = self.headers.get("Authorization")
                 status, body = service._answer(self.path, authorization)
-                scopes = tuple(parse_qs(urlsplit(self.path).query).get("scope", []))
+                asked = parse_qs(urlsplit(self.path).query).get("scope", [])
+                scopes = tuple(_sorted_actions(scope) for scope in asked)
                 with service._lock:
                     service.log.append(Asked(scopes, authorization is not None, status))
                 self.send_response(status)
