@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from typing import TypeVar
 from urllib.parse import quote
 
 import httpx2
@@ -11,6 +12,8 @@ import httpx2
 from alex_models import __version__
 from alex_models._retry import RetryPolicy, status_verdict
 from alex_models.errors import RemoteError
+
+T = TypeVar("T")
 
 USER_AGENT = f"alex-models/{__version__}"
 _CHUNK = 1024 * 1024
@@ -65,12 +68,7 @@ def stream_sha256(
                 size += len(chunk)
         return size, digest.hexdigest()
 
-    try:
-        return (retry or RetryPolicy()).call(attempt, _retryable)
-    except httpx2.HTTPStatusError as exc:
-        raise HTTPStatusFailure(url, exc.response.status_code) from None
-    except httpx2.HTTPError as exc:
-        raise RemoteError(f"GET {without_query(url)} failed: {type(exc).__name__}: {exc}") from None
+    return _get(url, attempt, retry)
 
 
 def read_bytes(
@@ -89,6 +87,11 @@ def read_bytes(
                     return None
         return bytes(body)
 
+    return _get(url, attempt, retry)
+
+
+def _get(url: str, attempt: Callable[[], T], retry: RetryPolicy | None) -> T:
+    """``attempt`` (a GET of ``url``) with retries; what still fails, as one error naming the URL."""
     try:
         return (retry or RetryPolicy()).call(attempt, _retryable)
     except httpx2.HTTPStatusError as exc:
