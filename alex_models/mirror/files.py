@@ -6,7 +6,7 @@ from typing import Literal
 from urllib.parse import quote
 
 from alex_models.mirror.faults import FaultKind, RequestInfo
-from alex_models.mirror.messages import HubError, HubRequest, Mirror, Response
+from alex_models.mirror.messages import HubError, HubRequest, Mirror, Response, http_number
 from alex_models.mirror.repos import RepoFile
 
 HEADER_LIES: tuple[FaultKind, ...] = ("ignore-range", "wrong-range", "bad-length")
@@ -50,18 +50,18 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | Literal["uns
     """
     if header is None or not header.startswith("bytes=") or "," in header:
         return None
-    first, sep, last = header[6:].strip().partition("-")
-    if not sep or not (first.isdigit() or last.isdigit()) or (first and not first.isdigit()):
+    first_text, sep, last_text = header[6:].strip().partition("-")
+    first, last = http_number(first_text), http_number(last_text)
+    if not sep or (first_text and first is None) or (last_text and last is None):
         return None
-    if last and not last.isdigit():
-        return None
-    if not first:  # suffix range: the last N bytes
-        suffix = int(last)
-        if suffix == 0 or size == 0:
+    if first is None:  # suffix range: the last N bytes
+        if last is None:
+            return None
+        if last == 0 or size == 0:
             return "unsatisfiable"
-        return max(0, size - suffix), size - 1
-    start = int(first)
-    end = min(int(last), size - 1) if last else size - 1
-    if start >= size or (last and int(last) < start):
-        return "unsatisfiable" if start >= size else None
-    return start, end
+        return max(0, size - last), size - 1
+    if first >= size:
+        return "unsatisfiable"
+    if last is not None and last < first:
+        return None
+    return first, size - 1 if last is None else min(last, size - 1)

@@ -4,10 +4,12 @@ wire (sendfile, or paced, cut or corrupted by the fault knobs). What to answer i
 from __future__ import annotations
 
 import json
+import re
 import socket
 import sys
 import time
 import traceback
+from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, BinaryIO
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -15,12 +17,26 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from alex_models._platform import send_file
 from alex_models.errors import UserError
 from alex_models.mirror.faults import RequestInfo
-from alex_models.mirror.messages import HubError, HubRequest, Mirror, Origin, RequestRecord, Response
+from alex_models.mirror.messages import (
+    HubError,
+    HubRequest,
+    Mirror,
+    Origin,
+    RequestRecord,
+    Response,
+    http_number,
+)
 from alex_models.mirror.routes import route
 from alex_models.mirror.stderr import write_stderr
 
 _SEND_CHUNK = 1024 * 1024
 _CORRUPT_STRIDE = 64 * 1024  # the first byte of every 64 KiB block of a body is flipped
+MAX_BODY = 1024 * 1024
+"""The largest request body read: a paths-info form of some 10,000 paths. A larger one is refused
+(413) before any of it is read, so no client makes a request thread hold what it announces."""
+_CLOSE = {"Connection": "close"}
+_HOST = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~!$&'()*+,;=%-]*)(:[0-9]*)?")
+"""RFC 3986's host (an IPv6 literal or a reg-name) and optional port: what a Host header may hold."""
 
 
 class OriginServer(ThreadingHTTPServer):
@@ -64,25 +80,55 @@ class HubHandler(BaseHTTPRequestHandler):
 
     def _serve(self) -> None:
         mirror = self.server.mirror
-        request = parse_request(self, self.server.origin)
         mirror.request_started()
-        applied = request.applied
-        bytes_sent = 0
         try:
-            response = route(mirror, request, applied)
+            request = parse_request(self, self.server.origin)
+        except HubError as exc:  # a request we cannot read: answered and logged, never a traceback
+            request, response = unparsed_request(self, self.server.origin), exc.response()
+        else:
+            response = self._answer(mirror, request)
+        self._finish(mirror, request, response, self.headers)
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """http.server's own refusals (a request line or header block it cannot read, a method with
+        no ``do_``) in the Hub's shape, counted and logged like every other answer. Its headers are
+        left out of the log: they may be the previous request's on this connection."""
+        mirror = self.server.mirror
+        mirror.request_started()
+        reason = message or self.responses.get(code, ("Error", ""))[0]
+        error = HubError(code, "BadRequest" if code == 400 else None, reason, _CLOSE)
+        self._finish(mirror, unparsed_request(self, self.server.origin), error.response(), None)
+
+    def handle_expect_100(self) -> bool:
+        """Say "100 Continue" only to a body that will be read: a refused one gets its final answer
+        at once (RFC 9110 §10.1.1 allows it), so the client never sends it."""
+        try:
+            body_length(self)
+        except HubError:
+            return True  # do_POST reads no body and answers the refusal
+        return super().handle_expect_100()
+
+    def _answer(self, mirror: Mirror, request: HubRequest) -> Response:
+        try:
+            return route(mirror, request, request.applied)
         except HubError as exc:
-            response = exc.response()
+            return exc.response()
         except UserError as exc:  # a broken repo.json or refs.json in the root: the admin's to fix
             write_stderr(f"mirror: {exc}")  # the full path goes to the admin only
-            response = HubError(
-                500, None, "Internal Error: the mirror's repository files are broken"
-            ).response()
+            return HubError(500, None, "Internal Error: the mirror's repository files are broken").response()
         except Exception:
             write_stderr(traceback.format_exc().rstrip("\n"))
-            response = HubError(500, None, "Internal Error").response()
+            return HubError(500, None, "Internal Error").response()
+
+    def _finish(
+        self, mirror: Mirror, request: HubRequest, response: Response, headers: Message | None
+    ) -> None:
+        """Send ``response`` and log the request (``request_started`` was called for it)."""
         if mirror.draining:
             self.close_connection = True  # the server is stopping: no next request on this one
             response.headers["Connection"] = "close"
+        applied = request.applied
+        bytes_sent = 0
         try:
             bytes_sent = self._write(mirror, request, response, applied)
         except (BrokenPipeError, ConnectionResetError, TimeoutError) as exc:
@@ -91,14 +137,14 @@ class HubHandler(BaseHTTPRequestHandler):
         finally:
             mirror.record(
                 RequestRecord(
-                    method=self.command,
+                    method=request.method,
                     origin=self.server.origin,
                     path=request.path,
                     query=request.query_string,
-                    range=self.headers.get("Range"),
+                    range=None if headers is None else headers.get("Range"),
                     status=response.status,
                     bytes_sent=bytes_sent,
-                    authorization=self.headers.get("Authorization") is not None,
+                    authorization=headers is not None and "Authorization" in headers,
                     faults=tuple(applied),
                     cache=request.cache,
                 )
@@ -202,8 +248,12 @@ def _corrupt(chunk: bytes, offset: int) -> bytes:
 
 
 def parse_request(handler: HubHandler, origin: Origin) -> HubRequest:
-    """The request as the routes read it: path split before decoding, token, range, form body."""
-    split = urlsplit(handler.path)
+    """The request as the routes read it: path split before decoding, token, range, form body.
+    A request it cannot read is a ``HubError`` (400, or 411/413 for a body it will not read)."""
+    try:
+        split = urlsplit(handler.path)
+    except ValueError:  # an absolute-form target with a broken authority ("http://[x/...")
+        raise HubError(400, "BadRequest", "Invalid request target", _CLOSE) from None
     # Split before decoding: a revision like "feature%2Fx" is one segment (HUB_PROTOCOL §1).
     segments = [unquote(s) for s in split.path.split("/")[1:]]
     auth = handler.headers.get("Authorization", "")
@@ -216,7 +266,7 @@ def parse_request(handler: HubHandler, origin: Origin) -> HubRequest:
         segments=segments,
         query=parse_qs(split.query, keep_blank_values=True),
         token=token or None,
-        host=handler.headers.get("Host"),
+        host=_host(handler),
         range_header=handler.headers.get("Range"),
         scope="cdn" if origin == "cdn" else "api",
     )
@@ -225,15 +275,72 @@ def parse_request(handler: HubHandler, origin: Origin) -> HubRequest:
     return request
 
 
+def unparsed_request(handler: HubHandler, origin: Origin) -> HubRequest:
+    """A request that did not parse, as far as the log can tell: its method and target as sent."""
+    # With no command the request line did not parse, and ``path`` is unset or the previous request's.
+    target = handler.path if handler.command else ""
+    path, _, query = target.partition("?")
+    return HubRequest(
+        method=handler.command or "",
+        origin=origin,
+        path=path,
+        query_string=query,
+        segments=[],
+        query={},
+        token=None,
+        host=None,
+        range_header=None,
+    )
+
+
+def _host(handler: HubHandler) -> str | None:
+    """The ``Host`` header, checked (RFC 9112 §3.2: one, well-formed, else 400): the routes write
+    it into ``Location`` and ``Link`` headers, where a bracket, space or folded line would break them."""
+    values = handler.headers.get_all("Host") or []
+    host = values[0].strip() if values else ""
+    if len(values) > 1 or not _HOST.fullmatch(host):
+        raise HubError(400, "BadRequest", "Invalid Host header", _CLOSE)
+    return host or None
+
+
 def read_form(handler: HubHandler) -> dict[str, Any]:
     """A POST body, JSON or form-encoded, as a dict (a malformed JSON body is a 400)."""
-    length = int(handler.headers.get("Content-Length") or 0)
-    raw = handler.rfile.read(length) if length else b""
+    raw = _read_body(handler)
     content_type = handler.headers.get("Content-Type", "")
     if "json" in content_type:
         try:
             value = json.loads(raw or b"{}")
-        except json.JSONDecodeError:
+        except (ValueError, RecursionError):  # bad JSON or UTF-8, a 4300-digit number, deep nesting
             raise HubError(400, "BadRequest", "Invalid JSON body") from None
-        return value if isinstance(value, dict) else {}
+        if not isinstance(value, dict):
+            raise HubError(400, "BadRequest", "Invalid JSON body: expected an object")
+        return value
     return dict(parse_qs(raw.decode("utf-8", "replace"), keep_blank_values=True))
+
+
+def _read_body(handler: HubHandler) -> bytes:
+    length = body_length(handler)
+    try:
+        raw = handler.rfile.read(length) if length else b""
+    except OSError:  # the client hung up mid-body; the answer's write finds out too
+        raw = b""
+    if len(raw) < length:
+        raise HubError(400, "BadRequest", "The request body is shorter than its Content-Length", _CLOSE)
+    return raw
+
+
+def body_length(handler: HubHandler) -> int:
+    """The length of the body, checked before a byte of it is read. A refusal closes the connection
+    (``_CLOSE``): the unread body would be taken for the next request."""
+    if "Transfer-Encoding" in handler.headers:  # http.server does not decode chunked bodies
+        raise HubError(411, None, "Length Required: send the body with a Content-Length", _CLOSE)
+    lengths = handler.headers.get_all("Content-Length") or []
+    if not lengths:
+        return 0  # RFC 9112 §6.3: no Content-Length and no Transfer-Encoding is an empty body
+    length = http_number(lengths[0].strip())
+    if length is None or len(set(lengths)) > 1:
+        raise HubError(400, "BadRequest", "Invalid Content-Length header", _CLOSE)
+    if length > MAX_BODY:
+        message = f"Payload Too Large: a request body may hold {MAX_BODY} bytes"
+        raise HubError(413, None, message, _CLOSE)
+    return length

@@ -115,6 +115,14 @@ def header_text(text: str) -> str:
     return "".join(c if " " <= c <= "~" else c.encode("unicode_escape").decode("ascii") for c in text)
 
 
+def http_number(text: str) -> int | None:
+    """``text`` as HTTP writes a number (ASCII digits, nothing else), else None. ``str.isdigit``
+    also takes "\u00b2", which ``int`` refuses, and ``int`` raises past 4300 digits."""
+    if not (text.isascii() and text.isdigit()) or len(text) > 4000:
+        return None
+    return int(text)
+
+
 def iso_date(date: datetime) -> str:
     """A date as the Hub writes it: ISO 8601 with milliseconds and ``Z``."""
     return date.strftime("%Y-%m-%dT%H:%M:%S.") + f"{date.microsecond // 1000:03d}Z"

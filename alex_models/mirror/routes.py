@@ -15,7 +15,15 @@ from urllib.parse import urlencode
 from alex_models.mirror.catalogue import CatalogueRepo, FetchFailed, MissingBytes
 from alex_models.mirror.faults import RequestInfo
 from alex_models.mirror.files import file_response
-from alex_models.mirror.messages import HubError, HubRequest, Mirror, Response, iso_date, json_body
+from alex_models.mirror.messages import (
+    HubError,
+    HubRequest,
+    Mirror,
+    Response,
+    http_number,
+    iso_date,
+    json_body,
+)
 from alex_models.mirror.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from alex_models.mirror.repos import NoSuchRepo, NoSuchRevision, RepoDir, RepoFile, Snapshot
 
@@ -278,14 +286,14 @@ def _paths_info(repo: CatalogueRepo, request: HubRequest, revision: str) -> Resp
     snapshot = _snapshot(repo, revision)
     paths = request.form.get("paths", [])
     paths = [paths] if isinstance(paths, str) else paths
+    if not isinstance(paths, list) or not all(isinstance(p, str) for p in paths):  # JSON holds anything
+        raise HubError(400, "BadRequest", '"paths" must be an array of strings')
     expand_value = request.form.get("expand", False)
     if isinstance(expand_value, list):
         expand_value = expand_value[-1] if expand_value else False
     expand = expand_value is True or str(expand_value).lower() in ("1", "true")
     entries = []
     for requested in paths:
-        if not isinstance(requested, str):
-            continue
         path = requested.strip("/")
         item: RepoFile | RepoDir | None = snapshot.files.get(path) or snapshot.dirs.get(path)
         if item is not None:  # missing paths are silently left out, as on the Hub
@@ -373,10 +381,12 @@ def _cdn_file(mirror: Mirror, request: HubRequest) -> Response:
         raise HubError(404, None, "Not Found")
     org, name, commit, *path_parts = request.segments
     repo_id, path = f"{org}/{name}", "/".join(path_parts)
-    expires = request.query.get("expires", ["0"])[-1]
+    expires = http_number(request.query.get("expires", [""])[-1])
     signature = request.query.get("sig", [""])[-1]
-    expected = mirror.sign(repo_id, commit, path, int(expires) if expires.isdigit() else 0)
-    if not hmac.compare_digest(signature, expected) or not expires.isdigit() or int(expires) < time.time():
+    expected = mirror.sign(repo_id, commit, path, expires or 0)
+    # As bytes: compare_digest raises on a str with a non-ASCII character (a "sig=%C2%B2").
+    valid = hmac.compare_digest(signature.encode(), expected.encode())
+    if not valid or expires is None or expires < time.time():
         raise HubError(403, None, "Request has expired or its signature does not match")
     try:
         repo = mirror.source.repo(repo_id)
