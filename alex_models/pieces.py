@@ -25,9 +25,9 @@ from pathlib import Path
 
 from alex_models._fs import atomic_write
 from alex_models._platform import boot_id, preallocate
+from alex_models.checkpoints import Segment, raise_if_no_space
 from alex_models.sources import Blob
 from alex_models.store import Store
-from alex_models.checkpoints import Segment, raise_if_no_space
 
 _RECORD_VERSION = 2
 """Version 1 recorded only flushed bytes: read as durable ones."""
