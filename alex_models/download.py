@@ -3,8 +3,9 @@
 A job names the blob (SHA256, size) and its sources in order (``alex_models.sources``: the Hub, a
 plain URL, a folder laid out like the store). Everything below except the wire checks is the same
 whatever the source: the per-blob lock, verification and promotion are here; the plan of pieces,
-the resume record and the reserved space in ``pieces``; the pieces' workers, retries, hasher and
-checkpoints in ``transfer``; each kind of source checks its own answers in ``sources``.
+the resume record and the reserved space in ``pieces``; the pieces' workers, retries and hasher in
+``transfer``, their checkpoints in ``checkpoints``; each kind of source checks its own answers in
+``sources``.
 
 How one file is fetched:
 
@@ -59,11 +60,12 @@ from filelock import Timeout
 from alex_models._platform import open_fd
 from alex_models._retry import RetryPolicy
 from alex_models._units import MiB
+from alex_models.checkpoints import Segment
 from alex_models.errors import IntegrityError
 from alex_models.pieces import load_record, plan_pieces, reserve, save_record
 from alex_models.sources import LockDisagrees, Source, Wire
 from alex_models.store import Store
-from alex_models.transfer import NotFound, RangesIgnored, Segment, Transfer, Tuning
+from alex_models.transfer import NotFound, RangesIgnored, Transfer, Tuning
 
 _LOCK_POLL = 0.25
 """Seconds between looks at a blob lock another process holds: its progress, and a Ctrl-C."""
@@ -139,7 +141,7 @@ class DownloadOptions:
     """How often the bytes written so far are flushed and recorded as durable (a power loss keeps them)."""
     record_bytes: int = 2 * MiB
     """Written bytes (all connections together) after which they are recorded for a resume, no
-    flush: what a kill may lose on a fast link (``transfer.record_due_in``)."""
+    flush: what a kill may lose on a fast link (``checkpoints.record_due_in``)."""
     record_seconds: float = 0.1
     """Seconds after which written bytes are recorded however few: what a kill may lose on a slow link."""
     chunk: int = MiB

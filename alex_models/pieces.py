@@ -2,7 +2,7 @@
 resumes from, and the space it takes up front.
 
 ``tmp/<sha256>.part`` holds the bytes, preallocated to the blob's size; ``tmp/<sha256>.json`` says
-how much of each piece is there, two ways (``transfer`` writes it on two clocks):
+how much of each piece is there, two ways (``checkpoints`` writes it on two clocks):
 
 * *written*: in the partial file, perhaps only in the page cache. Recorded every few MB or tenth
   of a second, the record replaced whole without an fsync: cheap. The page cache outlives a
@@ -25,9 +25,9 @@ from pathlib import Path
 
 from alex_models._fs import atomic_write
 from alex_models._platform import boot_id, preallocate
+from alex_models.checkpoints import Segment, raise_if_no_space
 from alex_models.sources import Blob
 from alex_models.store import Store
-from alex_models.transfer import Segment, raise_if_no_space
 
 _RECORD_VERSION = 2
 """Version 1 recorded only flushed bytes: read as durable ones."""

@@ -1,5 +1,5 @@
-"""One attempt at one file, for ``download.Downloader``: the pieces' workers, the retries, the
-hasher that follows them, and the checkpoints (see ``download``).
+"""One attempt at one file, for ``download.Downloader``: the pieces' workers, the retries and the
+hasher that follows them (see ``download``); ``checkpoints`` records what they wrote.
 
 The first piece goes alone and finds the file: it asks the job's sources in order, and a source
 that does not have the file passes it to the next. The other pieces then read from the source
@@ -9,21 +9,19 @@ that had it. What a source's answers must say is the source's concern (``alex_mo
 from __future__ import annotations
 
 import contextlib
-import errno
 import hashlib
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Protocol
 
 from alex_models._futures import results_or_first_error
-from alex_models._platform import flush, read_at, write_at
+from alex_models._platform import read_at, write_at
 from alex_models._retry import RetryPolicy
-from alex_models._units import MiB, human_size
-from alex_models.errors import RemoteError, UserError
+from alex_models._units import MiB
+from alex_models.checkpoints import Checkpoints, Clocks, Recorder, Segment, raise_if_no_space
+from alex_models.errors import RemoteError
 from alex_models.sources import Blob, Body, Missing, Source, Transient, Wire
 
 
@@ -39,38 +37,7 @@ class RangesIgnored(Exception):
         self.source = source
 
 
-@dataclass
-class Segment:
-    """One piece of a file: ``[start, end)``, of which ``done`` bytes are written and the first
-    ``durable`` flushed (``pieces`` says what survives what)."""
-
-    start: int
-    end: int
-    done: int = 0
-    durable: int = 0
-
-    @property
-    def position(self) -> int:
-        return self.start + self.done
-
-    @property
-    def remaining(self) -> int:
-        return self.end - self.position
-
-
-def raise_if_no_space(exc: OSError, job: Blob, partial: Path) -> None:
-    """A full disk, a quota or a file-size limit: a ``UserError`` naming the bytes and the place.
-
-    The partial file and its last checkpoint stay in ``tmp/``: the next run with space resumes.
-    """
-    if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
-        raise UserError(
-            f"no space for {job.label}: {human_size(job.size)} needed in {partial.parent} ({exc.strerror})",
-            hint="free some space (alex-models gc) or point ALEX_MODELS_HOME at a larger disk",
-        ) from None
-
-
-class Tuning(Protocol):
+class Tuning(Clocks, Protocol):
     """The options a transfer reads (``download.DownloadOptions`` has them)."""
 
     @property
@@ -80,19 +47,10 @@ class Tuning(Protocol):
     def chunk(self) -> int: ...
 
     @property
-    def checkpoint_seconds(self) -> float: ...
-
-    @property
-    def record_bytes(self) -> int: ...
-
-    @property
-    def record_seconds(self) -> float: ...
-
-    @property
     def retry(self) -> RetryPolicy: ...
 
 
-class Host(Protocol):
+class Host(Recorder, Protocol):
     """What a transfer needs from the downloader that runs it, for one file. Called from the
     transfer's threads."""
 
@@ -102,20 +60,8 @@ class Host(Protocol):
     @property
     def wire(self) -> Wire: ...
 
-    @property
-    def partial(self) -> Path:
-        """The partial file, to name it when the disk is full."""
-        ...
-
     def wrote(self, received: int) -> None:
         """``received`` more bytes are in the partial file."""
-
-    def record(self, segments: list[Segment], *, durably: bool) -> None:
-        """Record these pieces' written and durable bytes, for a resume to start from; ``durably``:
-        so that the record itself survives a power loss."""
-
-    def kept(self, done: int) -> None:
-        """``done`` bytes of the partial file are recorded: what a resume would not fetch again."""
 
     def running(self, transfer: Transfer, running: bool) -> None:
         """The transfer starts (to be halted on cancel, at once if already cancelled) or ends."""
@@ -143,12 +89,7 @@ class Transfer:
         """Set once the first piece's answer said where the bytes are (or the transfer stopped)."""
         self.answers: set[Body] = set()
         """Bodies being read, cut by ``halt``."""
-        self.saved = sum(s.done for s in segments)
-        """Written bytes in the last record, written at ``saved_at``."""
-        self.saved_at = time.monotonic()
-        self.saving = threading.Lock()
-        """One record at a time, each from a fresh snapshot: a newer record never claims less."""
-        self.checkpoint_failure: BaseException | None = None
+        self.checkpoints = Checkpoints(host, host.options, job, fd, segments, self.changed, self.halt)
         self.digest = hashlib.sha256()
         self.hashed = 0
 
@@ -167,20 +108,8 @@ class Transfer:
         (what arrived is checkpointed)."""
         pending = [s for s in self.segments if s.remaining > 0]
         hasher = threading.Thread(target=self._hash, name=f"hash-{self.job.sha256[:8]}", daemon=True)
-        workers_done = threading.Event()
-        checkpointers = [
-            threading.Thread(
-                target=self._checkpointing,
-                args=(loop, workers_done),
-                name=f"{name}-{self.job.sha256[:8]}",
-                daemon=True,
-            )
-            for name, loop in (("record", self._record_often), ("flush", self._flush_every))
-        ]
         hasher.start()
-        for checkpointer in checkpointers:
-            checkpointer.start()
-        self.host.kept(self.saved)
+        self.checkpoints.start()
         self.host.running(self, running=True)
         try:
             self._run_workers(pending)
@@ -189,15 +118,11 @@ class Transfer:
             raise
         finally:
             self.host.running(self, running=False)
-            workers_done.set()
-            with self.changed:
-                self.changed.notify_all()
-            for checkpointer in checkpointers:
-                checkpointer.join()
-            if self.stop.is_set() and self.checkpoint_failure is None:
-                self._checkpoint(durably=True)  # an interrupted run keeps what arrived, for the next one
-        if self.checkpoint_failure is not None:
-            raise self.checkpoint_failure
+            self.checkpoints.finish()
+            if self.stop.is_set():
+                self.checkpoints.keep()  # an interrupted run keeps what arrived, for the next one
+        if self.checkpoints.failure is not None:
+            raise self.checkpoints.failure
         if self.stop.is_set():  # only a cancel halts a transfer that did not fail
             return None
         hasher.join()
@@ -351,82 +276,3 @@ class Transfer:
             segment.done += len(data)
             self.changed.notify_all()
         self.host.wrote(len(data))
-
-    def _checkpointing(self, loop: Callable[[threading.Event], None], workers_done: threading.Event) -> None:
-        """Run one checkpoint clock until the workers are done; a failure stops the transfer."""
-        try:
-            loop(workers_done)
-        except BaseException as exc:  # handed to run(), which raises it in the caller's thread
-            if self.checkpoint_failure is None:
-                self.checkpoint_failure = exc
-            self.halt()
-
-    def _record_often(self, workers_done: threading.Event) -> None:
-        """Record the written bytes as soon as ``record_due_in`` says so: no flush, so it can be often."""
-        while True:
-            with self.changed:
-                while not workers_done.is_set():
-                    unrecorded = sum(s.done for s in self.segments) - self.saved
-                    due_in = record_due_in(unrecorded, time.monotonic() - self.saved_at, self.options)
-                    if due_in == 0:
-                        break
-                    self.changed.wait(due_in)  # every write wakes it too
-            if workers_done.is_set():
-                return
-            self._checkpoint(durably=False)
-
-    def _flush_every(self, workers_done: threading.Event) -> None:
-        """Flush the partial file and record it durable soon after bytes are written, at most once
-        per ``checkpoint_seconds``: the slow clock, which guards against a power loss and starts
-        the write-back the final fsync needs."""
-        while True:
-            with self.changed:
-                self.changed.wait_for(
-                    lambda: workers_done.is_set() or any(s.done > s.durable for s in self.segments)
-                )
-            if workers_done.is_set():
-                return
-            self._checkpoint(durably=True)
-            if workers_done.wait(self.options.checkpoint_seconds):
-                return
-
-    def _checkpoint(self, *, durably: bool) -> None:
-        """Record the written bytes; ``durably``: flush them first, so that the record may claim
-        them as durable, and make the record durable too."""
-        try:
-            if durably:
-                with self.changed:
-                    flushing = [s.done for s in self.segments]
-                if all(s.durable >= done for s, done in zip(self.segments, flushing, strict=True)):
-                    return
-                flush(self.fd, data_only=True)  # outside the lock: cheap records go on meanwhile
-            with self.saving:
-                with self.changed:
-                    if durably:
-                        for segment, done in zip(self.segments, flushing, strict=True):
-                            segment.durable = done
-                    snapshot = [Segment(s.start, s.end, s.done, s.durable) for s in self.segments]
-                written = sum(s.done for s in snapshot)
-                if written == self.saved and not durably:
-                    return
-                self.host.record(snapshot, durably=durably)
-                self.saved, self.saved_at = written, time.monotonic()
-                self.host.kept(written)
-        except OSError as exc:
-            raise_if_no_space(exc, self.job, self.host.partial)
-            raise
-
-
-def record_due_in(unrecorded: int, elapsed: float, tuning: Tuning) -> float | None:
-    """Seconds until the progress record is due (0: now), ``unrecorded`` bytes written and
-    ``elapsed`` seconds after the last one; None: not before more bytes are written.
-
-    Every ``record_bytes`` on a fast link and every ``record_seconds`` on a slow one, so a kill
-    loses little at any speed; but no sooner than a quarter of ``record_seconds`` after the last,
-    which caps what records cost on the fastest link (0.3 ms of CPU each: 40 a second, 1 % of a
-    core; a record per 2 MiB at 1 GB/s would cost 15 %), where that quarter is still little to lose.
-    """
-    if unrecorded <= 0:
-        return None
-    due = tuning.record_seconds / 4 if unrecorded >= tuning.record_bytes else tuning.record_seconds
-    return max(0.0, due - elapsed)

@@ -8,10 +8,10 @@ import json
 import pytest
 
 from alex_models._units import MiB
+from alex_models.checkpoints import Segment, record_due_in
 from alex_models.download import DownloadOptions, FileJob
 from alex_models.pieces import load_record, save_record
 from alex_models.store import Store
-from alex_models.transfer import Segment, record_due_in
 
 JOB = FileJob(sha256="ab" * 32, size=96 * MiB, sources=(), label="org/model/model.gguf")
 
