@@ -182,3 +182,39 @@ def synced_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     root = MirrorRoot(folder / "root")
     with MirrorServer(root.root) as upstream:
         yield sync_project(root, upstream.url, folder, folder / "store")
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A registry of its own for a test module (Debian's docker-registry, ``registrykit``), no auth."""
+    from registrykit import RegistryServer
+
+    server = RegistryServer(tmp_path_factory.mktemp("registry")).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def tokens(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A token service (``tokenkit``) signing the JWTs ``tokened`` trusts."""
+    from tokenkit import TokenService
+
+    service = TokenService(tmp_path_factory.mktemp("tokens")).start()
+    try:
+        yield service
+    finally:
+        service.stop()
+
+
+@pytest.fixture(scope="module")
+def tokened(tmp_path_factory: pytest.TempPathFactory, tokens: Any) -> Iterator[Any]:
+    """A registry with ``auth: token``, trusting ``tokens``."""
+    from registrykit import RegistryServer
+
+    server = RegistryServer(tmp_path_factory.mktemp("tokened"), auth=tokens.auth_config()).start()
+    try:
+        yield server
+    finally:
+        server.stop()

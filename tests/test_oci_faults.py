@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import hashlib
 import signal
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx2
@@ -21,15 +20,6 @@ from alex_models.mirror import MirrorRoot, MirrorServer
 from alex_models.store import Store
 
 pytestmark = pytest.mark.registry
-
-
-@pytest.fixture(scope="module")
-def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistryServer]:
-    server = RegistryServer(tmp_path_factory.mktemp("registry")).start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def held(registry: RegistryServer, repository: str, digest: str) -> bool:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import hashlib
 import json
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import oras.client  # type: ignore[import-untyped]  # the SDK ships no types
@@ -22,15 +21,6 @@ from alex_models.lock import loads
 from alex_models.mirror import MirrorRoot, MirrorServer
 
 pytestmark = pytest.mark.registry
-
-
-@pytest.fixture(scope="module")
-def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistryServer]:
-    server = RegistryServer(tmp_path_factory.mktemp("registry")).start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def skopeo_copy(source: str, destination: str) -> None:

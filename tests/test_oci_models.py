@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import oras.client  # type: ignore[import-untyped]  # the SDK ships no type information
@@ -32,15 +31,6 @@ DOCKER_CONFIG = "application/vnd.docker.ai.model.config.v0.1+json"
 DOCKER_GGUF = "application/vnd.docker.ai.gguf.v3"
 DOCKER_MMPROJ = "application/vnd.docker.ai.gguf.v3.mmproj"
 DOCKER_LICENSE = "application/vnd.docker.ai.license"
-
-
-@pytest.fixture(scope="module")
-def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistryServer]:
-    server = RegistryServer(tmp_path_factory.mktemp("registry")).start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def sha256(data: bytes) -> str:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import oras.client  # type: ignore[import-untyped]  # the SDK ships no types
@@ -28,33 +27,6 @@ pytestmark = pytest.mark.registry
 
 PADDING = 4_000_000
 """Bytes that make the weights stand out from the manifests, config and lock a push also sends."""
-
-
-@pytest.fixture(scope="module")
-def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistryServer]:
-    server = RegistryServer(tmp_path_factory.mktemp("registry")).start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture(scope="module")
-def tokens(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TokenService]:
-    service = TokenService(tmp_path_factory.mktemp("tokens")).start()
-    try:
-        yield service
-    finally:
-        service.stop()
-
-
-@pytest.fixture(scope="module")
-def tokened(tmp_path_factory: pytest.TempPathFactory, tokens: TokenService) -> Iterator[RegistryServer]:
-    server = RegistryServer(tmp_path_factory.mktemp("tokened"), auth=tokens.auth_config()).start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def sha256(data: bytes) -> str:

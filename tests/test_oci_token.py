@@ -26,25 +26,6 @@ from alex_models.store import Store
 pytestmark = pytest.mark.registry
 
 
-@pytest.fixture(scope="module")
-def tokens(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TokenService]:
-    service = TokenService(tmp_path_factory.mktemp("tokens")).start()
-    try:
-        yield service
-    finally:
-        service.stop()
-
-
-@pytest.fixture(scope="module")
-def tokened(tmp_path_factory: pytest.TempPathFactory, tokens: TokenService) -> Iterator[RegistryServer]:
-    """A registry with ``auth: token``, trusting ``tokens``."""
-    server = RegistryServer(tmp_path_factory.mktemp("tokened"), auth=tokens.auth_config()).start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
 @pytest.fixture
 def anonymous_pull(tokens: TokenService) -> Iterator[TokenService]:
     """The service as a test leaves it: anonymous pulls allowed again, its log emptied."""

@@ -34,15 +34,6 @@ pytestmark = pytest.mark.registry
 
 
 @pytest.fixture(scope="module")
-def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistryServer]:
-    server = RegistryServer(tmp_path_factory.mktemp("registry")).start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture(scope="module")
 def guarded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistryServer]:
     """A registry that wants Basic auth (htpasswd): the user ``USER`` with ``PASSWORD``."""
     server = RegistryServer(tmp_path_factory.mktemp("guarded"), htpasswd=True).start()
