@@ -496,6 +496,22 @@ def test_push_and_status_refuse_a_secret_in_the_remote_url_they_are_given(
     assert "hunter2" not in refused.stderr + refused.stdout
 
 
+def killed_at_60_percent_then_rerun(
+    folder: Path, store: Store, digest: str, size: int, syncing: tuple[str, ...], meter: Meter
+) -> None:
+    """Run ``syncing`` in ``folder``, SIGKILL it once 60% of the blob is checkpointed (nothing may
+    sit in the store's blobs then), and run it again to the end with ``meter`` no longer pacing."""
+    first, _ = start(folder, *syncing)
+    try:
+        wait_for(lambda: progress_done(store.progress_path(digest)) >= 0.6 * size, "60% checkpointed")
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait(timeout=10)
+    assert not [p for p in (store.home / "blobs").rglob("*") if p.is_file()], "nothing half-written there"
+    meter.rate = None
+    ok(cli(folder, *syncing))
+
+
 @pytest.mark.slow
 def test_a_sync_from_a_bucket_killed_midway_resumes_and_the_bucket_serves_the_blob_about_once(
     mirror_root: MirrorRoot,
@@ -522,19 +538,7 @@ def test_a_sync_from_a_bucket_killed_midway_resumes_and_the_bucket_serves_the_bl
 
     with Meter(os.environ["AWS_ENDPOINT_URL"], rate=16e6) as meter:
         monkeypatch.setenv("AWS_ENDPOINT_URL", meter.url)
-        first, _ = start(deployed, *syncing)
-        try:
-            wait_for(
-                lambda: progress_done(store.progress_path(digest)) >= 0.6 * len(data), "60% checkpointed"
-            )
-        finally:
-            first.send_signal(signal.SIGKILL)
-            first.wait(timeout=10)
-        assert not [p for p in (store.home / "blobs").rglob("*") if p.is_file()], "nothing half-written there"
-
-        meter.rate = None
-        ok(cli(deployed, *syncing))
-
+        killed_at_60_percent_then_rerun(deployed, store, digest, len(data), syncing, meter)
         served = meter.served
     assert store.blob_path(digest).read_bytes() == data
     assert len(data) <= served <= 1.5 * len(data), f"{served} bytes served for a {len(data)}-byte blob"

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import httpx2
 import pytest
-from helpers import cli, progress_done, start, wait_for
+from helpers import cli, start, wait_for
 from registrykit import RegistryServer
 from s3kit import Meter
-from test_fleet import host, ok, project_with_remote
+from test_fleet import host, killed_at_60_percent_then_rerun, ok, project_with_remote
 
 from alex_models.mirror import MirrorRoot, MirrorServer
 from alex_models.store import Store
@@ -105,18 +105,7 @@ def test_a_sync_from_the_registry_killed_midway_resumes_and_the_registry_serves_
     with Meter(f"http://{registry.host}", rate=16e6) as meter:
         url = f"oci://{meter.url.removeprefix('http://')}/team/resumed"
         syncing = ("sync", "--frozen", "--only", "chat", "--from", url, "--no-hub")
-        first, _ = start(deployed, *syncing)
-        try:
-            wait_for(
-                lambda: progress_done(store.progress_path(digest)) >= 0.6 * len(data), "60% checkpointed"
-            )
-        finally:
-            first.send_signal(signal.SIGKILL)
-            first.wait(timeout=10)
-        assert not [p for p in (store.home / "blobs").rglob("*") if p.is_file()], "nothing half-written there"
-
-        meter.rate = None
-        ok(cli(deployed, *syncing))
+        killed_at_60_percent_then_rerun(deployed, store, digest, len(data), syncing, meter)
         served = meter.served
 
     assert store.blob_path(digest).read_bytes() == data
