@@ -14,14 +14,13 @@ TCP connections a client opened can be counted.
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,6 +39,7 @@ from suite import (
     resolve_url,
     run,
     runs,
+    serving,
     snapshot_download,
 )
 
@@ -137,21 +137,9 @@ def connections(work: Path) -> int:
     return len({line.split()[0] for line in log.read_text().splitlines()}) if log.exists() else 0
 
 
-@contextmanager
-def hub_in_front(root: Path, cdn: str) -> Iterator[str]:
+def hub_in_front(root: Path, cdn: str) -> AbstractContextManager[str]:
     """The mirror's Hub API over ``root``, redirecting file downloads to ``cdn``; yields its endpoint."""
-    process = subprocess.Popen(
-        [sys.executable, "-c", MIRROR, str(root), cdn], stdout=subprocess.PIPE, text=True
-    )
-    try:
-        line = process.stdout.readline() if process.stdout else ""
-        match = re.search(r"at (http://\S+) ", line)
-        if not match:
-            raise SystemExit(f"mirror did not start: {line!r}")
-        yield match[1]
-    finally:
-        process.terminate()
-        process.wait()
+    return serving([sys.executable, "-c", MIRROR, str(root), cdn])
 
 
 # -- the scenarios (``bench/suite.py nginx nginx-capped``) ------------------------------------

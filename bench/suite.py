@@ -153,6 +153,13 @@ def mirror(root: Path, *faults: str) -> Iterator[str]:
     command = [sys.executable, "-m", "alex_models.mirror", "--root", str(root), "--port", "0", "--quiet"]
     for fault in faults:
         command += ["--fault", fault]
+    with serving(command) as endpoint:
+        yield endpoint
+
+
+@contextmanager
+def serving(command: list[str]) -> Iterator[str]:
+    """A mirror started by ``command``, which prints ``… at URL …`` first; yields that URL."""
     process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
     try:
         line = process.stdout.readline() if process.stdout else ""
