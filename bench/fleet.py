@@ -122,10 +122,11 @@ def main() -> None:
         bench(Path(scratch), size, args.runs, args.hosts)
 
 
-def bench(scratch: Path, size: int, runs: int, hosts: int) -> None:
+def one_model_project(scratch: Path, size: int) -> tuple[Path, str, Path, MirrorRoot]:
+    """One GGUF of about ``size`` bytes committed to a mirror root as ``org/big``, and a project
+    asking for it: (the file, its SHA256, the project folder, the root)."""
     data = scratch / "model-Q4_K_M.gguf"
     sha = write_data(data, size)
-    size = data.stat().st_size
     project = scratch / "project"
     project.mkdir()
     (project / "models.yaml").write_text(
@@ -133,6 +134,12 @@ def bench(scratch: Path, size: int, runs: int, hosts: int) -> None:
     )
     root = MirrorRoot(scratch / "mirror")
     root.commit("org/big", {data.name: data})
+    return data, sha, project, root
+
+
+def bench(scratch: Path, size: int, runs: int, hosts: int) -> None:
+    data, sha, project, root = one_model_project(scratch, size)
+    size = data.stat().st_size
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "HF_", "RCLONE_"))}
     with MirrorServer(root.root, host="127.0.0.1") as mirror:  # only to lock; bytes come from S3
         hub = {"HF_ENDPOINT": mirror.url, "HF_HOME": str(scratch / "hf")}

@@ -24,7 +24,6 @@ Prints Markdown for docs/benchmarks.md, ratios taken within each round.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import subprocess
@@ -33,10 +32,10 @@ import tempfile
 from datetime import date
 from pathlib import Path
 
-from fleet import parse_size, write_data
+from fleet import one_model_project, parse_size
 from suite import BIN, Sample, fresh, mbps, median, run
 
-from alex_models.mirror import MirrorRoot, MirrorServer
+from alex_models.mirror import MirrorServer
 
 # The tests' registry, started the same way.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
@@ -72,16 +71,8 @@ def main() -> None:
 
 
 def bench(scratch: Path, size: int, runs: int) -> None:
-    data = scratch / "model-Q4_K_M.gguf"
-    write_data(data, size)
+    data, _, project, root = one_model_project(scratch, size)
     size = data.stat().st_size
-    project = scratch / "project"
-    project.mkdir()
-    (project / "models.yaml").write_text(
-        json.dumps({"version": 1, "models": {"big": {"repo": "org/big", "file": data.name}}})
-    )
-    root = MirrorRoot(scratch / "mirror")
-    root.commit("org/big", {data.name: data})
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "DOCKER_", "REGISTRY_"))}
     env |= {"DOCKER_CONFIG": str(scratch / "docker"), "HOME": str(scratch / "home")}
     ci = {**env, "ALEX_MODELS_HOME": str(scratch / "ci-store")}
