@@ -89,11 +89,12 @@ class ModelChange:
             entry = self.after or self.before
             return "" if entry is None else f"{pin(entry)}, {_count(entry.files)}"
         before, after = self.before, self.after
-        if _moving(before) is not None and _moving(before) == _moving(after):
+        moving = _moving(before)
+        if moving is not None and moving == _moving(after):
             commits = _short(after.pin)
             if before.pin != after.pin:
                 commits = f"{_short(before.pin)} -> {commits}"
-            return f"{_moving(after)} {commits}"
+            return f"{moving} {commits}"
         return f"{pin(before)} -> {pin(after)}"
 
     def as_json(self) -> dict[str, object]:

@@ -129,11 +129,10 @@ def gather_facts(manifest: Manifest, previous: Lock | None, upgrade: Upgrade, re
     if not chosen.repos and not chosen.urls:
         return Facts(artifacts=artifacts)
     with hub_remote(remote) as opened:
-        return replace(_gather(manifest, previous, upgrade, opened), artifacts=artifacts)
+        return replace(_gather(chosen, opened), artifacts=artifacts)
 
 
-def _gather(manifest: Manifest, previous: Lock | None, upgrade: Upgrade, remote: Remote) -> Facts:
-    chosen = plan(manifest, previous, upgrade)
+def _gather(chosen: Plan, remote: Remote) -> Facts:
     repos = sorted(chosen.repos)
     snapshots = dict(zip(repos, in_parallel(repos, lambda key: remote.snapshot(*key)), strict=True))
     hashes, drafts = _read_presets(chosen, snapshots, remote)

@@ -138,7 +138,7 @@ def _descriptor(reference: OciReference, raw: object) -> Descriptor:
     item = raw if isinstance(raw, dict) else {}
     digest, size, media_type = item.get("digest"), item.get("size"), item.get("mediaType")
     annotations = _mapping(item.get("annotations"))
-    sha256 = digest[len("sha256:") :] if isinstance(digest, str) and digest.startswith("sha256:") else ""
+    sha256 = _sha256_of(digest)
     if (
         not SHA256_RE.fullmatch(sha256)
         or type(size) is not int
@@ -174,7 +174,7 @@ def _quantization(
 ) -> str | None:
     """The quantization the artifact's config declares, if it says one."""
     digest, size = config.get("digest"), config.get("size")
-    sha256 = digest[len("sha256:") :] if isinstance(digest, str) and digest.startswith("sha256:") else ""
+    sha256 = _sha256_of(digest)
     if not SHA256_RE.fullmatch(sha256) or type(size) is not int or not 0 < size <= _CONFIG_AT_MOST:
         return None
     body = registry.get_blob(sha256, size)
@@ -238,6 +238,11 @@ def _made_name(base: str, number: int, count: int) -> str:
     if base == "model.gguf":
         return f"model-{number:05d}-of-{count:05d}.gguf"
     return f"{stem}-{number}{dot}{extension}"
+
+
+def _sha256_of(digest: object) -> str:
+    """The hex of a descriptor's ``sha256:…`` digest; "" for any other value (refused by its caller)."""
+    return digest[len("sha256:") :] if isinstance(digest, str) and digest.startswith("sha256:") else ""
 
 
 def _json(reference: OciReference, body: bytes, what: str) -> dict[str, Any]:
