@@ -58,9 +58,12 @@ def load_record(store: Store, blob: Blob) -> list[Segment] | None:
         if record["version"] not in (1, _RECORD_VERSION) or record["size"] != blob.size:
             return None
         segments = [Segment(int(s), int(e), int(d)) for s, e, d in record["segments"]]
-        flushed = record["durable"] if record["version"] == _RECORD_VERSION else [s.done for s in segments]
-        durable = [int(d) for d in flushed]
-        same_boot = record.get("boot") is not None and record.get("boot") == boot_id()
+        if record["version"] == _RECORD_VERSION:
+            durable = [int(d) for d in record["durable"]]
+        else:
+            durable = [s.done for s in segments]
+        boot = record.get("boot")
+        same_boot = boot is not None and boot == boot_id()
     except (FileNotFoundError, ValueError, KeyError, TypeError):
         return None
     if len(durable) != len(segments):

@@ -114,9 +114,12 @@ class Store:
 
     def blob_lock(self, sha256: str) -> FileLock:
         """The lock one process holds while it downloads or promotes this blob."""
+        return self._file_lock(sha256)
+
+    def _file_lock(self, name: str) -> FileLock:
         from filelock import FileLock  # noqa: PLC0415
 
-        return FileLock(self.home / "locks" / f"{sha256}.lock")
+        return FileLock(self.home / "locks" / f"{name}.lock")
 
     def has_blob(self, sha256: str, size: int) -> bool:
         """Whether a verified blob is present, trusting the stat record written when it was verified.
@@ -324,18 +327,14 @@ class Store:
             return
         if str(lock_path.absolute()) in self.registered_locks():
             return  # a sync with nothing to do writes (and flushes) nothing; the file is replaced whole
-        from filelock import FileLock  # noqa: PLC0415
-
-        with FileLock(self.home / "locks" / "registry.lock"):
+        with self._file_lock("registry"):
             known = set(self.registered_locks())
             known.add(str(lock_path.absolute()))
             self._write_registry(known)
 
     def set_registered_locks(self, lock_paths: list[str]) -> None:
         """Keep only ``lock_paths`` in the registry (gc forgets lock files that are gone)."""
-        from filelock import FileLock  # noqa: PLC0415
-
-        with FileLock(self.home / "locks" / "registry.lock"):
+        with self._file_lock("registry"):
             self._write_registry(set(lock_paths))
 
     def _write_registry(self, lock_paths: set[str]) -> None:
