@@ -59,6 +59,9 @@ class _LockedRepo:
     locked: dict[str, dict[str, LockedFile]] = field(default_factory=dict)
     """The lock's own entry of each listed file, by commit and path: what pull-through fetches."""
     dates: dict[str, datetime] = field(default_factory=dict)
+    snapshots: dict[str, Snapshot] = field(default_factory=dict)
+    """Each commit's snapshot, built on first use: the locks' files do not change until they are
+    read again, which makes a new ``_LockedRepo``."""
 
 
 class StoreCatalogue:
@@ -242,7 +245,12 @@ class StoreRepo:
         return resolve_revision(self.refs, revision, lambda commit: commit in self._locked.commits)
 
     def snapshot(self, commit: str) -> Snapshot:
-        return build_snapshot(commit, self._locked.commits[commit], self._locked.dates[commit])
+        locked = self._locked
+        snapshot = locked.snapshots.get(commit)
+        if snapshot is None:  # racing threads build the same one: no lock needed
+            snapshot = build_snapshot(commit, locked.commits[commit], locked.dates[commit])
+            locked.snapshots[commit] = snapshot
+        return snapshot
 
     def local_file(self, commit: str, item: RepoFile) -> RepoFile:
         if not self._catalogue.has_bytes(item):
