@@ -20,7 +20,7 @@ from pathlib import Path
 from urllib.parse import parse_qsl, urlencode
 
 from alex_models.errors import UsageError, UserError
-from alex_models.mirror.messages import RequestRecord
+from alex_models.mirror.messages import RequestRecord, iso_date
 from alex_models.mirror.stderr import write_stderr
 
 _SECRET_PARAMS = frozenset({"sig"})
@@ -75,7 +75,7 @@ def check_exposure(host: str, *, tokens: bool, public: bool) -> None:
 
 
 def _now(now: datetime | None) -> str:
-    return (now or datetime.now(tz=UTC)).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return iso_date(now or datetime.now(tz=UTC))
 
 
 def event_line(event: str, message: str, now: datetime | None = None) -> str:

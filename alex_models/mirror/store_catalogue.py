@@ -59,6 +59,9 @@ class _LockedRepo:
     locked: dict[str, dict[str, LockedFile]] = field(default_factory=dict)
     """The lock's own entry of each listed file, by commit and path: what pull-through fetches."""
     dates: dict[str, datetime] = field(default_factory=dict)
+    snapshots: dict[str, Snapshot] = field(default_factory=dict)
+    """Each commit's snapshot, built on first use: the locks' files do not change until they are
+    read again, which makes a new ``_LockedRepo``."""
 
 
 class StoreCatalogue:
@@ -129,28 +132,29 @@ class StoreCatalogue:
 
     # -- reading the locks ---------------------------------------------------------------------------
 
-    def _locks(self) -> list[Path]:
+    def _locks(self) -> list[tuple[Path, tuple[int, int, int] | None]]:
+        """The locks to read, in order, each with its ``_stat_key`` (one stat per lock)."""
         if self._lock_paths is not None:
-            return self._lock_paths
+            return [(p, _stat_key(p)) for p in self._lock_paths]
         # Oldest first: where two locks pin a branch at different commits, the one written last
         # names it (with --lock, the one given last).
-        return sorted((Path(p) for p in self.store.registered_locks()), key=lambda p: _stat_key(p) or (0,))
-
-    def _fingerprint(self) -> tuple[object, ...]:
-        watched = [*self._locks(), self.store.home / "state" / "locks.json"]
-        return tuple((str(p), _stat_key(p)) for p in watched)
+        keyed = [(path, _stat_key(path)) for path in map(Path, self.store.registered_locks())]
+        return sorted(keyed, key=lambda lock: lock[1] or (0,))
 
     def _refresh(self, *, at_start: bool = False) -> None:
         """Read the locks again if one changed. At start a bad lock is an error; later the mirror
         keeps serving what it read last, and says why once."""
-        seen = self._fingerprint()
+        # The registry is stat'ed before it is read: a change in between shows at the next request.
+        registry = _stat_key(self.store.home / "state" / "locks.json")
+        locks = self._locks()
+        seen = (registry, *((str(path), key) for path, key in locks))
         if seen == self._seen:
             return
         with self._lock:
             if seen == self._seen:
                 return
             try:
-                repos = self._read()
+                repos = self._read([path for path, _ in locks])
             except AlexModelsError as exc:
                 if at_start:
                     raise
@@ -159,10 +163,10 @@ class StoreCatalogue:
                 self._repos = repos
             self._seen = seen
 
-    def _read(self) -> dict[str, _LockedRepo]:
+    def _read(self, locks: list[Path]) -> dict[str, _LockedRepo]:
         repos: dict[str, _LockedRepo] = {}
         explicit = self._lock_paths is not None
-        for lock_path in self._locks():
+        for lock_path in locks:
             try:
                 text = lock_path.read_text(encoding="utf-8")
                 date = datetime.fromtimestamp(lock_path.stat().st_mtime, tz=UTC)
@@ -242,7 +246,12 @@ class StoreRepo:
         return resolve_revision(self.refs, revision, lambda commit: commit in self._locked.commits)
 
     def snapshot(self, commit: str) -> Snapshot:
-        return build_snapshot(commit, self._locked.commits[commit], self._locked.dates[commit])
+        locked = self._locked
+        snapshot = locked.snapshots.get(commit)
+        if snapshot is None:  # racing threads build the same one: no lock needed
+            snapshot = build_snapshot(commit, locked.commits[commit], locked.dates[commit])
+            locked.snapshots[commit] = snapshot
+        return snapshot
 
     def local_file(self, commit: str, item: RepoFile) -> RepoFile:
         if not self._catalogue.has_bytes(item):
