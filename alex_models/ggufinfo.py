@@ -1,15 +1,24 @@
-"""What a GGUF file's header says, read with the ``gguf`` package (the header only, never tensors).
+"""What a GGUF file's header says: the magic, the metadata and the tensor table, never the tensors.
 
 ``sync`` checks every GGUF before it enters the store: the magic and header must parse, and a
 shard of a split model must say it is that shard (``split.no`` is 0-based; the file name's number is
 ``split.no + 1``, as llama.cpp's ``llama_split_path`` writes it). The emitters read the trained
 context length and whether the file carries a chat template, to catch mistakes early.
 
+The header is read here with ``struct`` over a memory map, not with the ``gguf`` package: its
+reader loads numpy (about 0.15 s, at the end of every sync that fetched a GGUF and in every emit)
+and builds an array per value, vocabulary strings included. The layout (GGUF v2 and v3, either
+byte order) is the one llama.cpp's ``gguf.cpp`` reads; what llama.cpp refuses in a header is
+refused here too. ``tests/test_ggufinfo.py`` checks the facts against the ``gguf`` package's
+reader on files its writer made.
+
 The files it reads in tests and in the demo are written by ``alex_models.tinymodels``.
 """
 
 from __future__ import annotations
 
+import mmap
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,10 +26,23 @@ from alex_models._ids import SPLIT_RE
 from alex_models.errors import IntegrityError
 
 GGUF_MAGIC = b"GGUF"
+_VERSIONS = (2, 3)
+"""Version 1 (counts of 32 bits) has not been written since 2023; llama.cpp refuses it."""
+_MAX_DIMS = 4
+"""``GGML_MAX_DIMS``: llama.cpp refuses a tensor with more."""
+_DEFAULT_ALIGNMENT = 32
+
+_SCALARS = {0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "?", 10: "Q", 11: "q", 12: "d"}
+"""GGUF value types of a fixed size, by their number, as ``struct`` formats."""
+_STRING, _ARRAY, _UINT32 = 8, 9, 4
 
 
 class NotGGUFError(IntegrityError):
     """A file that should be GGUF is not, or contradicts its own name."""
+
+
+class _Malformed(Exception):
+    """The header does not parse; the message says where."""
 
 
 @dataclass(frozen=True)
@@ -36,38 +58,170 @@ class GGUFInfo:
     tensor_count: int
 
 
+class _Array:
+    """A metadata array: skipped, as no fact alex-models uses is one."""
+
+
+class _Header:
+    """A cursor over the header's bytes, in the file's byte order."""
+
+    def __init__(self, data: mmap.mmap, order: str) -> None:
+        self.data = data
+        self.order = order
+        self.pos = 0
+        self._structs: dict[str, struct.Struct] = {}
+
+    def _layout(self, fmt: str) -> struct.Struct:
+        found = self._structs.get(fmt)
+        if found is None:
+            found = self._structs[fmt] = struct.Struct(self.order + fmt)
+        return found
+
+    def take(self, fmt: str) -> int | float | bool:
+        """One value of ``fmt``."""
+        layout = self._layout(fmt)
+        if self.pos + layout.size > len(self.data):
+            raise _Malformed(f"it ends inside its header (at byte {self.pos})")
+        (value,) = layout.unpack_from(self.data, self.pos)
+        self.pos += layout.size
+        return value  # type: ignore[no-any-return]
+
+    def skip(self, fmt: str, count: int) -> None:
+        """``count`` values of ``fmt``, not read."""
+        end = self.pos + self._layout(fmt).size * count
+        if end > len(self.data):
+            raise _Malformed(f"it ends inside its header (at byte {self.pos})")
+        self.pos = end
+
+    def count(self) -> int:
+        return int(self.take("Q"))
+
+    def string(self) -> str:
+        length = self.count()
+        end = self.pos + length
+        if end > len(self.data):
+            raise _Malformed(f"a string at byte {self.pos} runs past the end of the file")
+        try:
+            text = self.data[self.pos : end].decode("utf-8")
+        except UnicodeDecodeError:
+            raise _Malformed(f"the string at byte {self.pos} is not UTF-8") from None
+        self.pos = end
+        return text
+
+    def skip_string(self) -> None:
+        length = self.count()
+        if self.pos + length > len(self.data):
+            raise _Malformed(f"a string at byte {self.pos} runs past the end of the file")
+        self.pos += length
+
+    def value(self, kind: int) -> object:
+        if kind in _SCALARS:
+            return self.take(_SCALARS[kind])
+        if kind == _STRING:
+            return self.string()
+        if kind == _ARRAY:
+            self.skip_array()
+            return _Array()
+        raise _Malformed(f"unknown value type {kind} at byte {self.pos - 4}")
+
+    def skip_array(self) -> None:
+        kind, length = int(self.take("I")), self.count()
+        if kind in _SCALARS:
+            self.skip(_SCALARS[kind], length)
+        elif kind == _STRING:  # a vocabulary: each string's length says where the next one starts
+            for _ in range(length):
+                self.skip_string()
+        elif kind == _ARRAY:
+            for _ in range(length):
+                self.skip_array()
+        else:
+            raise _Malformed(f"unknown array item type {kind} at byte {self.pos - 12}")
+
+
 def read_gguf(path: Path, *, label: str | None = None) -> GGUFInfo:
     """Parse ``path``'s GGUF header; raise ``NotGGUFError`` naming ``label`` if it does not parse."""
     name = label or str(path)
     with path.open("rb") as f:
         magic = f.read(4)
-    if magic != GGUF_MAGIC:
-        raise NotGGUFError(f"{name} is not a GGUF file (it starts with {magic!r}, not b'GGUF')")
-    from gguf import GGUFReader  # noqa: PLC0415 - pulls in numpy; only sync and emit need it
+        if magic != GGUF_MAGIC:
+            raise NotGGUFError(f"{name} is not a GGUF file (it starts with {magic!r}, not b'GGUF')")
+        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
+            try:
+                return _parse(data)
+            except _Malformed as exc:
+                raise NotGGUFError(f"{name}: the GGUF header does not parse: {exc}") from None
 
-    try:
-        reader = GGUFReader(path, "r")
-    except Exception as exc:  # the reader raises ValueError, IndexError, struct errors, …
-        raise NotGGUFError(f"{name}: the GGUF header does not parse: {exc}") from None
 
-    def field(key: str) -> object:
-        found = reader.fields.get(key)
-        return None if found is None else found.contents()
+def _parse(data: mmap.mmap) -> GGUFInfo:
+    # A file written on a machine of the other byte order has its version's low half zero.
+    if len(data) < 8:
+        raise _Malformed("it ends inside its header (at byte 4)")
+    order = "<" if struct.unpack_from("<I", data, 4)[0] & 0xFFFF else ">"
+    header = _Header(data, order)
+    header.pos = 4
+    version = int(header.take("I"))
+    if version not in _VERSIONS:
+        raise _Malformed(f"version {version} is not one llama.cpp reads ({', '.join(map(str, _VERSIONS))})")
+    tensor_count, kv_count = header.count(), header.count()
+    fields: dict[str, object] = {}
+    for _ in range(kv_count):
+        key = header.string()
+        if key in fields:
+            raise _Malformed(f"the key {key!r} appears twice")
+        kind = int(header.take("I"))
+        if key == "general.alignment" and kind != _UINT32:
+            raise _Malformed("general.alignment is not a 32-bit unsigned integer")
+        fields[key] = header.value(kind)
+    names: set[str] = set()
+    offsets: list[int] = []
+    for _ in range(tensor_count):
+        tensor = header.string()
+        if tensor in names:
+            raise _Malformed(f"the tensor {tensor!r} appears twice")
+        names.add(tensor)
+        dims = int(header.take("I"))
+        if dims > _MAX_DIMS:
+            raise _Malformed(
+                f"the tensor {tensor!r} has {dims} dimensions; llama.cpp reads at most {_MAX_DIMS}"
+            )
+        header.skip("Q", dims)
+        header.skip("I", 1)  # its ggml type: new ones appear with new llama.cpp releases
+        offsets.append(int(header.take("Q")))
+    _check_layout(header, fields, offsets)
 
-    architecture = field("general.architecture")
+    def integer(key: str) -> int | None:
+        found = fields.get(key)
+        return found if isinstance(found, int) and not isinstance(found, bool) else None
+
+    architecture = fields.get("general.architecture")
     arch = architecture if isinstance(architecture, str) else None
-    context = field(f"{arch}.context_length") if arch else None
-    version = field("GGUF.version")
-    split_no, split_count = field("split.no"), field("split.count")
     return GGUFInfo(
-        version=version if isinstance(version, int) else 0,
+        version=version,
         architecture=arch,
-        context_length=context if isinstance(context, int) else None,
-        has_chat_template=isinstance(field("tokenizer.chat_template"), str),
-        split_no=split_no if isinstance(split_no, int) else None,
-        split_count=split_count if isinstance(split_count, int) else None,
-        tensor_count=len(reader.tensors),
+        context_length=integer(f"{arch}.context_length") if arch else None,
+        has_chat_template=isinstance(fields.get("tokenizer.chat_template"), str),
+        split_no=integer("split.no"),
+        split_count=integer("split.count"),
+        tensor_count=tensor_count,
     )
+
+
+def _check_layout(header: _Header, fields: dict[str, object], offsets: list[int]) -> None:
+    """The tensor data starts at the next multiple of the alignment, inside the file, and every
+    tensor's offset is a multiple of it, as llama.cpp requires."""
+    alignment = fields.get("general.alignment", _DEFAULT_ALIGNMENT)
+    if (
+        not isinstance(alignment, int)
+        or isinstance(alignment, bool)
+        or alignment <= 0
+        or alignment & (alignment - 1)
+    ):
+        raise _Malformed(f"general.alignment {alignment!r} is not a power of two")
+    start = -(-header.pos // alignment) * alignment
+    size = len(header.data)
+    for offset in offsets:
+        if offset % alignment or start + offset > size:
+            raise _Malformed(f"a tensor's data offset {offset} is misaligned or past the end of the file")
 
 
 def check_gguf(path: Path, repo_path: str, *, label: str | None = None) -> GGUFInfo:
