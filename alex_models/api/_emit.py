@@ -232,7 +232,7 @@ def _render(
 
 def _warnings(specs: list[ServerSpec]) -> list[str]:
     """Mistakes the GGUF headers reveal before any runtime starts: a context beyond training."""
-    from alex_models.ggufinfo import read_gguf  # noqa: PLC0415 - numpy; only when files are there
+    from alex_models.ggufinfo import read_gguf  # noqa: PLC0415 - only when files are there
 
     found = []
     for spec in specs:
