@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 import httpx2
-from huggingface_hub import HfApi, RepoFile, get_token
+from huggingface_hub import HfApi, RepoFile
 from huggingface_hub.errors import (
     EntryNotFoundError,
     GatedRepoError,
@@ -35,6 +35,7 @@ from alex_models.fetch import (
     HTTPStatusFailure,
     content_length,
     file_url,
+    hub_token,
     new_client,
     read_bytes,
     stream_sha256,
@@ -61,7 +62,7 @@ class HubRemote:
         command that asked (``lock`` can be avoided with the committed lock; ``pull`` cannot)."""
         self.endpoint = endpoint.rstrip("/")
         # An explicit token wins; otherwise huggingface_hub's own lookup (HF_TOKEN, saved login).
-        self._token = token if token is not None else get_token()
+        self._token = token if token is not None else hub_token()
         self._offline = offline
         self._offline_hint = offline_hint
         self._retry = retry or RetryPolicy()
@@ -238,11 +239,6 @@ class HubRemote:
                 hint="the endpoint is not a faithful Hugging Face Hub; check HF_ENDPOINT",
             )
         return exc
-
-
-def hub_token() -> str | None:
-    """The token huggingface_hub would use: HF_TOKEN, HUGGING_FACE_HUB_TOKEN, or the saved login."""
-    return get_token()
 
 
 def _retryable(exc: Exception) -> tuple[bool, float | None]:

@@ -45,9 +45,12 @@ print(json.dumps({"exit": code, "loaded": [m for m in json.loads(sys.argv[1]) if
 """
 
 
-def loaded_by(project: Path, *args: str, watch: tuple[str, ...] = HEAVY) -> tuple[object, list[str]]:
-    """Run the CLI with ``args`` in a fresh interpreter; its exit code and which of ``watch`` it loaded."""
-    env = {**os.environ, "HF_ENDPOINT": "http://127.0.0.1:9"}  # nothing answers: no network needed
+def loaded_by(
+    project: Path, *args: str, watch: tuple[str, ...] = HEAVY, endpoint: str = "http://127.0.0.1:9"
+) -> tuple[object, list[str]]:
+    """Run the CLI with ``args`` in a fresh interpreter; its exit code and which of ``watch`` it loaded.
+    The endpoint answers nothing unless one is given: no network needed."""
+    env = {**os.environ, "HF_ENDPOINT": endpoint}
     done = subprocess.run(
         [sys.executable, "-c", PROBE, json.dumps(watch), *args],
         cwd=project,
@@ -101,3 +104,18 @@ def test_help_loads_neither_rich_nor_the_api(project: Path) -> None:
         code, loaded = loaded_by(project, *args, watch=(*HEAVY, "alex_models.api._sync"))
 
         assert (code, loaded) == (0, []), args
+
+
+def test_a_sync_that_downloads_loads_neither_numpy_nor_the_hub_api_client(
+    synced: Path, mirror: MirrorServer
+) -> None:
+    """Those imports cost a download about 0.2 s: the GGUF header check has its own reader, and the
+    token lookup loads only huggingface_hub's token helper."""
+    store = Path(os.environ["ALEX_MODELS_HOME"])
+    for blob in (store / "blobs").rglob("*"):
+        if blob.is_file():
+            blob.unlink()
+    watch = ("numpy", "gguf", "huggingface_hub.hf_api", "alex_models.download")
+    code, loaded = loaded_by(synced, "sync", "--frozen", watch=watch, endpoint=mirror.url)
+
+    assert (code, loaded) == (0, ["alex_models.download"])  # it did download, without the others

@@ -109,7 +109,7 @@ def with_token(jobs: list[FileJob], endpoint: str, token: str | None = None) -> 
     if not any(at_endpoint(source) for job in jobs for source in job.sources):
         return jobs
     if token is None:
-        from alex_models.hub import hub_token  # noqa: PLC0415
+        from alex_models.fetch import hub_token  # noqa: PLC0415
 
         token = hub_token()
     return [

@@ -228,7 +228,7 @@ def _serve_store(
 
 def _pull_through(store: Store, upstream: str, write_line: Callable[[str], None]) -> PullThrough:
     """Pull-through from ``upstream`` with the mirror's own token, logging to the access log."""
-    from alex_models.hub import hub_token
+    from alex_models.fetch import hub_token
     from alex_models.mirror.access import event_line
     from alex_models.mirror.pullthrough import PullThrough
 

@@ -82,7 +82,7 @@ class PullThrough:
     """Fetches locked files the store lacks from ``upstream_endpoint`` (a Hub, or another mirror).
 
     ``token`` is sent to that endpoint's origin only (the mirror's own ``HF_TOKEN``, which the
-    caller looks up: ``hub.hub_token()``; None sends none; clients of the mirror need none), and is
+    caller looks up: ``fetch.hub_token()``; None sends none; clients of the mirror need none), and is
     never in a message or a log line. ``log`` receives one line per download stored or failed
     (default: the mirror's stderr). Safe to call from many threads; ``close`` (or leaving the
     ``with`` block) stops downloads in flight, keeping their partial files for the next start.
