@@ -33,6 +33,7 @@ from alex_models.errors import IntegrityError, RemoteError, UserError
 from alex_models.fetch import new_client
 from alex_models.ggufinfo import NotGGUFError, check_gguf
 from alex_models.mirror import MirrorRoot, MirrorServer, RequestRecord
+from alex_models.pieces import plan_pieces
 from alex_models.sources import HubSource, UrlSource
 from alex_models.sources.hub import announced_sha256
 from alex_models.store import Store
@@ -138,11 +139,12 @@ def test_large_file_is_fetched_as_pieces_in_several_ranges(
     assert downloader(store, client, min_segment=MiB, connections=4).fetch(job) is True
 
     assert_stored(store, job, LARGE)
-    log = settled(mirror, 6)
+    log = settled(mirror, 18)
     gets = cdn_gets(log)
     assert all(r.status == 206 for r in gets)
     spans = sorted((range_start(r), int(r.range.rsplit("-", 1)[1])) for r in gets if r.range)
-    assert len(gets) == len(spans) == len(set(spans)) == 6  # pieces of min_segment
+    # Two pieces of min_segment, then the last 4 MiB (one round of 4 connections) in quarters.
+    assert len(gets) == len(spans) == len(set(spans)) == 2 + 16
     # The ranges tile the file: each starts where the previous ended.
     assert spans[0][0] == 0
     assert spans[-1][1] == len(LARGE) - 1
@@ -162,9 +164,9 @@ def test_later_pieces_go_straight_to_the_cdn_without_the_token(
     assert downloader(store, client, min_segment=MiB, connections=1).fetch(job) is True
 
     assert_stored(store, job, LARGE)
-    log = settled(mirror, 6)
+    log = settled(mirror, len(plan_pieces(len(LARGE), 1, MiB)))
     resolves = [r for r in log if r.origin == "api" and "/resolve/" in r.path]
-    assert len(resolves) == 1, "one redirect, remembered for the other five pieces"
+    assert len(resolves) == 1, "one redirect, remembered for the other pieces"
     assert resolves[0].authorization
     assert not any(r.authorization for r in cdn_gets(log))
 
@@ -178,9 +180,10 @@ def test_a_file_in_pieces_costs_one_resolve_request_whatever_the_connections(
     assert downloader(store, client, min_segment=MiB, connections=4).fetch(job) is True
 
     assert_stored(store, job, LARGE)
-    log = settled(mirror, 6)
+    pieces = len(plan_pieces(len(LARGE), 4, MiB))
+    log = settled(mirror, pieces)
     assert len([r for r in log if "/resolve/" in r.path]) == 1, "the first piece asks; the others follow"
-    assert [r.status for r in cdn_gets(log)] == [206] * 6
+    assert [r.status for r in cdn_gets(log)] == [206] * pieces
 
 
 @pytest.mark.parametrize(
@@ -217,7 +220,7 @@ def test_an_expired_cdn_address_is_asked_for_again(
     assert Downloader(store, client, options=options, progress=RotateKeyOnce()).fetch(job) is True
 
     assert_stored(store, job, LARGE)
-    log = settled(mirror, 6)
+    log = settled(mirror, len(plan_pieces(len(LARGE), 1, MiB)))
     assert [r.status for r in cdn_gets(log)].count(403) == 1
     assert len([r for r in log if r.origin == "api" and "/resolve/" in r.path]) == 2
 

@@ -3,6 +3,7 @@ after a killed process (what was written) and after a reboot (only what was flus
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import pytest
@@ -10,7 +11,7 @@ import pytest
 from alex_models._units import MiB
 from alex_models.checkpoints import Segment, record_due_in
 from alex_models.download import DownloadOptions, FileJob
-from alex_models.pieces import load_record, save_record
+from alex_models.pieces import load_record, plan_pieces, save_record
 from alex_models.store import Store
 
 JOB = FileJob(sha256="ab" * 32, size=96 * MiB, sources=(), label="org/model/model.gguf")
@@ -69,3 +70,20 @@ def test_a_record_that_does_not_add_up_is_not_trusted(store: Store, change: str,
     path.write_text(json.dumps(record), encoding="utf-8")
 
     assert load_record(store, JOB) is None
+
+
+@pytest.mark.parametrize("size", [1, 32 * MiB - 1, 32 * MiB, 33 * MiB, 100 * MiB, 256 * MiB + 3, 2048 * MiB])
+def test_pieces_tile_the_file_and_the_last_round_is_cut_finer(size: int) -> None:
+    """The last round of pieces (one per connection) ends together; the hasher then has only small
+    pieces left to take, not seven large ones. A file of one piece stays one request."""
+    pieces = plan_pieces(size, 8, 32 * MiB)
+
+    assert pieces[0].start == 0
+    assert pieces[-1].end == size
+    assert all(a.end == b.start for a, b in itertools.pairwise(pieces))
+    lengths = [p.end - p.start for p in pieces]
+    if size <= 32 * MiB:
+        assert lengths == [size]
+        return
+    assert max(lengths[-8:]) <= 8 * MiB  # the last round: quarters of a piece
+    assert sum(length > 8 * MiB for length in lengths) <= max(0, size // (32 * MiB) - 8) + 1
