@@ -7,7 +7,8 @@ context length and whether the file carries a chat template, to catch mistakes e
 
 The header is read here with ``struct`` over a memory map, not with the ``gguf`` package: its
 reader loads numpy (about 0.15 s, at the end of every sync that fetched a GGUF and in every emit)
-and builds an array per value, vocabulary strings included. The layout (GGUF v2 and v3, either
+and builds an array per value, vocabulary strings included (a header of 300,000 strings: 6.8 s
+there, 0.03 s here). The layout (GGUF v2 and v3, either
 byte order) is the one llama.cpp's ``gguf.cpp`` reads; what llama.cpp refuses in a header is
 refused here too. ``tests/test_ggufinfo.py`` checks the facts against the ``gguf`` package's
 reader on files its writer made.
@@ -114,6 +115,18 @@ class _Header:
             raise _Malformed(f"a string at byte {self.pos} runs past the end of the file")
         self.pos += length
 
+    def skip_strings(self, count: int) -> None:
+        """``count`` strings, as one tight loop: a vocabulary holds hundreds of thousands."""
+        data, pos, length_at = self.data, self.pos, self._layout("Q").unpack_from
+        try:
+            for _ in range(count):
+                pos += 8 + length_at(data, pos)[0]
+        except struct.error:
+            pos = len(data) + 1
+        if pos > len(data):
+            raise _Malformed(f"a list of strings from byte {self.pos} runs past the end of the file")
+        self.pos = pos
+
     def value(self, kind: int) -> object:
         if kind in _SCALARS:
             return self.take(_SCALARS[kind])
@@ -129,8 +142,7 @@ class _Header:
         if kind in _SCALARS:
             self.skip(_SCALARS[kind], length)
         elif kind == _STRING:  # a vocabulary: each string's length says where the next one starts
-            for _ in range(length):
-                self.skip_string()
+            self.skip_strings(length)
         elif kind == _ARRAY:
             for _ in range(length):
                 self.skip_array()
