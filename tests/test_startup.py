@@ -17,8 +17,9 @@ from pathlib import Path
 
 import pytest
 from helpers import listing, write_manifest
+from typer.testing import CliRunner
 
-from alex_models import api
+from alex_models import api, cli
 from alex_models.mirror import MirrorRoot, MirrorServer
 from alex_models.tinymodels import write_tiny_gguf
 
@@ -118,3 +119,18 @@ def test_help_loads_neither_rich_nor_the_api(project: Path) -> None:
         code, loaded = loaded_by(project, *args, watch=(*HEAVY, "alex_models.api._sync"))
 
         assert (code, loaded) == (0, []), args
+
+
+def test_a_run_builds_only_the_command_it_names_which_says_what_the_whole_app_says() -> None:
+    """``main`` gives typer an app with only the named command (typer builds every registered
+    command from its signature on each run); its help and usage errors are the whole app's."""
+    runner = CliRunner()
+    runs = [[name, "--help"] for name in [*cli._COMMANDS, *cli._GROUPS]] + [["-v", "sync", "--no-such"]]
+    for args in runs:
+        alone = cli._app_for(args, "alex-models")
+        assert len(alone.registered_commands) + len(alone.registered_groups) == 1
+
+        said, whole = (runner.invoke(a, args, prog_name="alex-models") for a in (alone, cli.app))
+        assert (said.exit_code, said.output) == (whole.exit_code, whole.output), args
+    for args in ([], ["--help"], ["--help", "sync"], ["--version"], ["snyc"]):  # the whole app's
+        assert cli._app_for(args, "alex-models") is cli.app
