@@ -1,9 +1,9 @@
 """YAML documents parsed before, kept between runs by the SHA256 of their bytes.
 
 ruamel.yaml's round-trip loader is most of what reading ``models.yaml`` and ``models.lock`` costs
-(importing it and parsing a 10-model lock take about 20 ms of a no-op sync's 0.24 s), and those
-files rarely change between two commands. So the plain structure a file parsed into (dicts,
-lists, scalars: what pydantic validates) is kept in the user's cache folder
+(importing it and parsing a 10-model lock and its manifest took 30 ms of a no-op sync's 0.24 s of
+CPU), and those files rarely change between two commands. So the plain structure a file parsed
+into (dicts, lists, scalars: what pydantic validates) is kept in the user's cache folder
 (``settings.cache_home``), named by the SHA256 of the file's bytes, and the next read of the same
 bytes validates that structure without loading ruamel. Validation itself always runs: the cache
 saves the parse, never a check.
@@ -14,6 +14,8 @@ does not match its own hash, its name or this alex-models is not used, and the n
 it anew. Entries are written whole (a temporary file renamed over), so a reader never sees half
 of one; two writers of the same name write the same bytes. Writing is best effort: a cache folder
 that cannot be written costs the parse, nothing else. The newest ``_KEPT`` entries are kept.
+An entry is trusted as the user's own home is: whoever can write their cache folder can already
+act as them.
 """
 
 from __future__ import annotations

@@ -92,13 +92,13 @@ def _app_for(args: Sequence[str], prog_name: str) -> typer.Typer:
     """The app that runs ``args``: one with only the command they name, else the whole ``app``.
 
     Typer builds a click command from every registered command's signature on each run (about
-    17 ms of CPU for all of them, most of a no-op sync's budget left); a run uses only the one it
-    names: the first argument after any ``-v``/``--verbose`` (the root's one option that does not
+    17 ms of CPU for all of them, a tenth of a no-op sync); a run uses only the one it names: the
+    first argument after any ``-v``/``--verbose`` (the root's one option that does not
     act on its own). Anything else (no command, an unknown one, the root's ``--help`` or
     ``--version``, shell completion) gets the whole app: its help, suggestions and commands.
     """
     rest = list(itertools.dropwhile(lambda arg: arg in ("-v", "--verbose"), args))
-    completing = f"_{prog_name.replace('-', '_').replace('.', '_')}_COMPLETE".upper() in os.environ
+    completing = f"_{prog_name}_COMPLETE".replace("-", "_").upper() in os.environ  # as typer.core names it
     if not rest or completing or (rest[0] not in _COMMANDS and rest[0] not in _GROUPS):
         return app
     return _typer([rest[0]])
