@@ -24,13 +24,16 @@ import hashlib
 import io
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from alex_models import __version__
 from alex_models._fs import atomic_write
 from alex_models._platform import remove
 from alex_models.settings import cache_home
+
+T = TypeVar("T")
 
 _FORMAT = 1
 """Bump when the parsed structure changes for the same bytes (``_yaml.plain_document``)."""
@@ -38,9 +41,25 @@ _KEPT = 64
 """Entries kept: a few projects' manifests and locks, each a few KB."""
 
 
-def text_of(data: bytes) -> str:
-    """``data`` decoded as ``Path.read_text(encoding="utf-8")`` decodes a file (universal newlines)."""
-    return io.TextIOWrapper(io.BytesIO(data), encoding="utf-8").read()
+def read(
+    data: bytes,
+    validate: Callable[[Any], T],
+    parse: Callable[[str], tuple[T, Any]],
+    stale: tuple[type[Exception], ...],
+) -> T:
+    """A file's bytes as ``validate`` makes them from what they parsed into before; else, or when
+    that raises one of ``stale`` (a check this alex-models added), as ``parse`` makes them from
+    their text, which also gives what to keep. ``parse`` raises the errors that name line and
+    column; ``UnicodeDecodeError`` is the caller's, as from ``Path.read_text``."""
+    cached = recall(data)
+    if cached is not None:
+        try:
+            return validate(cached)
+        except stale:
+            pass
+    made, plain = parse(io.TextIOWrapper(io.BytesIO(data), encoding="utf-8").read())  # as read_text
+    keep(data, plain)
+    return made
 
 
 def recall(data: bytes) -> Any | None:

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field, ValidationError, field_validator, model_validator
 
-from alex_models._doccache import keep, recall, text_of
+from alex_models._doccache import read
 from alex_models._ids import COMMIT_RE, SHA256_RE, oci_reference
 from alex_models._yaml import dump_yaml, load_document, plain_document, validate_document
 from alex_models.errors import IntegrityError, UserError
@@ -252,15 +252,7 @@ def _text(value: Any) -> Any:
 def load_bytes(data: bytes, filename: str = "models.lock") -> Lock:
     """``loads`` of a lock file's bytes, decoded as ``Path.read_text`` does; bytes read before are
     not parsed again (``_doccache``), only validated."""
-    cached = recall(data)
-    if cached is not None:
-        try:
-            return Lock.model_validate(cached)
-        except ValidationError:
-            pass  # valid when kept, not to this alex-models: parsed anew, the error names line and column
-    lock, plain = _parsed(text_of(data), filename)
-    keep(data, plain)
-    return lock
+    return read(data, Lock.model_validate, lambda text: _parsed(text, filename), stale=(ValidationError,))
 
 
 def loads(text: str, filename: str = "models.lock") -> Lock:

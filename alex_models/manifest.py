@@ -18,7 +18,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 
-from alex_models._doccache import keep, recall, text_of
+from alex_models._doccache import read
 from alex_models._yaml import load_document, plain_document, position, validate_document
 from alex_models.errors import UserError
 from alex_models.formats import EmitFormat, Shell
@@ -264,22 +264,15 @@ def load_manifest(path: Path) -> Manifest:
         raise manifest_not_found(path) from None
     except OSError as exc:
         raise ManifestError(f"{path}: cannot read it: {exc}") from None
-    cached = recall(data)
-    if cached is not None:
-        try:
-            manifest = Manifest.model_validate(cached)
-            _check_references(manifest, cached, str(path))
-        except (ValidationError, ManifestError):
-            pass  # valid when kept, not to this alex-models: parsed anew, the error names line and column
-        else:
-            return manifest
     try:
-        text = text_of(data)
+        return read(
+            data,
+            lambda plain: _checked(Manifest.model_validate(plain), plain, str(path)),
+            lambda text: _parsed(text, str(path)),
+            stale=(ValidationError, ManifestError),
+        )
     except UnicodeDecodeError as exc:
         raise ManifestError(f"{path}: cannot read it: {exc}") from None
-    manifest, plain = _parsed(text, str(path))
-    keep(data, plain)
-    return manifest
 
 
 def manifest_not_found(path: Path) -> ManifestError:
@@ -299,8 +292,13 @@ def _parsed(text: str, filename: str) -> tuple[Manifest, Any]:
     """The manifest, and the plain structure it was validated from (what ``_doccache`` keeps)."""
     document = load_document(text, filename, ManifestError, what="'version' and 'models'")
     manifest = validate_document(Manifest, document, filename, ManifestError)
+    return _checked(manifest, document, filename), plain_document(document)
+
+
+def _checked(manifest: Manifest, document: Any, filename: str) -> Manifest:
+    """``manifest``, once the checks across entries pass (pydantic sees one entry at a time)."""
     _check_references(manifest, document, filename)
-    return manifest, plain_document(document)
+    return manifest
 
 
 def _check_references(manifest: Manifest, document: Any, filename: str) -> None:
