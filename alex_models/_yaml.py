@@ -11,21 +11,25 @@ import difflib
 import io
 import types
 from collections.abc import Mapping, Sequence
-from typing import Annotated, Any, TypeVar, Union, get_args, get_origin
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar, Union, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
-from ruamel.yaml import YAML
-from ruamel.yaml.comments import CommentedMap
-from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
 from alex_models.errors import AlexModelsError
+
+if TYPE_CHECKING:  # ruamel loads when a document is parsed or written: a cached read needs neither
+    from ruamel.yaml import YAML
+    from ruamel.yaml.comments import CommentedMap
 
 E = TypeVar("E", bound=AlexModelsError)
 M = TypeVar("M", bound=BaseModel)
 
 
 def load_document(text: str, filename: str, error: type[AlexModelsError], *, what: str) -> Any:
+    from ruamel.yaml import YAML  # noqa: PLC0415 - see TYPE_CHECKING above
+    from ruamel.yaml.error import MarkedYAMLError, YAMLError  # noqa: PLC0415
+
     try:
         document = YAML(typ="rt").load(text)
     except MarkedYAMLError as exc:
@@ -48,18 +52,21 @@ def load_document(text: str, filename: str, error: type[AlexModelsError], *, wha
 def validate_document(model: type[M], document: Any, filename: str, error: type[E]) -> M:
     """``document`` (from ``load_document``) as ``model``, or ``error`` naming file:line:col."""
     try:
-        return model.model_validate(_plain(document))
+        return model.model_validate(plain_document(document))
     except ValidationError as exc:
         raise _validation_error(exc, model, document, filename, error) from None
 
 
-def _plain(node: Any) -> Any:
-    """ruamel's round-trip types as plain dicts, lists and scalars, for strict validation."""
+def plain_document(node: Any) -> Any:
+    """ruamel's round-trip types as plain dicts, lists and scalars, for strict validation (and for
+    ``_doccache``, which keeps this form: bump its ``_FORMAT`` if this function changes)."""
     if isinstance(node, Mapping):
         # A mapping used as a key ("? {a: 1}") stays ruamel's hashable key type; validation refuses it.
-        return {(k if isinstance(k, Mapping) else _plain(k)): _plain(v) for k, v in node.items()}
+        return {
+            (k if isinstance(k, Mapping) else plain_document(k)): plain_document(v) for k, v in node.items()
+        }
     if isinstance(node, list):
-        return [_plain(v) for v in node]
+        return [plain_document(v) for v in node]
     if isinstance(node, bool) or node is None:
         return node
     for kind in (str, int, float):
@@ -216,6 +223,8 @@ def with_entry_appended(text: str, mapping: CommentedMap, key: str, value: Mappi
 def round_trip_yaml(*, sequence: int = 2, offset: int = 0) -> YAML:
     """The one YAML set-up that writes: round-trip (comments kept), lines never folded (paths and
     URLs stay whole), 2-space mappings; lists indented ``sequence`` with the dash at ``offset``."""
+    from ruamel.yaml import YAML  # noqa: PLC0415 - see TYPE_CHECKING above
+
     yaml = YAML(typ="rt")
     yaml.width = 4096
     yaml.indent(mapping=2, sequence=sequence, offset=offset)

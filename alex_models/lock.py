@@ -16,17 +16,19 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import AfterValidator, Field, field_validator, model_validator
-from ruamel.yaml.comments import CommentedMap, CommentedSeq
-from ruamel.yaml.scalarstring import DoubleQuotedScalarString
+from pydantic import AfterValidator, Field, ValidationError, field_validator, model_validator
 
+from alex_models._doccache import read
 from alex_models._ids import COMMIT_RE, SHA256_RE, oci_reference
-from alex_models._yaml import dump_yaml, load_document, validate_document
+from alex_models._yaml import dump_yaml, load_document, plain_document, validate_document
 from alex_models.errors import IntegrityError, UserError
 from alex_models.manifest import Manifest, ModelInput
 from alex_models.manifest_fields import ModelName, RelPath, RepoId, StrictModel, check_version
+
+if TYPE_CHECKING:  # ruamel loads when a lock is written or parsed, not for a cached read
+    from ruamel.yaml.comments import CommentedMap
 
 LockVersion = Literal[1, 2]
 LOCK_VERSION: LockVersion = 2
@@ -183,6 +185,8 @@ def version_for(models: Mapping[str, LockedModel]) -> LockVersion:
 
 def dumps(lock: Lock) -> str:
     """The lock as deterministic YAML text."""
+    from ruamel.yaml.comments import CommentedMap  # noqa: PLC0415 - see TYPE_CHECKING above
+
     models = CommentedMap()
     for name in sorted(lock.models):
         models[name] = _entry_map(lock.models[name])
@@ -197,6 +201,8 @@ _ORDER = (
 
 
 def _entry_map(entry: LockedModel) -> CommentedMap:
+    from ruamel.yaml.comments import CommentedMap, CommentedSeq  # noqa: PLC0415
+
     data: dict[str, Any] = entry.model_dump(exclude_none=True)
     node = CommentedMap()
     node["input"] = _flow(data.pop("input"))
@@ -217,6 +223,8 @@ def _entry_map(entry: LockedModel) -> CommentedMap:
 
 
 def _flow(mapping: dict[str, Any]) -> CommentedMap:
+    from ruamel.yaml.comments import CommentedMap, CommentedSeq  # noqa: PLC0415
+
     # The input reads best on one line, as the manifest entry it came from.
     node = CommentedMap()
     for key in ModelInput.model_fields:
@@ -235,12 +243,25 @@ def _text(value: Any) -> Any:
     # ruamel writes these plain or single-quoted, and then cannot read them back as written: a
     # leading "?" inside a flow mapping (a glob like "?odel.gguf"), and the line breaks NEL, LS and PS.
     if isinstance(value, str) and (value.startswith("?") or any(c in value for c in "\x85\u2028\u2029")):
+        from ruamel.yaml.scalarstring import DoubleQuotedScalarString  # noqa: PLC0415
+
         return DoubleQuotedScalarString(value)
     return value
 
 
+def load_bytes(data: bytes, filename: str = "models.lock") -> Lock:
+    """``loads`` of a lock file's bytes, decoded as ``Path.read_text`` does; bytes read before are
+    not parsed again (``_doccache``), only validated."""
+    return read(data, Lock.model_validate, lambda text: _parsed(text, filename), stale=(ValidationError,))
+
+
 def loads(text: str, filename: str = "models.lock") -> Lock:
     """Read and fully validate lock text; raise ``LockError`` (or ``UserError`` for a newer format)."""
+    return _parsed(text, filename)[0]
+
+
+def _parsed(text: str, filename: str) -> tuple[Lock, Any]:
+    """The lock, and the plain structure it was validated from (what ``_doccache`` keeps)."""
     document = load_document(text, filename, LockError, what="'version' and 'models'")
     version = document.get("version")
     if isinstance(version, int) and not isinstance(version, bool) and version > LOCK_VERSION:
@@ -249,11 +270,12 @@ def loads(text: str, filename: str = "models.lock") -> Lock:
             hint="upgrade alex-models: pip install -U alex-models",
         )
     try:
-        return validate_document(Lock, document, filename, LockError)
+        lock = validate_document(Lock, document, filename, LockError)
     except LockError as exc:
         raise LockError(
             exc.message, hint="regenerate it with 'alex-models lock' or restore it from git"
         ) from None
+    return lock, plain_document(document)
 
 
 @dataclass(frozen=True)

@@ -16,9 +16,10 @@ import difflib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, ValidationInfo, field_validator, model_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 
-from alex_models._yaml import load_document, position, validate_document
+from alex_models._doccache import read
+from alex_models._yaml import load_document, plain_document, position, validate_document
 from alex_models.errors import UserError
 from alex_models.formats import EmitFormat, Shell
 from alex_models.manifest_fields import (
@@ -254,14 +255,24 @@ class Manifest(StrictModel):
 
 
 def load_manifest(path: Path) -> Manifest:
-    """Read and validate ``path``; raise ``ManifestError`` (naming file, line, column) if it is wrong."""
+    """Read and validate ``path``; raise ``ManifestError`` (naming file, line, column) if it is wrong.
+
+    The same bytes read before are not parsed again (``_doccache``), only validated."""
     try:
-        text = path.read_text(encoding="utf-8")
+        data = path.read_bytes()
     except FileNotFoundError:
         raise manifest_not_found(path) from None
-    except (OSError, UnicodeDecodeError) as exc:
+    except OSError as exc:
         raise ManifestError(f"{path}: cannot read it: {exc}") from None
-    return parse_manifest(text, str(path))
+    try:
+        return read(
+            data,
+            lambda plain: _checked(Manifest.model_validate(plain), plain, str(path)),
+            lambda text: _parsed(text, str(path)),
+            stale=(ValidationError, ManifestError),
+        )
+    except UnicodeDecodeError as exc:
+        raise ManifestError(f"{path}: cannot read it: {exc}") from None
 
 
 def manifest_not_found(path: Path) -> ManifestError:
@@ -274,8 +285,18 @@ def manifest_not_found(path: Path) -> ManifestError:
 
 def parse_manifest(text: str, filename: str = "models.yaml") -> Manifest:
     """Validate manifest text. Pure: no I/O."""
+    return _parsed(text, filename)[0]
+
+
+def _parsed(text: str, filename: str) -> tuple[Manifest, Any]:
+    """The manifest, and the plain structure it was validated from (what ``_doccache`` keeps)."""
     document = load_document(text, filename, ManifestError, what="'version' and 'models'")
     manifest = validate_document(Manifest, document, filename, ManifestError)
+    return _checked(manifest, document, filename), plain_document(document)
+
+
+def _checked(manifest: Manifest, document: Any, filename: str) -> Manifest:
+    """``manifest``, once the checks across entries pass (pydantic sees one entry at a time)."""
     _check_references(manifest, document, filename)
     return manifest
 

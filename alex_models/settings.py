@@ -59,3 +59,14 @@ def store_home(manifest_store: Path | None = None, environ: Mapping[str, str] | 
         return StoreHome(manifest_store, "store:")
     default = Path(env.get("HOME") or Path.home()) / ".alex" / "models"
     return StoreHome(default.expanduser(), "default")
+
+
+def cache_home(environ: Mapping[str, str] | None = None) -> Path:
+    """Where alex-models keeps what it can make again (``_doccache``): ``$XDG_CACHE_HOME/alex-models``,
+    else ``%LOCALAPPDATA%\\alex-models\\cache`` (Windows), else ``~/.cache/alex-models``, as uv does."""
+    env = os.environ if environ is None else environ
+    if env.get("XDG_CACHE_HOME"):
+        return Path(env["XDG_CACHE_HOME"]).expanduser() / "alex-models"
+    if env.get("LOCALAPPDATA"):
+        return Path(env["LOCALAPPDATA"]) / "alex-models" / "cache"
+    return Path(env.get("HOME") or Path.home()).expanduser() / ".cache" / "alex-models"

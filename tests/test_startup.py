@@ -1,5 +1,6 @@
 """What the commands that must start fast load: a sync with nothing to fetch, ``status``, ``path``
-and ``--help`` never import the HTTP stack, huggingface_hub, rich, numpy or the downloader.
+and ``--help`` never import the HTTP stack, huggingface_hub, rich, numpy or the downloader; once
+``models.yaml`` and ``models.lock`` were read, reading the same bytes again loads no YAML parser.
 
 Each command runs in a fresh interpreter, through the CLI's own entry point, in a synced project
 whose endpoint is unreachable; the interpreter then says which of those modules it holds. How
@@ -16,8 +17,9 @@ from pathlib import Path
 
 import pytest
 from helpers import listing, write_manifest
+from typer.testing import CliRunner
 
-from alex_models import api
+from alex_models import api, cli
 from alex_models.mirror import MirrorRoot, MirrorServer
 from alex_models.tinymodels import write_tiny_gguf
 
@@ -31,6 +33,10 @@ HEAVY = (
     "alex_models.download",
     "alex_models.sources",
     "filelock",  # nothing to download or register: no lock to take
+)
+PARSER = (
+    "ruamel.yaml",  # the files' bytes were parsed before: the kept parse is validated (_doccache)
+    "alex_models.emit",  # no emit: targets in the manifest, nothing to render
 )
 
 PROBE = """
@@ -84,7 +90,7 @@ def test_a_synced_project_syncs_shows_status_and_path_without_the_http_stack_ric
     store = Path(os.environ["ALEX_MODELS_HOME"])
     before = listing(store)
     for args in (("sync",), ("status",), ("path", "tiny")):
-        code, loaded = loaded_by(synced, *args)
+        code, loaded = loaded_by(synced, *args, watch=(*HEAVY, *PARSER))
 
         assert (code, loaded) == (0, []), args
     assert listing(store) == before  # nor does any of them write (or flush) a file in the store
@@ -96,6 +102,18 @@ def test_a_synced_project_syncs_shows_status_and_path_without_the_http_stack_ric
     code, loaded = loaded_by(synced, "sync", "--offline")
     assert code == 1  # offline, and the blob is gone: it would have to be downloaded
     assert "alex_models.download" in loaded
+
+
+def test_a_one_byte_edit_of_the_manifest_or_the_lock_is_parsed_again(synced: Path) -> None:
+    manifest, lock = synced / "models.yaml", synced / "models.lock"
+    # JSON's spaces are YAML's too: one more byte, the same meaning, another file.
+    manifest.write_bytes(manifest.read_bytes().replace(b'"version": 1', b'"version":  1'))
+
+    assert loaded_by(synced, "sync", watch=PARSER) == (0, ["ruamel.yaml"])
+
+    lock.write_bytes(lock.read_bytes().replace(b"\nversion: 1\n", b"\nversion:  1\n"))
+
+    assert loaded_by(synced, "status", watch=PARSER) == (0, ["ruamel.yaml"])
 
 
 def test_help_loads_neither_rich_nor_the_api(project: Path) -> None:
@@ -119,3 +137,18 @@ def test_a_sync_that_downloads_loads_neither_numpy_nor_the_hub_api_client(
     code, loaded = loaded_by(synced, "sync", "--frozen", watch=watch, endpoint=mirror.url)
 
     assert (code, loaded) == (0, ["alex_models.download"])  # it did download, without the others
+
+
+def test_a_run_builds_only_the_command_it_names_which_says_what_the_whole_app_says() -> None:
+    """``main`` gives typer an app with only the named command (typer builds every registered
+    command from its signature on each run); its help and usage errors are the whole app's."""
+    runner = CliRunner()
+    runs = [[name, "--help"] for name in [*cli._COMMANDS, *cli._GROUPS]] + [["-v", "sync", "--no-such"]]
+    for args in runs:
+        alone = cli._app_for(args, "alex-models")
+        assert len(alone.registered_commands) + len(alone.registered_groups) == 1
+
+        said, whole = (runner.invoke(a, args, prog_name="alex-models") for a in (alone, cli.app))
+        assert (said.exit_code, said.output) == (whole.exit_code, whole.output), args
+    for args in ([], ["--help"], ["--help", "sync"], ["--version"], ["snyc"]):  # the whole app's
+        assert cli._app_for(args, "alex-models") is cli.app

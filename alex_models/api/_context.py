@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from alex_models.errors import UserError
-from alex_models.lock import Lock, loads
+from alex_models.lock import Lock, load_bytes
 from alex_models.manifest import load_manifest, manifest_not_found
 from alex_models.settings import StoreHome, store_home
 from alex_models.store import Store
@@ -24,10 +24,10 @@ def default_lock_path(manifest_path: Path) -> Path:
 def read_lock(lock_path: Path) -> Lock | None:
     """The lock at ``lock_path``, fully validated, or None if there is none yet."""
     try:
-        text = lock_path.read_text(encoding="utf-8")
+        data = lock_path.read_bytes()
     except FileNotFoundError:
         return None
-    return loads(text, str(lock_path))
+    return load_bytes(data, str(lock_path))
 
 
 def require_lock(manifest_path: Path, lock_path: Path | None) -> tuple[Path, Lock]:

@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from alex_models.api._context import default_lock_path, open_remotes, read_lock, select_models, store_for
-from alex_models.api._emit import emit_targets
 from alex_models.api._materialize import (
     SyncedModel,
     artifact_repositories,
@@ -25,14 +24,15 @@ from alex_models.api._materialize import (
 from alex_models.errors import UsageError, UserError
 from alex_models.lock import Lock, LockedModel, drift
 from alex_models.manifest import load_manifest
-from alex_models.remote import Remote
 from alex_models.settings import Settings
 from alex_models.store import Store
 
 if TYPE_CHECKING:  # a sync with nothing to fetch never loads the downloader, the remotes or httpx2
     import httpx2
 
+    from alex_models.api._emit import Emitted
     from alex_models.download import DownloadOptions, FileJob, Progress
+    from alex_models.remote import Remote
     from alex_models.remotes import BlobRemote
     from alex_models.sources import Source
 
@@ -163,7 +163,7 @@ def sync(
     warnings = tuple(fetch_warnings)
     if emits:  # with --locked, existing files were checked above: only missing ones are written
         # With --only, a target may name a model not synced here: a warning says so, as before.
-        results = emit_targets(manifest_path, lock=current, store_home=store.home, allow_missing=True)
+        results = _emit_targets(manifest_path, lock=current, store_home=store.home, allow_missing=True)
         emitted = tuple(r.path for r in results if r.changed and r.path is not None)
         warnings += tuple(dict.fromkeys(w for r in results for w in r.warnings))
     labels = {sha256: label(entry, file) for sha256, (_, entry, file) in files.items()}
@@ -275,7 +275,7 @@ def _check_emitted(manifest_path: Path, current: Lock, store: Store) -> None:
 
     stale = [
         r.path
-        for r in emit_targets(manifest_path, check=True, lock=current, store_home=store.home)
+        for r in _emit_targets(manifest_path, check=True, lock=current, store_home=store.home)
         if r.changed and r.path is not None and r.path.exists()
     ]
     if stale:
@@ -283,6 +283,20 @@ def _check_emitted(manifest_path: Path, current: Lock, store: Store) -> None:
             f"emitted file(s) differ from what models.lock gives: {', '.join(str(p) for p in stale)}",
             hint="run 'alex-models emit' (or 'alex-models sync') and commit them; do not edit them by hand",
         )
+
+
+def _emit_targets(
+    manifest_path: Path, *, lock: Lock, store_home: Path, check: bool = False, allow_missing: bool = False
+) -> list[Emitted]:
+    """``emit_targets``, with the emitters (and ruamel, which writes their YAML) loaded only for a
+    manifest that has ``emit:`` targets."""
+    if not load_manifest(manifest_path).emit:
+        return []
+    from alex_models.api._emit import emit_targets  # noqa: PLC0415
+
+    return emit_targets(
+        manifest_path, check=check, allow_missing=allow_missing, store_home=store_home, lock=lock
+    )
 
 
 def _lock_for_sync(
