@@ -630,7 +630,7 @@ def test_pieces_arrive_intact_over_tls(store: Store, tmp_path: Path) -> None:
     try:
         with httpx2.Client(verify=trusted) as client:
             options = DownloadOptions(min_segment=MiB, connections=3)
-            assert Downloader(store, client, options=options).fetch(job) is True
+            assert Downloader(store, client, options=options, tls=trusted).fetch(job) is True
     finally:
         server.shutdown()
         server.server_close()
