@@ -2,11 +2,11 @@
 whose bodies are file bytes, so each 32 MiB piece does not pay a new TCP (and, on a CDN, TLS)
 connection and a fresh slow start.
 
-Why not httpx2's pool: a body read through h11 costs more CPU than one received straight into a
-reused buffer (``receive``): on loopback from nginx, 1.05 s per GiB with httpcore's 64 KiB reads
-and 0.83 s with 256 KiB ones (a network backend of our own), against 0.52 s (user + system,
-one connection); h11 copies every byte several times between its buffers. httpcore has no
-supported way to hand a connection back after its body was read past h11, so it closes it.
+Why not httpx2's pool: a body read through h11 costs far more CPU than one received straight into
+a reused buffer (``receive``): 0.8 to 0.9 s per GiB against 0.3 here (``bench/keepalive.py --cpu``),
+and still about 0.3 s more with 256 KiB reads through a network backend of our own, as h11 copies
+every byte several times between its buffers. httpcore has no supported way to hand a connection
+back after its body was read past h11, so it closes it.
 
 Deliberately narrow; whatever it does not handle is left to httpx2 (``send`` answers None): GET
 only, an answer with a ``Content-Length`` and no ``Transfer-Encoding``/``Content-Encoding``, never
@@ -82,7 +82,8 @@ class KeptConnections:
         head = _head(request)
         if head is None:
             return None
-        key = (url.scheme, url.host, url.port or (443 if url.scheme == "https" else 80))
+        # The host as it goes on the wire (IDNA-encoded, an IPv6 address without brackets), as httpcore's.
+        key = (url.scheme, url.raw_host.decode("ascii"), url.port or (443 if url.scheme == "https" else 80))
         conn, (version, status, reason, fields, rest) = self._exchange(key, head, read_timeout)
         headers = httpx2.Headers(fields)
         length = _content_length(headers)
@@ -168,6 +169,9 @@ class KeptConnections:
         if scheme == "https":
             try:
                 sock = self._context().wrap_socket(sock, server_hostname=host)
+            except TimeoutError as exc:
+                sock.close()
+                raise httpx2.ConnectTimeout(str(exc)) from None
             except OSError as exc:  # ssl.SSLError (a certificate not trusted, …) included
                 sock.close()
                 raise httpx2.ConnectError(str(exc)) from None
