@@ -4,9 +4,10 @@ One GGUF on nginx (``bench/nginx.py``) behind the mirror's Hub API, as the ``ngi
 ``bench/suite.py``; with ``--delay-ms``, a TCP relay in front of nginx holds each new connection
 that long before its first byte is forwarded: what setting a connection up costs on a real network
 (the TCP and TLS handshakes' round trips; there is no netem on this kernel). The relay moves bytes
-with ``splice``, no copy through Python. Serves until interrupted, having written ``DIR/env`` (the
-variables ``sync`` needs, one a line) and ``DIR/project``; afterwards, ``--connections DIR`` says
-how many TCP connections nginx was asked on (its access log's ``$connection``); ``--cpu URL``
+with ``splice``, no copy through Python. Serves until interrupted (Ctrl-C, SIGTERM), having written
+``DIR/env`` (the variables ``sync`` needs, one a line), ``DIR/project`` and ``DIR/cdn-url``;
+``--connections DIR`` says how many TCP connections nginx was asked on so far (its access log's
+``$connection``: the difference before and after a sync is that sync's count); ``--cpu URL``
 reads a file on nginx in 32 MiB pieces, one at a time, through each way of receiving a body, and
 prints each one's CPU seconds (user + system) per GiB, measured in this process, nginx apart.
 
@@ -22,7 +23,9 @@ import argparse
 import contextlib
 import fcntl
 import os
+import signal
 import socket
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -99,6 +102,8 @@ def serve(folder: Path, size: int, delay: float) -> None:
         keys = ("HF_ENDPOINT", "HF_HUB_DISABLE_TELEMETRY", "HF_HOME", "ALEX_MODELS_HOME")
         (folder / "env").write_text("".join(f"{key}={env[key]}\n" for key in keys))
         print(f"serving {names[0]} of {repo}@{commit[:8]} at {hub}, CDN {cdn}", flush=True)
+        # SIGTERM (or Ctrl-C) leaves through the context managers, which stop nginx and the mirror.
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
         with contextlib.suppress(KeyboardInterrupt):
             threading.Event().wait()
 
