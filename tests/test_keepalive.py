@@ -10,7 +10,6 @@ import contextlib
 import hashlib
 import re
 import ssl
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -20,7 +19,7 @@ from typing import Any
 
 import httpx2
 import pytest
-from helpers import wait_for
+from helpers import serve_tls, wait_for
 
 from alex_models._retry import RetryPolicy
 from alex_models._units import MiB
@@ -129,18 +128,10 @@ def hangs_up() -> Iterator[_CountingServer]:
 @pytest.fixture
 def over_tls(tmp_path: Path) -> Iterator[tuple[_CountingServer, ssl.SSLContext]]:
     """A keep-alive server over TLS with a self-signed certificate, and a context that trusts it."""
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
-         "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True,
-    )  # fmt: skip
     server = _CountingServer(hang_up=False)
-    served = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    served.load_cert_chain(cert, key)
-    server.socket = served.wrap_socket(server.socket, server_side=True)
+    trusted = serve_tls(server, tmp_path)
     with serving(server):
-        yield server, ssl.create_default_context(cafile=str(cert))
+        yield server, trusted
 
 
 def url_job(scheme: str, server: _CountingServer) -> FileJob:
