@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import ssl
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -64,6 +65,7 @@ from alex_models.checkpoints import Segment
 from alex_models.errors import IntegrityError
 from alex_models.pieces import load_record, plan_pieces, reserve, save_record
 from alex_models.sources import LockDisagrees, Source, Wire
+from alex_models.sources.keepalive import KeptConnections
 from alex_models.store import Store
 from alex_models.transfer import NotFound, RangesIgnored, Transfer, Tuning
 
@@ -163,11 +165,15 @@ class Downloader:
         progress: Progress | None = None,
         check: Callable[[Path, FileJob], None] | None = None,
         warn: Callable[[str], None] | None = None,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
+        """``tls`` is the TLS configuration ``client`` was made with (its ``verify``) when that is not
+        httpx2's default: the connections kept across pieces (``KeptConnections``) verify with it."""
         self.store = store.init()
         self.options = options or DownloadOptions()
-        self.wire = Wire(client, self.options.read_timeout)
-        """Lent to the sources: one connection pool for every HTTP source."""
+        self.wire = Wire(client, self.options.read_timeout, KeptConnections(tls, trust_env=client.trust_env))
+        """Lent to the sources: one connection pool for every HTTP source, and the connections the
+        downloader keeps itself for file bodies."""
         self.progress = progress or NoProgress()
         self._check = check
         self._warn = warn or (lambda message: None)

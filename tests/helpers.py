@@ -10,6 +10,8 @@ import os
 import re
 import shutil
 import socket
+import socketserver
+import ssl
 import subprocess
 import sysconfig
 import time
@@ -256,3 +258,19 @@ def mirror_process(command: list[str]) -> tuple[subprocess.Popen[str], str]:
     match = re.search(r"at (http://127\.0\.0\.1:\d+) ", banner)
     assert match, banner
     return process, match[1]
+
+
+def serve_tls(server: socketserver.TCPServer, folder: Path) -> ssl.SSLContext:
+    """Make ``server`` (not started yet) answer over TLS with a new self-signed certificate for
+    127.0.0.1, written in ``folder``; a client context that trusts it."""
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+         "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    served = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    served.load_cert_chain(cert, key)
+    server.socket = served.wrap_socket(server.socket, server_side=True)
+    return ssl.create_default_context(cafile=str(cert))

@@ -7,9 +7,7 @@ import itertools
 import json
 import re
 import secrets
-import ssl
 import stat
-import subprocess
 import threading
 import time
 from collections.abc import Callable
@@ -19,6 +17,7 @@ from pathlib import Path
 
 import httpx2
 import pytest
+from helpers import serve_tls
 
 from alex_models._retry import RetryPolicy
 from alex_models._units import MiB
@@ -610,20 +609,11 @@ class _RangeFileHandler(BaseHTTPRequestHandler):
 
 
 def test_pieces_arrive_intact_over_tls(store: Store, tmp_path: Path) -> None:
-    # The Hub's CDN is HTTPS: the body is then read from httpcore's TLS stream, not a bare socket.
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
-         "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True,
-    )  # fmt: skip
+    # The Hub's CDN is HTTPS: the body is then read through TLS (HTTP/1.0 here: no connection kept).
     server = ThreadingHTTPServer(("127.0.0.1", 0), _RangeFileHandler)
     server.payload = LARGE  # type: ignore[attr-defined]
-    served = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    served.load_cert_chain(cert, key)
-    server.socket = served.wrap_socket(server.socket, server_side=True)
+    trusted = serve_tls(server, tmp_path)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    trusted = ssl.create_default_context(cafile=str(cert))
     job = FileJob(
         hashlib.sha256(LARGE).hexdigest(),
         len(LARGE),
@@ -633,7 +623,7 @@ def test_pieces_arrive_intact_over_tls(store: Store, tmp_path: Path) -> None:
     try:
         with httpx2.Client(verify=trusted) as client:
             options = DownloadOptions(min_segment=MiB, connections=3)
-            assert Downloader(store, client, options=options).fetch(job) is True
+            assert Downloader(store, client, options=options, tls=trusted).fetch(job) is True
     finally:
         server.shutdown()
         server.server_close()

@@ -50,7 +50,13 @@ class OriginServer(ThreadingHTTPServer):
         self.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self.mirror = mirror
         self.origin: Origin = origin
+        self.accepted = 0
+        """Connections accepted (only the serving thread counts them)."""
         super().__init__((host, port), HubHandler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        self.accepted += 1
+        super().process_request(request, client_address)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         """A client that hangs up is normal (a downloader stopping a range); anything else is shown."""

@@ -31,7 +31,7 @@ from urllib.parse import quote, urlencode
 from alex_models.mirror.catalogue import Catalogue
 from alex_models.mirror.faults import Faults
 from alex_models.mirror.handler import OriginServer
-from alex_models.mirror.messages import RequestRecord
+from alex_models.mirror.messages import Origin, RequestRecord
 from alex_models.mirror.metrics import Metrics
 from alex_models.mirror.repos import DirectorySource
 
@@ -98,6 +98,10 @@ class MirrorServer:
     @property
     def cdn_url(self) -> str:
         return f"http://{_url_host(self.host)}:{self.cdn_port}"
+
+    def connections(self, origin: Origin) -> int:
+        """TCP connections ``origin`` (the API or the CDN) accepted so far: how many a client opened."""
+        return (self._api if origin == "api" else self._cdn).accepted
 
     @property
     def log(self) -> list[RequestRecord]:

@@ -50,6 +50,14 @@ class Blob(Protocol):
         ...
 
 
+class Kept(Protocol):
+    """Connections kept across pieces (``keepalive.KeptConnections``)."""
+
+    def send(self, request: httpx2.Request, read_timeout: float) -> httpx2.Response | None:
+        """The answer to a GET whose body is file bytes, on a kept connection; None: httpx2's to send."""
+        ...
+
+
 @dataclass(frozen=True)
 class Wire:
     """What the downloader lends every source for a transfer: one HTTP client (one connection pool
@@ -57,6 +65,8 @@ class Wire:
 
     http: httpx2.Client
     read_timeout: float
+    kept: Kept | None = None
+    """Connections kept across pieces for the GETs of file bodies, where they apply; else all is httpx2's."""
 
 
 class Body(Protocol):

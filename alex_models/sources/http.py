@@ -12,7 +12,6 @@ import contextlib
 import re
 import socket
 import ssl
-import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
@@ -22,13 +21,9 @@ from alex_models._retry import status_verdict
 from alex_models.errors import AlexModelsError, IntegrityError, RemoteError, UserError
 from alex_models.fetch import USER_AGENT, transport_verdict, without_query
 from alex_models.sources.base import Blob, Missing, Transient, Wire
+from alex_models.sources.keepalive import KeptBody, receive
 
 _CONTENT_RANGE_RE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
-_BUFFER = 1024 * 1024
-"""Bytes gathered from the connection before they are handed over: the size the downloader writes
-(``DownloadOptions.chunk``), so a full buffer is written as it is; little memory per connection."""
-_HAND_OVER = 0.1
-"""On a slow link, seconds after which what arrived is handed over anyway, so a kill loses little."""
 
 
 def download_headers(token: str | None) -> dict[str, str]:
@@ -116,13 +111,21 @@ class HttpReader:
             hint="a plain URL is sent no credentials: use one that opens without them",
         )
 
+    def _direct(self, url: str) -> bool:
+        """Whether the GET of ``url`` may go on a kept connection (``Wire.kept``): it is not expected
+        to be a redirect, which httpx2 follows."""
+        return True
+
     def _get(self, url: str, headers: Mapping[str, str]) -> httpx2.Response:
         """The answer to a GET of ``url``, redirects followed; the first answer is checked before a
-        redirect is followed (the Hub's announces the file's SHA256)."""
+        redirect is followed (the Hub's announces the file's SHA256). The GET that answers with the
+        body goes on a kept connection where one applies (``Wire.kept``), else through httpx2."""
         client = self.wire.http
         timeout = httpx2.Timeout(self.wire.read_timeout, connect=min(10.0, self.wire.read_timeout))
         request = client.build_request("GET", url, headers=headers, timeout=timeout)
-        response = client.send(request, stream=True, follow_redirects=False)
+        response = self._kept(request) if self._direct(url) else None
+        if response is None:
+            response = client.send(request, stream=True, follow_redirects=False)
         try:
             self._announced(response)
             if response.next_request is not None:
@@ -133,7 +136,13 @@ class HttpReader:
         if response.next_request is None:
             return response
         response.close()
-        return client.send(response.next_request, stream=True, follow_redirects=True)
+        return self._kept(response.next_request) or client.send(
+            response.next_request, stream=True, follow_redirects=True
+        )
+
+    def _kept(self, request: httpx2.Request) -> httpx2.Response | None:
+        kept = self.wire.kept
+        return kept.send(request, self.wire.read_timeout) if kept is not None else None
 
     def _check_length(self, response: httpx2.Response, start: int, end: int) -> None:
         size = self.blob.size
@@ -195,19 +204,18 @@ class HttpBody:
 
 def _read(response: httpx2.Response, length: int, read_timeout: float) -> Iterator[bytes | memoryview]:
     """The body of a download, received straight from the connection into one reused buffer where
-    that is certainly the same bytes; otherwise through httpx.
+    that is certainly the same bytes (``keepalive.receive``); otherwise through httpx.
 
-    Through httpx every 64 KiB read passes h11's buffers in Python: about 0.7 s of user CPU per
-    GiB here, of 1.65 s. A plain HTTP/1.1 body of a known length can be read from the
-    connection's socket (httpcore's documented ``network_stream``; TLS is the socket's own) once
-    h11 has handed over what it had buffered, which its first body event does: it always yields
-    every buffered body byte. The connection is then closed, never reused, as h11 did not see
-    the whole body.
-
-    The socket's bytes land in a buffer of ``_BUFFER`` bytes (``recv_into``: no new object per
-    read, no copy to gather them), handed over when full, or after ``_HAND_OVER`` seconds on a slow
-    link; each piece is a view of that buffer, valid until the next is asked for.
+    Through httpx every 64 KiB read passes h11's buffers in Python: about 0.5 s more user CPU per
+    GiB here. A body on a kept connection (``KeptBody``) is received so already. On one of httpx2's,
+    a plain HTTP/1.1 body of a known length can be read from the connection's socket (httpcore's
+    documented ``network_stream``; TLS is the socket's own) once h11 has handed over what it had
+    buffered, which its first body event does: it always yields every buffered body byte. That
+    connection is then closed, never reused, as h11 did not see the whole body.
     """
+    if isinstance(response.stream, KeptBody):
+        yield from response.iter_raw()
+        return
     plain = (
         response.http_version == "HTTP/1.1"
         and response.headers.get("Content-Length") == str(length)
@@ -220,34 +228,7 @@ def _read(response: httpx2.Response, length: int, read_timeout: float) -> Iterat
         return
     # Not a for-loop with a break: leaving iter_raw closes the response, and the connection.
     raw = response.iter_raw()
-    first = next(raw, b"")
-    received = len(first)
-    yield first
-    buffer = memoryview(bytearray(min(_BUFFER, max(length - received, 0))))
-    sock.settimeout(read_timeout)
-    while received < length:
-        filled, failure = 0, None
-        began = time.monotonic()
-        want = min(len(buffer), length - received)
-        try:
-            while filled < want:
-                got = sock.recv_into(buffer[filled:want])
-                if not got:
-                    break  # the connection was closed early; the caller sees the shortfall
-                filled += got
-                if time.monotonic() - began >= _HAND_OVER:
-                    break
-        except TimeoutError as exc:
-            failure = Transient(f"no byte for {read_timeout:g} s: {exc}")
-        except OSError as exc:
-            failure = Transient(f"the connection failed: {exc}")
-        if filled:
-            received += filled
-            yield buffer[:filled]  # what arrived before a failure is kept: the retry resumes after it
-        if failure is not None:
-            raise failure
-        if not filled:
-            return
+    yield from receive(sock, next(raw, b""), length, read_timeout)
 
 
 def _body_socket(response: httpx2.Response) -> socket.socket | None:

@@ -61,6 +61,9 @@ class HubReader(HttpReader):
     def _target(self) -> tuple[str, Mapping[str, str]]:
         return self._at
 
+    def _direct(self, url: str) -> bool:
+        return url != self.url  # the file's own URL redirects (to the CDN): that answer is httpx2's
+
     def _announced(self, response: httpx2.Response) -> None:
         announced = announced_sha256(response.headers)
         if announced is None or announced == self.blob.sha256:
