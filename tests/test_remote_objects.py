@@ -289,6 +289,29 @@ def test_a_blob_the_bucket_lacks_is_missing_and_the_next_source_serves_it(
     assert store.blob_path(SHA).read_bytes() == DATA
 
 
+def test_a_get_refused_after_the_head_names_the_object_never_its_signed_query(
+    remote: ObjectStoreRemote, bucket: str, moto_endpoint: str, client: httpx2.Client, tmp_path: Path
+) -> None:
+    """Each GET's URL carries a signature in its query: a message names the object without it."""
+    remote.upload(SHA, len(DATA), blob_file(tmp_path, DATA), lambda n: None)
+    reader = remote.source().reader(job(), Wire(client, 5.0))
+    with reader.open(0, 1024) as body:
+        assert b"".join(bytes(piece) for piece in body) == DATA[:1024]
+
+    obstore.put(remote.store, blob_key(SHA), DATA[:100])  # cut short between two pieces
+    with pytest.raises(RemoteError) as refused, reader.open(1024, 2048):
+        pass
+    obstore.delete(remote.store, blob_key(SHA))  # then gone
+    with pytest.raises(Missing) as missing, reader.open(1024, 2048):
+        pass
+
+    assert (
+        refused.value.message == f"{job().label}: {moto_endpoint}/{bucket}/team/{blob_key(SHA)} answered 416"
+    )
+    assert "X-Amz" not in f"{refused.value.message} {refused.value.hint}"
+    assert missing.value.message == f"{remote.url} has no {blob_key(SHA)}", "as the HEAD would say"
+
+
 @pytest.mark.parametrize(
     ("bad", "error"),
     [

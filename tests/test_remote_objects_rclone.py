@@ -124,6 +124,7 @@ def test_a_server_gone_mid_object_is_a_network_error_and_a_rerun_completes_the_b
             job(remote.source(), data=data)
         )
     assert caught.value.exit_code == 4
+    assert "X-Amz-" not in f"{caught.value.message} {caught.value.hint}", "no signed URL"
     assert not store.blob_path(hashlib.sha256(data).hexdigest()).exists()
 
     rclone.start()

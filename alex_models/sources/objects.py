@@ -167,6 +167,11 @@ class SignedReader(HttpReader):
                 self._checked = True
             return obstore.sign(self.store, "GET", self.key, SIGNED_FOR), self.headers
 
+    def _check(self, url: str, response: httpx2.Response) -> None:
+        if response.status_code in (404, 410):  # deleted since the HEAD: named as the HEAD would
+            raise _missing(self.source.url, self.key)
+        super()._check(url, response)
+
     def _range_in_200(self, response: httpx2.Response, start: int, end: int) -> bool:
         """rclone serve s3 answers a ranged GET with 200, the range's bytes and their Content-Range.
         Read as the range when the body's length is the range's, not the object's: no whole
