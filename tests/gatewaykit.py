@@ -1,7 +1,7 @@
 """A gateway in front of the test registry, as a cloud registry's front end or an nginx would be:
 it can ask for a Bearer token from its own anonymous token service (the flow Docker Hub and GHCR
 use), redirect blob GETs to a storage origin on another port (as registries on S3 do), answer
-429 to the first blob GETs, and ignore ``Range``. Everything else goes to the real registry
+429 to the first blob GETs, and ignore ``Range``; in front of an S3 server too (``signed``). Everything else goes to the real registry
 behind it, whose answers it passes back. Its log records what each request carried.
 """
 
@@ -49,6 +49,9 @@ class Gateway:
     redirect: bool = False
     ignore_range: bool = False
     throttle: int = 0
+    signed: bool = False
+    """Pass each request's Authorization on (an S3 server's signature; the Host differs, so only
+    for a server that checks none, as moto by default)."""
     log: list[Seen] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -61,7 +64,8 @@ class Gateway:
 
     def __enter__(self) -> Gateway:
         for server in (self._api, self._storage):
-            threading.Thread(target=server.serve_forever, daemon=True).start()
+            # a short poll: shutdown() waits for it
+            threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -94,7 +98,8 @@ class Gateway:
                 return 429, {"Retry-After": "0"}, b""
             if self.redirect:
                 return 307, {"Location": f"http://{self.storage}{path}"}, b""
-        sent = {k: v for k, v in headers.items() if k not in ("host", "authorization", "content-length")}
+        dropped = ("host", "content-length") if self.signed else ("host", "authorization", "content-length")
+        sent = {k: v for k, v in headers.items() if k not in dropped}
         if self.ignore_range:
             sent.pop("range", None)
         answer = self._http.request(

@@ -14,7 +14,7 @@ import subprocess
 import threading
 import time
 import xml.etree.ElementTree as ET
-from contextlib import AbstractContextManager
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -93,10 +93,14 @@ def job(*sources: Source, data: bytes = DATA) -> FileJob:
 
 @dataclass
 class Recorded:
-    """A source passed through, the ranges asked of it written down (the object store is real)."""
+    """A source passed through, the ranges asked of it written down, and the most bodies open at
+    once (the object store is real)."""
 
     inner: Source
     ranges: list[tuple[int, int]] = field(default_factory=list)
+    most_at_once: int = 0
+    _open: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
     def name(self) -> str:
@@ -104,12 +108,21 @@ class Recorded:
 
     def reader(self, blob: Blob, wire: Wire) -> Reader:
         inner = self.inner.reader(blob, wire)
-        ranges = self.ranges
+        recorded = self
 
         class Recording:
-            def open(self, start: int, end: int) -> AbstractContextManager[Body]:
-                ranges.append((start, end))
-                return inner.open(start, end)
+            @contextlib.contextmanager
+            def open(self, start: int, end: int) -> Iterator[Body]:
+                recorded.ranges.append((start, end))
+                with inner.open(start, end) as body:
+                    with recorded._lock:
+                        recorded._open += 1
+                        recorded.most_at_once = max(recorded.most_at_once, recorded._open)
+                    try:
+                        yield body
+                    finally:
+                        with recorded._lock:
+                            recorded._open -= 1
 
         return Recording()
 

@@ -444,6 +444,7 @@ def test_ci_pushes_to_a_bucket_and_a_host_syncs_from_it_alone(
     store = Store(tmp_path / "host-store")
     assert all(store.blob_path(hashlib.sha256(d).hexdigest()).read_bytes() == d for d in files.values())
     assert SECRET not in json.dumps(pushed) + json.dumps(held) + synced.stdout + synced.stderr
+    assert "X-Amz-" not in synced.stdout + synced.stderr, "no signed URL either"
 
 
 @pytest.mark.parametrize(

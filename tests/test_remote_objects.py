@@ -18,6 +18,7 @@ from pathlib import Path
 import httpx2
 import obstore
 import pytest
+from gatewaykit import Gateway
 from helpers import free_port
 from hypothesis import given
 from hypothesis import strategies as st
@@ -223,6 +224,55 @@ def test_sync_reads_a_blob_from_the_bucket_in_pieces(
     assert sorted(source.ranges)[-1][1] == len(DATA)
 
 
+def test_each_piece_is_a_ranged_get_of_a_signed_url_over_the_downloader_s_connections(
+    remote: ObjectStoreRemote,
+    moto_endpoint: str,
+    store: Store,
+    client: httpx2.Client,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """What reached the server (a gateway in front of moto logs it): one HEAD, then a GET per piece,
+    each with its own Range, answered 206, signed in its query (no Authorization header)."""
+    remote.upload(SHA, len(DATA), blob_file(tmp_path, DATA), lambda n: None)
+    with Gateway(moto_endpoint.removeprefix("http://"), signed=True) as gateway:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://{gateway.host}")
+        through = ObjectStoreRemote.from_url(remote.url)
+
+        assert Downloader(store, client, options=PIECES).fetch(job(through.source())) is True
+
+    assert store.blob_path(SHA).read_bytes() == DATA
+    assert len(gateway.seen("api", "HEAD", SHA)) == 1
+    gets = gateway.seen("api", "GET", SHA)
+    assert len(gets) >= 4, gets
+    assert all(g.status == 206 and g.range for g in gets), gets
+    assert len({g.range for g in gets}) == len(gets), "each piece asked once"
+    assert all(g.authorization is None and "X-Amz-Signature=" in g.path for g in gets)
+
+
+def test_a_server_that_ignores_range_serves_the_blob_in_one_stream(
+    remote: ObjectStoreRemote,
+    moto_endpoint: str,
+    store: Store,
+    client: httpx2.Client,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A 200 as long as the whole object is the whole object: the pieces stop (those already asked
+    for too), and the blob is read again in one GET from byte 0."""
+    remote.upload(SHA, len(DATA), blob_file(tmp_path, DATA), lambda n: None)
+    with Gateway(moto_endpoint.removeprefix("http://"), ignore_range=True, signed=True) as gateway:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://{gateway.host}")
+        through = ObjectStoreRemote.from_url(remote.url)
+
+        assert Downloader(store, client, options=PIECES).fetch(job(through.source())) is True
+
+    assert store.blob_path(SHA).read_bytes() == DATA
+    gets = gateway.seen("api", "GET", SHA)
+    assert [g.status for g in gets] == [200] * len(gets)
+    assert [g.range is None for g in gets] == [False] * (len(gets) - 1) + [True], "ranges, then one stream"
+
+
 def test_a_blob_the_bucket_lacks_is_missing_and_the_next_source_serves_it(
     remote: ObjectStoreRemote, store: Store, client: httpx2.Client, tmp_path: Path
 ) -> None:
@@ -237,6 +287,29 @@ def test_a_blob_the_bucket_lacks_is_missing_and_the_next_source_serves_it(
 
     assert Downloader(store, client, options=PIECES).fetch(job(source, FolderSource(folder.home))) is True
     assert store.blob_path(SHA).read_bytes() == DATA
+
+
+def test_a_get_refused_after_the_head_names_the_object_never_its_signed_query(
+    remote: ObjectStoreRemote, bucket: str, moto_endpoint: str, client: httpx2.Client, tmp_path: Path
+) -> None:
+    """Each GET's URL carries a signature in its query: a message names the object without it."""
+    remote.upload(SHA, len(DATA), blob_file(tmp_path, DATA), lambda n: None)
+    reader = remote.source().reader(job(), Wire(client, 5.0))
+    with reader.open(0, 1024) as body:
+        assert b"".join(bytes(piece) for piece in body) == DATA[:1024]
+
+    obstore.put(remote.store, blob_key(SHA), DATA[:100])  # cut short between two pieces
+    with pytest.raises(RemoteError) as refused, reader.open(1024, 2048):
+        pass
+    obstore.delete(remote.store, blob_key(SHA))  # then gone
+    with pytest.raises(Missing) as missing, reader.open(1024, 2048):
+        pass
+
+    assert (
+        refused.value.message == f"{job().label}: {moto_endpoint}/{bucket}/team/{blob_key(SHA)} answered 416"
+    )
+    assert "X-Amz" not in f"{refused.value.message} {refused.value.hint}"
+    assert missing.value.message == f"{remote.url} has no {blob_key(SHA)}", "as the HEAD would say"
 
 
 @pytest.mark.parametrize(

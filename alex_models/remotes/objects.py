@@ -37,7 +37,7 @@ from obstore.store import from_url
 
 from alex_models.errors import IntegrityError, RemoteError, UsageError, UserError
 from alex_models.sources.base import Transient
-from alex_models.sources.objects import ObjectStoreSource, no_bucket, translated
+from alex_models.sources.objects import ObjectStoreSource, size_of, translated
 from alex_models.store import blob_key
 
 if TYPE_CHECKING:
@@ -59,10 +59,10 @@ object meanwhile (then it stops): a few cheap requests per blob, at most this mu
 READ_TIMEOUT = timedelta(seconds=60)
 """A read that waits this long for a byte fails (and is retried): the end of a stalled GET."""
 REQUEST_TIMEOUT = timedelta(days=1)
-"""How long one request may take in all. obstore's default, 30 s, cut every GET and part upload
-that took longer: a blob read whole from a server that ignores Range (rclone serve s3) then started
-again from byte 0, so 8 hosts syncing 2 GiB at once made the server send 1.8x the bytes. Stalls
-are READ_TIMEOUT's to end."""
+"""How long one request through obstore may take in all. Its default, 30 s, cut every GET and part
+upload that took longer: a blob read whole from a server that ignores Range then started again
+from byte 0, so 8 hosts syncing 2 GiB at once made the server send 1.8x the bytes. Stalls are
+READ_TIMEOUT's to end. (An S3 blob is read over the downloader's HTTP client: ``SignedReader``.)"""
 _SCHEMES = ("s3", "gs", "az")
 _LIST_CHUNK = 1000
 
@@ -193,14 +193,7 @@ class ObjectStoreRemote:
             ) from None
 
     def _size_of(self, key: str) -> int | None:
-        try:
-            return obstore.head(self.store, key)["size"]
-        except FileNotFoundError as exc:
-            if no_bucket(exc):
-                raise
-            # S3 answers a HEAD of a missing bucket with a bare 404: a listing tells them apart.
-            next(iter(obstore.list(self.store, "blobs/", chunk_size=1)), None)
-            return None
+        return size_of(self.store, key)
 
     def _taken(self, key: str) -> bool:
         """Whether an object is under ``key`` now, asked from inside an upload's iteration: obstore

@@ -69,15 +69,18 @@ class HttpReader:
     def open(self, start: int, end: int) -> Iterator[HttpBody]:
         url, sent = self._target()
         headers = dict(sent)
-        if not (start == 0 and end == self.blob.size):
+        ranged = not (start == 0 and end == self.blob.size)
+        if ranged:
             headers["Range"] = f"bytes={start}-{end - 1}"
         with _translated(self.blob):
             response = self._get(url, headers)
         try:
             self._check(url, response)
-            self._check_length(response, start, end)
-            length = self.blob.size if response.status_code == 200 else end - start
-            yield HttpBody(self.blob, response, length, self.wire)
+            status = response.status_code
+            partial = status == 206 or (ranged and status == 200 and self._range_in_200(response, start, end))
+            self._check_length(response, start, end, partial=partial)
+            length = end - start if partial else self.blob.size
+            yield HttpBody(self.blob, response, length, self.wire, whole=not partial)
         finally:
             response.close()
 
@@ -104,6 +107,11 @@ class HttpReader:
         raise RemoteError(
             f"{self.blob.label}: {where} answered {status}", hint="is the lock for this endpoint?"
         )
+
+    def _range_in_200(self, response: httpx2.Response, start: int, end: int) -> bool:
+        """Whether a 200 to the Range request for ``start``-``end`` holds that range alone. Never
+        here: from the Hub or a plain URL a 200 is the whole file (a server that ignores Range)."""
+        return False
 
     def _denied(self, where: str, status: int) -> AlexModelsError:
         return UserError(
@@ -144,9 +152,11 @@ class HttpReader:
         kept = self.wire.kept
         return kept.send(request, self.wire.read_timeout) if kept is not None else None
 
-    def _check_length(self, response: httpx2.Response, start: int, end: int) -> None:
+    def _check_length(self, response: httpx2.Response, start: int, end: int, *, partial: bool) -> None:
+        """``partial``: the body is the range asked (a 206, or a 200 ``_range_in_200`` accepts, whose
+        Content-Range is then checked if it sent one), else the whole blob."""
         size = self.blob.size
-        if response.status_code == 206:
+        if partial and (response.status_code == 206 or "Content-Range" in response.headers):
             match = _CONTENT_RANGE_RE.fullmatch(response.headers.get("Content-Range", "").strip())
             if match is None or int(match[1]) != start or int(match[2]) >= end:
                 raise RemoteError(
@@ -164,6 +174,8 @@ class HttpReader:
                     hint="the server mishandles Range requests; nothing was stored",
                 )
             return
+        if partial:
+            return  # a 200 with the range's length and no Content-Range (``_range_in_200``)
         declared = response.headers.get("Content-Length")
         if declared is not None and declared.isdecimal() and int(declared) != size:
             raise self._size_mismatch(int(declared))
@@ -178,10 +190,12 @@ class HttpReader:
 
 
 class HttpBody:
-    """A response's body: ``whole`` for a 200, else the range asked (checked by ``HttpReader``)."""
+    """A response's body: the whole blob, or the range asked (checked by ``HttpReader``)."""
 
-    def __init__(self, blob: Blob, response: httpx2.Response, length: int, wire: Wire) -> None:
-        self.whole = response.status_code == 200
+    def __init__(
+        self, blob: Blob, response: httpx2.Response, length: int, wire: Wire, *, whole: bool
+    ) -> None:
+        self.whole = whole
         self._blob = blob
         self._response = response
         self._length = length
