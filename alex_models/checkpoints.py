@@ -138,7 +138,7 @@ class Checkpoints:
     def keep(self) -> None:
         """After ``finish``: a durable checkpoint of what arrived. For an interrupted run, what the
         next run resumes from; for a complete one, the write-back of the last writes, done while
-        the hasher catches up (a 2 GiB sync from nginx spent 0.3 to 0.5 s in the promotion's
+        the hasher catches up (a 2 GiB sync from nginx spent up to 0.5 s in the promotion's
         fsync without it). None after a clock failed, whose error the transfer raises instead."""
         if self.failure is None:
             self._checkpoint(durably=True)
