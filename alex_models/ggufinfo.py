@@ -32,6 +32,9 @@ _VERSIONS = (2, 3)
 _MAX_DIMS = 4
 """``GGML_MAX_DIMS``: llama.cpp refuses a tensor with more."""
 _DEFAULT_ALIGNMENT = 32
+_MAX_NESTING = 16
+"""Arrays of arrays this deep at most: real files nest one level; a deeper file would exhaust
+Python's recursion limit instead of being refused."""
 
 _SCALARS = {0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "?", 10: "Q", 11: "q", 12: "d"}
 """GGUF value types of a fixed size, by their number, as ``struct`` formats."""
@@ -137,7 +140,9 @@ class _Header:
             return _Array()
         raise _Malformed(f"unknown value type {kind} at byte {self.pos - 4}")
 
-    def skip_array(self) -> None:
+    def skip_array(self, depth: int = 1) -> None:
+        if depth > _MAX_NESTING:
+            raise _Malformed(f"arrays nested over {_MAX_NESTING} deep at byte {self.pos}")
         kind, length = int(self.take("I")), self.count()
         if kind in _SCALARS:
             self.skip(_SCALARS[kind], length)
@@ -145,7 +150,7 @@ class _Header:
             self.skip_strings(length)
         elif kind == _ARRAY:
             for _ in range(length):
-                self.skip_array()
+                self.skip_array(depth + 1)
         else:
             raise _Malformed(f"unknown array item type {kind} at byte {self.pos - 12}")
 

@@ -159,9 +159,11 @@ def _string(text: bytes) -> bytes:
                  tensor_count=1), "has 5 dimensions"),
         (_header(tensors=_string(b"t") + struct.pack("<IQIQ", 1, 1, 0, 3), tensor_count=1), "misaligned or past the end"),
         (_header(kvs=_string(b"a") + struct.pack("<IIQ", 9, 8, 2**40), kv_count=1), "runs past the end|ends inside"),
+        (_header(kvs=_string(b"a") + struct.pack("<I", 9) + struct.pack("<IQ", 9, 1) * 5000, kv_count=1),
+         "nested over 16 deep"),
     ],
     ids=["version-1", "duplicate-key", "unknown-type", "not-utf8", "alignment-24", "alignment-u64", "five-dims",
-         "misaligned-tensor", "huge-array"],
+         "misaligned-tensor", "huge-array", "deep-arrays"],
 )  # fmt: skip
 def test_a_header_llama_cpp_refuses_is_refused_with_what_is_wrong(
     tmp_path: Path, header: bytes, says: str
