@@ -166,12 +166,16 @@ class Downloader:
         check: Callable[[Path, FileJob], None] | None = None,
         warn: Callable[[str], None] | None = None,
         tls: ssl.SSLContext | None = None,
+        keep_alive: bool = True,
     ) -> None:
         """``tls`` is the TLS configuration ``client`` was made with (its ``verify``) when that is not
-        httpx2's default: the connections kept across pieces (``KeptConnections``) verify with it."""
+        httpx2's default: the connections kept across pieces (``KeptConnections``) verify with it.
+        ``keep_alive`` False sends every request through ``client``, for a client with settings of
+        its own (a proxy, a CA, credentials, transports) that the kept connections would not have."""
         self.store = store.init()
         self.options = options or DownloadOptions()
-        self.wire = Wire(client, self.options.read_timeout, KeptConnections(tls, trust_env=client.trust_env))
+        kept = KeptConnections(tls, trust_env=client.trust_env) if keep_alive else None
+        self.wire = Wire(client, self.options.read_timeout, kept)
         """Lent to the sources: one connection pool for every HTTP source, and the connections the
         downloader keeps itself for file bodies."""
         self.progress = progress or NoProgress()

@@ -9,8 +9,9 @@ The header is read here with ``struct`` over a memory map, not with the ``gguf``
 reader loads numpy (about 0.15 s, at the end of every sync that fetched a GGUF and in every emit)
 and builds an array per value, vocabulary strings included (a header of 300,000 strings: 6.8 s
 there, 0.03 s here). The layout (GGUF v2 and v3, either
-byte order) is the one llama.cpp's ``gguf.cpp`` reads; what llama.cpp refuses in a header is
-refused here too. ``tests/test_ggufinfo.py`` checks the facts against the ``gguf`` package's
+byte order) is the one llama.cpp's ``gguf.cpp`` reads; a header that does not parse, or that
+breaks the limits llama.cpp sets (names, dimensions, alignment, offsets), is refused.
+``tests/test_ggufinfo.py`` checks the facts against the ``gguf`` package's
 reader on files its writer made.
 
 The files it reads in tests and in the demo are written by ``alex_models.tinymodels``.
@@ -32,6 +33,14 @@ _VERSIONS = (2, 3)
 _MAX_DIMS = 4
 """``GGML_MAX_DIMS``: llama.cpp refuses a tensor with more."""
 _DEFAULT_ALIGNMENT = 32
+_MAX_KEY = 65535
+"""The longest key the GGUF format allows."""
+_MAX_NAME = 63
+"""The longest tensor name llama.cpp reads (``GGML_MAX_NAME``, 64 with its NUL)."""
+_USED = frozenset(
+    {"general.architecture", "general.alignment", "tokenizer.chat_template", "split.no", "split.count"}
+)
+"""The keys whose values are kept (besides ``*.context_length``)."""
 _MAX_NESTING = 16
 """Arrays of arrays this deep at most: real files nest one level; a deeper file would exhaust
 Python's recursion limit instead of being refused."""
@@ -100,15 +109,21 @@ class _Header:
     def count(self) -> int:
         return int(self.take("Q"))
 
-    def string(self) -> str:
+    def string(self, *, limit: int | None = None, strict: bool = False) -> str:
+        """A string; ``limit``: longer is refused; ``strict``: it must be UTF-8 (a name). A value
+        that is not is read with replacement characters, as llama.cpp reads only what it uses."""
         length = self.count()
+        if limit is not None and length > limit:
+            raise _Malformed(
+                f"a name at byte {self.pos} is {length} bytes long; llama.cpp reads up to {limit}"
+            )
         end = self.pos + length
         if end > len(self.data):
             raise _Malformed(f"a string at byte {self.pos} runs past the end of the file")
         try:
-            text = self.data[self.pos : end].decode("utf-8")
+            text = self.data[self.pos : end].decode("utf-8", "strict" if strict else "replace")
         except UnicodeDecodeError:
-            raise _Malformed(f"the string at byte {self.pos} is not UTF-8") from None
+            raise _Malformed(f"the name at byte {self.pos} is not UTF-8") from None
         self.pos = end
         return text
 
@@ -121,19 +136,26 @@ class _Header:
     def skip_strings(self, count: int) -> None:
         """``count`` strings, as one tight loop: a vocabulary holds hundreds of thousands."""
         data, pos, length_at = self.data, self.pos, self._layout("Q").unpack_from
+        end = len(data)
         try:
             for _ in range(count):
                 pos += 8 + length_at(data, pos)[0]
-        except struct.error:
-            pos = len(data) + 1
+                if pos > end:
+                    break
+        except (struct.error, OverflowError):  # past the end, or beyond what an offset can be
+            pos = end + 1
         if pos > len(data):
             raise _Malformed(f"a list of strings from byte {self.pos} runs past the end of the file")
         self.pos = pos
 
-    def value(self, kind: int) -> object:
+    def value(self, kind: int, *, used: bool) -> object:
+        """A value of type ``kind``; one not ``used`` is only skipped (a string is not copied)."""
         if kind in _SCALARS:
             return self.take(_SCALARS[kind])
         if kind == _STRING:
+            if not used:
+                self.skip_string()
+                return None
             return self.string()
         if kind == _ARRAY:
             self.skip_array()
@@ -181,18 +203,24 @@ def _parse(data: mmap.mmap) -> GGUFInfo:
         raise _Malformed(f"version {version} is not one llama.cpp reads ({', '.join(map(str, _VERSIONS))})")
     tensor_count, kv_count = header.count(), header.count()
     fields: dict[str, object] = {}
+    """The values of the keys alex-models uses; the others are checked and skipped."""
+    keys: set[str] = set()
     for _ in range(kv_count):
-        key = header.string()
-        if key in fields:
+        key = header.string(limit=_MAX_KEY, strict=True)
+        if key in keys:
             raise _Malformed(f"the key {key!r} appears twice")
+        keys.add(key)
         kind = int(header.take("I"))
         if key == "general.alignment" and kind != _UINT32:
             raise _Malformed("general.alignment is not a 32-bit unsigned integer")
-        fields[key] = header.value(kind)
+        used = key in _USED or key.endswith(".context_length")
+        value = header.value(kind, used=used)
+        if used:
+            fields[key] = value
     names: set[str] = set()
     offsets: list[int] = []
     for _ in range(tensor_count):
-        tensor = header.string()
+        tensor = header.string(limit=_MAX_NAME, strict=True)
         if tensor in names:
             raise _Malformed(f"the tensor {tensor!r} appears twice")
         names.add(tensor)

@@ -152,7 +152,10 @@ def _string(text: bytes) -> bytes:
         (_header(kvs=_string(b"a") + struct.pack("<II", 4, 1) + _string(b"a") + struct.pack("<II", 4, 2), kv_count=2),
          "the key 'a' appears twice"),
         (_header(kvs=_string(b"a") + struct.pack("<I", 13), kv_count=1), "unknown value type 13"),
-        (_header(kvs=_string(b"a") + struct.pack("<I", 8) + _string(b"\xff\xfe"), kv_count=1), "is not UTF-8"),
+        (_header(kvs=_string(b"\xff\xfe") + struct.pack("<II", 4, 1), kv_count=1), "the name at byte 32 is not UTF-8"),
+        (_header(kvs=_string(b"a" * 70000) + struct.pack("<II", 4, 1), kv_count=1), "70000 bytes long"),
+        (_header(kvs=_string(b"a") + struct.pack("<IIQ", 9, 8, 3) + struct.pack("<Q", 2**64 - 1), kv_count=1),
+         "runs past the end"),
         (_header(kvs=_string(b"general.alignment") + struct.pack("<II", 4, 24), kv_count=1), "not a power of two"),
         (_header(kvs=_string(b"general.alignment") + struct.pack("<IQ", 10, 32), kv_count=1), "not a 32-bit"),
         (_header(tensors=_string(b"t") + struct.pack("<I", 5) + struct.pack("<5Q", 1, 1, 1, 1, 1) + struct.pack("<IQ", 0, 0),
@@ -162,7 +165,7 @@ def _string(text: bytes) -> bytes:
         (_header(kvs=_string(b"a") + struct.pack("<I", 9) + struct.pack("<IQ", 9, 1) * 5000, kv_count=1),
          "nested over 16 deep"),
     ],
-    ids=["version-1", "duplicate-key", "unknown-type", "not-utf8", "alignment-24", "alignment-u64", "five-dims",
+    ids=["version-1", "duplicate-key", "unknown-type", "not-utf8-key", "long-key", "string-of-2-64-bytes", "alignment-24", "alignment-u64", "five-dims",
          "misaligned-tensor", "huge-array", "deep-arrays"],
 )  # fmt: skip
 def test_a_header_llama_cpp_refuses_is_refused_with_what_is_wrong(
@@ -181,3 +184,14 @@ def test_reading_a_header_does_not_load_numpy(tmp_path: Path) -> None:
         f"assert read_gguf(Path({str(path)!r})).context_length == 4096; assert 'numpy' not in sys.modules"
     )
     subprocess.run([sys.executable, "-c", code], check=True)  # fmt: skip
+
+
+def test_a_value_that_is_not_utf8_is_read_as_llama_cpp_reads_it(tmp_path: Path) -> None:
+    """llama.cpp decodes only the values it uses: a name in Latin-1 does not make the file unusable."""
+    path = tmp_path / "m.gguf"
+    value = _string(b"caf\xe9")
+    kvs = _string(b"general.name") + struct.pack("<I", 8) + value
+    kvs += _string(b"general.architecture") + struct.pack("<I", 8) + _string(b"llama")
+    path.write_bytes(_header(kvs=kvs, kv_count=2) + bytes(64))
+
+    assert read_gguf(path).architecture == "llama"

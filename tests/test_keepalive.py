@@ -221,3 +221,94 @@ def test_cut_ends_a_stalled_read_on_a_kept_connection_which_is_then_not_kept(
     with reader.open(0, job.size) as body:
         assert b"".join(bytes(piece) for piece in body) == FIRST
     assert kept.opened == 2, "the cut connection was closed, not kept"
+
+
+class _Answers(BaseHTTPRequestHandler):
+    """Every GET of ``/f`` answered with the server's ``status`` and a chunked body (or, for a
+    redirect, a Location to ``/g``, which serves ``FIRST`` as ``_Ranges`` does); counts each GET."""
+
+    protocol_version = "HTTP/1.1"
+    server: _StatusServer
+
+    def do_GET(self) -> None:
+        with self.server.guard:
+            self.server.asked.append(self.path)
+        if self.path == "/g":
+            _Ranges.do_GET(self)  # type: ignore[arg-type]
+            return
+        self.send_response(self.server.status)
+        if 300 <= self.server.status < 400:
+            self.send_header("Location", "/g")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        self.wfile.write(b"5\r\nbusy!\r\n0\r\n\r\n")
+
+    def log_message(self, *args: object) -> None:
+        """Quiet."""
+
+
+class _StatusServer(_CountingServer):
+    def __init__(self, status: int) -> None:
+        ThreadingHTTPServer.__init__(self, ("127.0.0.1", 0), _Answers)
+        self.status = status
+        self.hang_up = False
+        self.guard = threading.Lock()
+        self.accepted = self.answered = self.hung_up = self.sent = 0
+        self.asked: list[str] = []
+
+
+def test_an_error_answer_on_a_kept_connection_is_not_asked_again(store: Store, client: httpx2.Client) -> None:
+    """A 503 with a chunked body is refused on its status: the GET is not sent a second time
+    through httpx2, which would double a throttled server's load."""
+    with serving(_StatusServer(503)) as server:
+        options = DownloadOptions(min_segment=MiB, connections=2, retry=ONCE)
+        with pytest.raises(RemoteError, match="503"):
+            Downloader(store, client, options=options).fetch(url_job("http", server))
+
+    assert server.asked == ["/f"]
+
+
+def test_a_url_that_redirects_is_asked_once_more_at_most_then_straight_through_httpx2(
+    store: Store, client: httpx2.Client
+) -> None:
+    with serving(_StatusServer(302)) as server:
+        options = DownloadOptions(min_segment=MiB, connections=1, retry=ONCE)
+        assert Downloader(store, client, options=options).fetch(url_job("http", server)) is True
+
+    pieces = len(plan_pieces(len(FIRST), 1, MiB))
+    assert store.blob_path(hashlib.sha256(FIRST).hexdigest()).read_bytes() == FIRST
+    assert server.asked.count("/f") == pieces + 1, "the first piece's GET twice, then once a piece"
+    assert server.asked.count("/g") == pieces
+
+
+def test_a_finished_body_s_handle_no_longer_reaches_its_connection_once_it_is_kept_again(
+    hangs_up: _CountingServer,
+) -> None:
+    """A transfer's halt may cut a body that has just ended: its connection, back in the pool,
+    may already carry another piece, which the cut must not reach."""
+    served = _CountingServer(hang_up=False)
+    with serving(served):
+        kept = KeptConnections()
+        request = httpx2.Request(
+            "GET", f"http://127.0.0.1:{served.server_port}/f", headers={"Range": "bytes=0-9"}
+        )
+        response = kept.send(request, 5.0)
+        assert response is not None
+        assert b"".join(bytes(p) for p in response.iter_raw()) == FIRST[:10]
+        response.close()
+
+        assert response.extensions["network_stream"].get_extra_info("socket") is None
+        again = kept.send(request, 5.0)
+        assert again is not None
+        assert again.extensions["network_stream"].get_extra_info("socket") is not None
+        again.close()
+    assert kept.opened == 1, "the same connection, under a new handle"
+
+
+def test_a_downloader_for_a_callers_client_sends_every_byte_through_it(
+    store: Store, client: httpx2.Client
+) -> None:
+    assert Downloader(store, client, keep_alive=False).wire.kept is None

@@ -178,7 +178,10 @@ def download_missing(
     own_client = client is None
     http = client or new_client()
     try:
-        downloader = Downloader(store, http, options=options, progress=progress, check=check, warn=warn)
+        # A caller's own client keeps its settings (proxy, CA, auth) for every byte: no kept connections.
+        downloader = Downloader(
+            store, http, options=options, progress=progress, check=check, warn=warn, keep_alive=own_client
+        )
         fetched = run_interruptibly(
             downloader.fetch,
             missing,

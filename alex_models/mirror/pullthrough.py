@@ -111,7 +111,12 @@ class PullThrough:
         self._http = client or new_client()
         self._counted = _Counted()
         self._downloader = Downloader(
-            self.store, self._http, options=options, progress=self._counted, check=_check_header
+            self.store,
+            self._http,
+            options=options,
+            progress=self._counted,
+            check=_check_header,
+            keep_alive=self._own_client,  # a caller's client keeps its settings for every byte
         )
         self._guard = threading.Lock()
         self._flights: dict[str, _Flight] = {}

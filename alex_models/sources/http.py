@@ -64,6 +64,9 @@ class HttpReader:
         self.wire = wire
         self.url = url
         self.headers = headers
+        self._declined: set[str] = set()
+        """URLs whose answer the kept connections left to httpx2 (a redirect, a chunked body):
+        the transfer's next pieces ask httpx2 straight away, not the same GET twice."""
 
     @contextlib.contextmanager
     def open(self, start: int, end: int) -> Iterator[HttpBody]:
@@ -149,8 +152,13 @@ class HttpReader:
         )
 
     def _kept(self, request: httpx2.Request) -> httpx2.Response | None:
-        kept = self.wire.kept
-        return kept.send(request, self.wire.read_timeout) if kept is not None else None
+        kept, url = self.wire.kept, str(request.url)
+        if kept is None or url in self._declined:
+            return None
+        response = kept.send(request, self.wire.read_timeout)
+        if response is None:
+            self._declined.add(url)
+        return response
 
     def _check_length(self, response: httpx2.Response, start: int, end: int, *, partial: bool) -> None:
         """``partial``: the body is the range asked (a 206, or a 200 ``_range_in_200`` accepts, whose

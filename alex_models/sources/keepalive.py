@@ -77,7 +77,12 @@ class KeptConnections:
         """The answer to ``request`` (a GET built by the httpx2 client), its body not read yet; None
         when httpx2 should send it: a proxy applies, or the answer is not one this reads."""
         url = request.url
-        if request.method != "GET" or url.scheme not in ("http", "https") or url.scheme in self._proxied:
+        if (
+            request.method != "GET"
+            or url.scheme not in ("http", "https")
+            or url.scheme in self._proxied
+            or url.userinfo  # httpx2 turns it into Basic auth
+        ):
             return None
         head = _head(request)
         if head is None:
@@ -86,10 +91,18 @@ class KeptConnections:
         key = (url.scheme, url.raw_host.decode("ascii"), url.port or (443 if url.scheme == "https" else 80))
         conn, (version, status, reason, fields, rest) = self._exchange(key, head, read_timeout)
         headers = httpx2.Headers(fields)
+        if status >= 400:  # the reader refuses it on its status and headers: no body to read, and
+            conn.close()  # none sent again (a 503 is not asked twice)
+            return httpx2.Response(
+                status,
+                headers=fields,
+                request=request,
+                extensions={"reason_phrase": reason.encode("latin-1")},
+            )
         length = _content_length(headers)
         if (
             length is None
-            or (status < 200 or 300 <= status < 400)  # informational, a redirect: httpx2 handles those
+            or 300 <= status < 400  # a redirect: httpx2 follows it (``HttpReader`` then asks it directly)
             or status in (204, 304)
             or "Transfer-Encoding" in headers
             or headers.get("Content-Encoding", "identity").strip().lower() != "identity"
@@ -107,7 +120,7 @@ class KeptConnections:
             request=request,
             extensions={
                 "http_version": b"HTTP/1." + version,
-                "reason_phrase": reason,
+                "reason_phrase": reason.encode("latin-1"),  # bytes, as httpcore gives it
                 "network_stream": conn,
             },
         )
@@ -152,11 +165,17 @@ class KeptConnections:
     def _put(self, key: _Origin, conn: _Connection) -> None:
         with self._lock:
             idle = self._idle.setdefault(key, [])
+            now = time.monotonic()
+            for expired in [c for c in idle if now - c.idle_since >= _IDLE_SECONDS]:
+                idle.remove(expired)
+                expired.close()
             if len(idle) >= _MAX_IDLE:
                 conn.close()
                 return
-            conn.idle_since = time.monotonic()
-            idle.append(conn)
+            kept = _Connection(conn.sock, key)
+            conn.returned = True
+            kept.idle_since = now
+            idle.append(kept)
 
     def _connect(self, key: _Origin, read_timeout: float) -> _Connection:
         scheme, host, port = key
@@ -195,13 +214,17 @@ class _Connection:
         self.sock = sock
         self.key = key
         self.idle_since = 0.0
+        self.returned = False
+        """Back in the pool under a new handle: this one (still held by a finished response, which
+        another thread may ``cut``) no longer reaches the socket."""
 
     def get_extra_info(self, name: str) -> object:
-        return self.sock if name == "socket" else None
+        return self.sock if name == "socket" and not self.returned else None
 
     def close(self) -> None:
-        with contextlib.suppress(OSError):
-            self.sock.close()
+        if not self.returned:
+            with contextlib.suppress(OSError):
+                self.sock.close()
 
 
 class KeptBody(httpx2.SyncByteStream):
@@ -301,6 +324,14 @@ def _read_head(sock: socket.socket) -> _Head:
     """The minor version, status, reason and header fields of the answer on ``sock``, and the bytes
     received after them (the body's first)."""
     data = bytearray()
+    while True:
+        head = _one_head(sock, data)
+        if not 100 <= head[1] < 200 or head[1] == 101:
+            return head
+        data = bytearray(head[4])  # an interim answer (103 Early Hints, …): the real one follows
+
+
+def _one_head(sock: socket.socket, data: bytearray) -> _Head:
     while (end := data.find(b"\r\n\r\n")) < 0:
         if len(data) > _MAX_HEAD:
             raise _Malformed(f"no end of its head in {_MAX_HEAD} bytes")
@@ -327,7 +358,7 @@ def _content_length(headers: httpx2.Headers) -> int | None:
     if len(values) != 1:
         return None
     value = values.pop().strip()
-    return int(value) if value.isdecimal() else None
+    return int(value) if value.isascii() and value.isdigit() else None
 
 
 def _tokens(values: list[str]) -> set[str]:
@@ -336,7 +367,10 @@ def _tokens(values: list[str]) -> set[str]:
 
 def _readable(sock: socket.socket) -> bool:
     """Whether an idle connection has something to read: an end of file (the server closed it), or
-    bytes nobody asked for; either way it cannot carry another request."""
+    bytes nobody asked for (TLS may hold them decrypted already); either way it cannot carry
+    another request."""
+    if isinstance(sock, ssl.SSLSocket) and sock.pending():
+        return True
     if hasattr(select, "poll"):
         poller = select.poll()
         poller.register(sock, select.POLLIN)
