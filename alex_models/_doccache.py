@@ -14,13 +14,19 @@ does not match its own hash, its name or this alex-models is not used, and the n
 it anew. Entries are written whole (a temporary file renamed over), so a reader never sees half
 of one; two writers of the same name write the same bytes. Writing is best effort: a cache folder
 that cannot be written costs the parse, nothing else. The newest ``_KEPT`` entries are kept.
-An entry is trusted as the user's own home is: whoever can write their cache folder can already
-act as them.
+Each entry is sealed with an HMAC whose key is this boot's name (``_platform.boot_id``), not with
+a plain hash: a cache folder that travels (a CI cache restored from another job or branch, a home
+folder copied from another machine) is never read, so it cannot hand ``sync --frozen`` a parse of
+bytes nobody committed; after a reboot each file is parsed once again. Where the system names no
+boot (macOS, Windows), nothing is kept. Whoever can write the cache folder during this boot can
+already act as the user.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import hmac
 import io
 import json
 import os
@@ -30,7 +36,7 @@ from typing import Any, TypeVar
 
 from alex_models import __version__
 from alex_models._fs import atomic_write
-from alex_models._platform import remove
+from alex_models._platform import boot_id, remove
 from alex_models.settings import cache_home
 
 T = TypeVar("T")
@@ -64,14 +70,17 @@ def read(
 
 def recall(data: bytes) -> Any | None:
     """The plain structure that exactly these bytes parsed into before, or None."""
+    secret = _secret()
+    if secret is None:
+        return None
     key = hashlib.sha256(data).hexdigest()
     try:
         stored = _entry_path(key).read_bytes()
-    except (OSError, ValueError):  # absent or unreadable (a NUL in XDG_CACHE_HOME is a ValueError)
+    except (OSError, ValueError, RuntimeError):  # absent, unreadable, no home folder to find
         return None
     digest, _, body = stored.partition(b"\n")
-    if digest.decode("ascii", "replace") != hashlib.sha256(body).hexdigest():
-        return None  # torn or edited: the next parse writes it anew
+    if not hmac.compare_digest(digest, seal(body, secret).encode()):
+        return None  # torn, edited, or from another boot or machine: the next parse writes it anew
     try:
         entry = json.loads(body)
     except ValueError:
@@ -87,6 +96,9 @@ def recall(data: bytes) -> Any | None:
 
 def keep(data: bytes, document: Any) -> None:
     """Remember that ``data`` parsed into ``document``, if JSON holds it exactly."""
+    secret = _secret()
+    if secret is None:
+        return
     key = hashlib.sha256(data).hexdigest()
     entry = {"format": _FORMAT, "version": __version__, "sha256": key, "document": document}
     try:
@@ -95,12 +107,23 @@ def keep(data: bytes, document: Any) -> None:
         return
     if json.loads(body)["document"] != document:
         return  # JSON would give back something else (an integer key as a string): parse each time
-    path = _entry_path(key)
     try:
-        atomic_write(path, hashlib.sha256(body).hexdigest().encode() + b"\n" + body, durable=False)
+        path = _entry_path(key)
+        atomic_write(path, seal(body, secret).encode() + b"\n" + body, durable=False)
         _prune(path.parent, path.name)
-    except (OSError, ValueError):
+    except (OSError, ValueError, RuntimeError):
         return  # a read-only or full cache folder: the file is parsed each time, as without a cache
+
+
+def seal(body: bytes, secret: bytes) -> str:
+    """The first line of an entry whose JSON is ``body``."""
+    return hmac.new(secret, body, hashlib.sha256).hexdigest()
+
+
+@functools.cache
+def _secret() -> bytes | None:
+    boot = boot_id()
+    return boot.encode() if boot else None
 
 
 def _entry_path(key: str) -> Path:

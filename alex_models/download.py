@@ -138,7 +138,8 @@ class DownloadOptions:
     connections: int = 8
     """Parallel range requests for one large file."""
     min_segment: int = 32 * MiB
-    """A file is split only into pieces at least this large."""
+    """A file is split only into pieces at least this large, but for its last round (one piece per
+    connection), cut in quarters so the connections finish together (``pieces.plan_pieces``)."""
     checkpoint_seconds: float = 0.5
     """How often the bytes written so far are flushed and recorded as durable (a power loss keeps them)."""
     record_bytes: int = 2 * MiB

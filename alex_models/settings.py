@@ -65,8 +65,10 @@ def cache_home(environ: Mapping[str, str] | None = None) -> Path:
     """Where alex-models keeps what it can make again (``_doccache``): ``$XDG_CACHE_HOME/alex-models``,
     else ``%LOCALAPPDATA%\\alex-models\\cache`` (Windows), else ``~/.cache/alex-models``, as uv does."""
     env = os.environ if environ is None else environ
-    if env.get("XDG_CACHE_HOME"):
-        return Path(env["XDG_CACHE_HOME"]).expanduser() / "alex-models"
+    if env.get("XDG_CACHE_HOME") and Path(env["XDG_CACHE_HOME"]).expanduser().is_absolute():
+        return (
+            Path(env["XDG_CACHE_HOME"]).expanduser() / "alex-models"
+        )  # a relative one is ignored, as XDG says
     if env.get("LOCALAPPDATA"):
         return Path(env["LOCALAPPDATA"]) / "alex-models" / "cache"
     return Path(env.get("HOME") or Path.home()).expanduser() / ".cache" / "alex-models"

@@ -119,9 +119,10 @@ class Transfer:
         finally:
             self.host.running(self, running=False)
             self.checkpoints.finish()
-            # An interrupted run keeps what arrived, for the next one; a complete one flushes the
-            # last writes while the hasher catches up, not later in the promotion's fsync.
-            self.checkpoints.keep()
+            if self.stop.is_set():
+                self.checkpoints.keep()  # an interrupted run keeps what arrived, for the next one
+            else:
+                self.checkpoints.write_back()
         if self.checkpoints.failure is not None:
             raise self.checkpoints.failure
         if self.stop.is_set():  # only a cancel halts a transfer that did not fail

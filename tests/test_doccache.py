@@ -95,7 +95,7 @@ def test_an_entry_that_no_longer_validates_or_is_another_versions_is_parsed_anew
             }
         ).encode()
         entry(data).parent.mkdir(parents=True, exist_ok=True)
-        entry(data).write_bytes(hashlib.sha256(body).hexdigest().encode() + b"\n" + body)
+        entry(data).write_bytes(_doccache.seal(body, _doccache._secret() or b"").encode() + b"\n" + body)
 
         assert load_manifest(manifest).models["tiny"].quant == "Q4_K_M"
 
@@ -125,3 +125,18 @@ def test_what_json_would_give_back_otherwise_is_not_kept() -> None:
     _doccache.keep(b"{1: a}\n", {1: "a"})  # JSON keys are strings: it would come back as {"1": "a"}
 
     assert _doccache.recall(b"{1: a}\n") is None
+
+
+def test_an_entry_sealed_elsewhere_is_not_read(project: Path) -> None:
+    """A cache folder restored from another machine or boot (a CI cache) maps the committed bytes to
+    a document nobody committed: its seal is another boot's, so the file is parsed instead."""
+    manifest = write_manifest(project, {"tiny": {"repo": "org/tiny-GGUF", "quant": "Q4_K_M"}})
+    data = manifest.read_bytes()
+    forged = {"version": 1, "models": {"tiny": {"repo": "evil/other-GGUF", "quant": "Q4_K_M"}}}
+    body = json.dumps(
+        {"format": 1, "version": __version__, "sha256": hashlib.sha256(data).hexdigest(), "document": forged}
+    ).encode()
+    entry(data).parent.mkdir(parents=True, exist_ok=True)
+    entry(data).write_bytes(_doccache.seal(body, b"another boot").encode() + b"\n" + body)
+
+    assert load_manifest(manifest).models["tiny"].repo == "org/tiny-GGUF"

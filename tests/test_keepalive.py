@@ -263,7 +263,8 @@ class _StatusServer(_CountingServer):
 def test_an_error_answer_on_a_kept_connection_is_not_asked_again(store: Store, client: httpx2.Client) -> None:
     """A 503 with a chunked body is refused on its status: the GET is not sent a second time
     through httpx2, which would double a throttled server's load."""
-    with serving(_StatusServer(503)) as server:
+    server = _StatusServer(503)
+    with serving(server):
         options = DownloadOptions(min_segment=MiB, connections=2, retry=ONCE)
         with pytest.raises(RemoteError, match="503"):
             Downloader(store, client, options=options).fetch(url_job("http", server))
@@ -274,7 +275,8 @@ def test_an_error_answer_on_a_kept_connection_is_not_asked_again(store: Store, c
 def test_a_url_that_redirects_is_asked_once_more_at_most_then_straight_through_httpx2(
     store: Store, client: httpx2.Client
 ) -> None:
-    with serving(_StatusServer(302)) as server:
+    server = _StatusServer(302)
+    with serving(server):
         options = DownloadOptions(min_segment=MiB, connections=1, retry=ONCE)
         assert Downloader(store, client, options=options).fetch(url_job("http", server)) is True
 
