@@ -418,3 +418,17 @@ def test_every_blob_fits_in_10000_whole_mib_parts(size: int) -> None:
     assert part % MiB == 0
     assert part >= PART_SIZE
     assert -(-size // part) <= MAX_PARTS
+
+
+def test_with_obstore_s_own_network_settings_an_s3_object_is_read_through_obstore(
+    remote: ObjectStoreRemote, store: Store, client: httpx2.Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A proxy or a CA set for obstore (AWS_PROXY_URL, AWS_ALLOW_INVALID_CERTIFICATES…) is one the
+    downloader's HTTP client does not have: the HEAD would pass and every GET fail or go direct."""
+    monkeypatch.setenv("AWS_ALLOW_INVALID_CERTIFICATES", "true")
+    source = remote.source()
+    blob = job(source)
+
+    assert type(source.reader(blob, Wire(client, 5.0, None))).__name__ == "ObjectStoreReader"
+    monkeypatch.delenv("AWS_ALLOW_INVALID_CERTIFICATES")
+    assert type(source.reader(blob, Wire(client, 5.0, None))).__name__ == "SignedReader"
