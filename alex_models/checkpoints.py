@@ -8,10 +8,11 @@ fails hands its error to the transfer, which stops and raises it in the caller's
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -41,16 +42,23 @@ class Segment:
         return self.end - self.position
 
 
-def raise_if_no_space(exc: OSError, job: Blob, partial: Path) -> None:
-    """A full disk, a quota or a file-size limit: a ``UserError`` naming the bytes and the place.
+@contextlib.contextmanager
+def no_space_named(job: Blob, partial: Path) -> Iterator[None]:
+    """A full disk, a quota or a file-size limit met inside: a ``UserError`` naming the bytes and
+    the place; any other ``OSError`` as it is.
 
     The partial file and its last checkpoint stay in ``tmp/``: the next run with space resumes.
     """
-    if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
-        raise UserError(
-            f"no space for {job.label}: {human_size(job.size)} needed in {partial.parent} ({exc.strerror})",
-            hint="free some space (alex-models gc) or point ALEX_MODELS_HOME at a larger disk",
-        ) from None
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+            needed = f"{human_size(job.size)} needed in {partial.parent}"
+            raise UserError(
+                f"no space for {job.label}: {needed} ({exc.strerror})",
+                hint="free some space (alex-models gc) or point ALEX_MODELS_HOME at a larger disk",
+            ) from None
+        raise
 
 
 class Clocks(Protocol):
@@ -146,11 +154,8 @@ class Checkpoints:
         catches up, not later in the promotion's fsync (a 2 GiB sync from nginx spent up to 0.5 s
         there). No record: the promotion removes it."""
         if self.failure is None:
-            try:
+            with no_space_named(self.job, self.host.partial):
                 flush(self.fd, data_only=True)
-            except OSError as exc:
-                raise_if_no_space(exc, self.job, self.host.partial)
-                raise
 
     def _checkpointing(self, loop: Callable[[], None]) -> None:
         """Run one checkpoint clock until the workers are done; a failure stops the transfer."""
@@ -193,7 +198,7 @@ class Checkpoints:
     def _checkpoint(self, *, durably: bool) -> None:
         """Record the written bytes; ``durably``: flush them first, so that the record may claim
         them as durable, and make the record durable too."""
-        try:
+        with no_space_named(self.job, self.host.partial):
             if durably:
                 with self.changed:
                     flushing = [s.done for s in self.segments]
@@ -212,9 +217,6 @@ class Checkpoints:
                 self.host.record(snapshot, durably=durably)
                 self.saved, self.saved_at = written, time.monotonic()
                 self.host.kept(written)
-        except OSError as exc:
-            raise_if_no_space(exc, self.job, self.host.partial)
-            raise
 
 
 def record_due_in(unrecorded: int, elapsed: float, tuning: Clocks) -> float | None:

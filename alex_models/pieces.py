@@ -25,7 +25,7 @@ from pathlib import Path
 
 from alex_models._fs import atomic_write
 from alex_models._platform import boot_id, preallocate
-from alex_models.checkpoints import Segment, raise_if_no_space
+from alex_models.checkpoints import Segment, no_space_named
 from alex_models.sources import Blob
 from alex_models.store import Store
 
@@ -111,8 +111,5 @@ def save_record(store: Store, blob: Blob, segments: list[Segment], *, durably: b
 
 def reserve(fd: int, blob: Blob, partial: Path) -> None:
     """Give the partial file its full size now, so a full disk fails here, not mid-download."""
-    try:
+    with no_space_named(blob, partial):
         preallocate(fd, blob.size)
-    except OSError as exc:
-        raise_if_no_space(exc, blob, partial)
-        raise

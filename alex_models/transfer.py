@@ -20,7 +20,7 @@ from alex_models._futures import results_or_first_error
 from alex_models._platform import read_at, write_at
 from alex_models._retry import RetryPolicy
 from alex_models._units import MiB
-from alex_models.checkpoints import Checkpoints, Clocks, Recorder, Segment, raise_if_no_space
+from alex_models.checkpoints import Checkpoints, Clocks, Recorder, Segment, no_space_named
 from alex_models.errors import RemoteError
 from alex_models.sources import Blob, Body, Missing, Source, Transient, Wire
 
@@ -269,11 +269,8 @@ class Transfer:
             raise RemoteError(
                 f"{self.job.label}: {self.sources[self.current].name} sent more bytes than the file has"
             )
-        try:
+        with no_space_named(self.job, self.host.partial):
             write_at(self.fd, data, segment.position)
-        except OSError as exc:
-            raise_if_no_space(exc, self.job, self.host.partial)
-            raise
         with self.changed:
             segment.done += len(data)
             self.changed.notify_all()
