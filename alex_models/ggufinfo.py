@@ -127,6 +127,15 @@ class _Header:
         self.pos = end
         return text
 
+    def new_name(self, seen: set[str], *, limit: int, what: str) -> str:
+        """A key's or a tensor's name, which must be UTF-8, at most ``limit`` bytes, and not in
+        ``seen`` (it is added)."""
+        name = self.string(limit=limit, strict=True)
+        if name in seen:
+            raise _Malformed(f"the {what} {name!r} appears twice")
+        seen.add(name)
+        return name
+
     def skip_string(self) -> None:
         length = self.count()
         if self.pos + length > len(self.data):
@@ -206,10 +215,7 @@ def _parse(data: mmap.mmap) -> GGUFInfo:
     """The values of the keys alex-models uses; the others are checked and skipped."""
     keys: set[str] = set()
     for _ in range(kv_count):
-        key = header.string(limit=_MAX_KEY, strict=True)
-        if key in keys:
-            raise _Malformed(f"the key {key!r} appears twice")
-        keys.add(key)
+        key = header.new_name(keys, limit=_MAX_KEY, what="key")
         kind = int(header.take("I"))
         if key == "general.alignment" and kind != _UINT32:
             raise _Malformed("general.alignment is not a 32-bit unsigned integer")
@@ -220,10 +226,7 @@ def _parse(data: mmap.mmap) -> GGUFInfo:
     names: set[str] = set()
     offsets: list[int] = []
     for _ in range(tensor_count):
-        tensor = header.string(limit=_MAX_NAME, strict=True)
-        if tensor in names:
-            raise _Malformed(f"the tensor {tensor!r} appears twice")
-        names.add(tensor)
+        tensor = header.new_name(names, limit=_MAX_NAME, what="tensor")
         dims = int(header.take("I"))
         if dims > _MAX_DIMS:
             raise _Malformed(

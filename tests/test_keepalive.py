@@ -99,8 +99,8 @@ class _CountingServer(ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False
 
-    def __init__(self, *, hang_up: bool) -> None:
-        super().__init__(("127.0.0.1", 0), _Ranges)
+    def __init__(self, *, hang_up: bool, handler: type[BaseHTTPRequestHandler] = _Ranges) -> None:
+        super().__init__(("127.0.0.1", 0), handler)
         self.hang_up = hang_up
         self.guard = threading.Lock()
         self.accepted = self.answered = self.hung_up = self.sent = 0
@@ -252,11 +252,8 @@ class _Answers(BaseHTTPRequestHandler):
 
 class _StatusServer(_CountingServer):
     def __init__(self, status: int) -> None:
-        ThreadingHTTPServer.__init__(self, ("127.0.0.1", 0), _Answers)
+        super().__init__(hang_up=False, handler=_Answers)
         self.status = status
-        self.hang_up = False
-        self.guard = threading.Lock()
-        self.accepted = self.answered = self.hung_up = self.sent = 0
         self.asked: list[str] = []
 
 
